@@ -1,0 +1,36 @@
+// ocx: the one binary. Subcommands are registered here; each lives in its own file.
+#include <cstdio>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "src/cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ocx, the Open Compute Exchange", "ocx"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(ocx::cli::kVersion));
+  app.footer(
+      "Examples:\n"
+      "  ocx replay examples/replay/basic.jsonl\n"
+      "  ocx bench engine\n"
+      "Run 'ocx COMMAND --help' for a command's options.");
+
+  ocx::cli::Registry registry;
+  ocx::cli::RegisterReplay(app, registry);
+  ocx::cli::RegisterBench(app, registry);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors are exit code 2, the same as every other bad input to the CLI.
+    std::fprintf(stderr, "ocx: %s\nRun 'ocx --help' for usage.\n", e.what());
+    return 2;
+  }
+  return registry.Run();
+}

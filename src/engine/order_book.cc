@@ -22,7 +22,7 @@ OrderBook::OrderBook(const BookConfig& config) : config_(config), index_(config.
   levels_.reserve(config_.expected_levels);
   bids_.reserve(config_.expected_levels);
   asks_.reserve(config_.expected_levels);
-  expiries_.reserve(1024);
+  expiries_.reserve(config_.expected_orders / 4 + 1024);
 }
 
 // ---------------------------------------------------------------- commands
@@ -242,7 +242,8 @@ bool OrderBook::CanFillCompletely(const Incoming& in) const {
 }
 
 void OrderBook::Match(Incoming& in, std::vector<Event>* events) {
-  Ladder_& ladder = Ladder(Opposite(in.side));
+  const Side ladder_side = Opposite(in.side);
+  Ladder_& ladder = Ladder(ladder_side);
   size_t pos = ladder.size();
   while (pos > 0 && in.remaining > 0) {
     const Rung rung = ladder[pos - 1];
@@ -251,6 +252,7 @@ void OrderBook::Match(Incoming& in, std::vector<Event>* events) {
       break;
     }
     Level& level = levels_[rung.level];
+    if (level.orders == 0) --EmptyRungs(ladder_side);  // An empty rung: erased below.
     uint32_t slot = level.head;
     while (slot != kNil && in.remaining > 0) {
       Order& maker = orders_[slot];
@@ -295,6 +297,8 @@ void OrderBook::Match(Incoming& in, std::vector<Event>* events) {
     }
     --pos;
   }
+  // The walk may have stopped just behind an empty rung that is now the back.
+  PopEmptyRungs(ladder_side);
 }
 
 void OrderBook::Finish(Incoming& in, std::vector<Event>* events) {
@@ -407,21 +411,39 @@ void OrderBook::UnlinkOrder(uint32_t slot) {
 
 void OrderBook::RemoveResting(uint32_t slot) {
   const Side side = orders_[slot].side;
-  const PriceMicros price = orders_[slot].price;
   const uint32_t level_slot = orders_[slot].level;
   UnlinkOrder(slot);
   if (levels_[level_slot].orders != 0) return;
   Ladder_& ladder = Ladder(side);
-  // Cancels concentrate near the touch; look there before searching.
-  size_t pos;
-  if (!ladder.empty() && ladder.back().price == price) {
-    pos = ladder.size() - 1;
-  } else {
-    pos = LowerBound(side, price);
+  if (ladder.back().level == level_slot) {
+    ladder.pop_back();
+    FreeLevel(level_slot);
+    PopEmptyRungs(side);
+    return;
   }
-  OCX_ASSERT(pos < ladder.size() && ladder[pos].level == level_slot);
-  ladder.erase(ladder.begin() + static_cast<ptrdiff_t>(pos));
-  FreeLevel(level_slot);
+  size_t& empty = EmptyRungs(side);
+  ++empty;
+  if (empty > 64 && empty > ladder.size() - empty) CompactLadder(side);
+}
+
+void OrderBook::PopEmptyRungs(Side side) {
+  Ladder_& ladder = Ladder(side);
+  size_t& empty = EmptyRungs(side);
+  while (!ladder.empty() && levels_[ladder.back().level].orders == 0) {
+    FreeLevel(ladder.back().level);
+    ladder.pop_back();
+    --empty;
+  }
+}
+
+void OrderBook::CompactLadder(Side side) {
+  Ladder_& ladder = Ladder(side);
+  std::erase_if(ladder, [this](const Rung& rung) {
+    if (levels_[rung.level].orders != 0) return false;
+    FreeLevel(rung.level);
+    return true;
+  });
+  EmptyRungs(side) = 0;
 }
 
 size_t OrderBook::LowerBound(Side side, PriceMicros price) const {
@@ -447,7 +469,10 @@ uint32_t OrderBook::FindOrCreateLevel(Side side, PriceMicros price) {
     return ladder.back().level;
   } else {
     pos = LowerBound(side, price);
-    if (pos < ladder.size() && ladder[pos].price == price) return ladder[pos].level;
+    if (pos < ladder.size() && ladder[pos].price == price) {
+      if (levels_[ladder[pos].level].orders == 0) --EmptyRungs(side);  // Revived.
+      return ladder[pos].level;
+    }
   }
   uint32_t level_slot;
   if (free_level_ != kNil) {
@@ -500,6 +525,7 @@ std::vector<LevelView> OrderBook::Depth(Side side, size_t max_levels) const {
   std::vector<LevelView> depth;
   for (size_t pos = ladder.size(); pos > 0 && depth.size() < max_levels; --pos) {
     const Level& level = levels_[ladder[pos - 1].level];
+    if (level.orders == 0) continue;
     depth.push_back(LevelView{level.price, level.quantity, level.orders});
   }
   return depth;
@@ -521,6 +547,7 @@ void OrderBook::CheckInvariants() const {
   size_t gtd = 0;
   for (const Side side : {Side::kBuy, Side::kSell}) {
     const Ladder_& ladder = Ladder(side);
+    size_t empty_rungs = 0;
     for (size_t pos = 0; pos < ladder.size(); ++pos) {
       const Rung& rung = ladder[pos];
       if (pos > 0) {
@@ -530,7 +557,11 @@ void OrderBook::CheckInvariants() const {
       }
       const Level& level = levels_[rung.level];
       OCX_ASSERT(level.price == rung.price);
-      OCX_ASSERT(level.orders > 0);
+      if (level.orders == 0) {
+        ++empty_rungs;
+        OCX_ASSERT(pos + 1 < ladder.size());  // Never at the back.
+        continue;
+      }
       Quantity quantity = 0;
       uint32_t orders = 0;
       uint32_t prev = kNil;
@@ -557,6 +588,7 @@ void OrderBook::CheckInvariants() const {
       OCX_ASSERT(level.quantity == quantity);
       counted += orders;
     }
+    OCX_ASSERT(empty_rungs == EmptyRungs(side));
   }
   OCX_ASSERT(counted == index_.size());
   OCX_ASSERT(gtd == live_gtd_orders_);

@@ -62,7 +62,7 @@ class OrderBook {
   // ---- Queries (cheap; for the API, tests and benchmarks) ----
   const BookConfig& config() const { return config_; }
   size_t resting_orders() const { return index_.size(); }
-  size_t levels(Side side) const { return Ladder(side).size(); }
+  size_t levels(Side side) const { return Ladder(side).size() - EmptyRungs(side); }
   bool Contains(OrderId id) const { return index_.Find(id) != OrderIndex::kNotFound; }
   // The resting order `id`, or false when it is not resting.
   bool Find(OrderId id, OrderView* view) const;
@@ -155,8 +155,19 @@ class OrderBook {
   // Removes a resting order from its level, the index and the pool; an emptied level stays
   // on the ladder (Match() removes it once it has walked the level).
   void UnlinkOrder(uint32_t slot);
-  // UnlinkOrder() and, if that empties the level, takes the level off the ladder.
+  // UnlinkOrder() for an order leaving the book outside matching. An emptied level at the
+  // touch is popped at once; one deeper in the book stays on the ladder as an empty rung
+  // (skipped by every walk) until CompactLadder() sweeps it, so that a cancel never searches
+  // or shifts the ladder: O(1), amortized.
   void RemoveResting(uint32_t slot);
+  // Pops empty rungs off the back of a ladder, so that its back is always a live level.
+  void PopEmptyRungs(Side side);
+  // Removes every empty rung of a side, once they outnumber its live levels.
+  void CompactLadder(Side side);
+  size_t EmptyRungs(Side side) const {
+    return side == Side::kBuy ? empty_bid_rungs_ : empty_ask_rungs_;
+  }
+  size_t& EmptyRungs(Side side) { return side == Side::kBuy ? empty_bid_rungs_ : empty_ask_rungs_; }
   uint32_t AllocateOrder();
   uint32_t FindOrCreateLevel(Side side, PriceMicros price);
   void FreeLevel(uint32_t level_slot);
@@ -175,6 +186,9 @@ class OrderBook {
   uint32_t free_level_ = kNil;
   Ladder_ bids_;
   Ladder_ asks_;
+  // Rungs whose level has no orders left (see RemoveResting()). Never at a ladder's back.
+  size_t empty_bid_rungs_ = 0;
+  size_t empty_ask_rungs_ = 0;
   OrderIndex index_;
   // Min-heap on expiry of resting gtd orders. Entries of orders that left the book early
   // stay until they surface (checked against the index then), and the heap is compacted when

@@ -520,6 +520,25 @@ PriceMicros OrderBook::BestPrice(Side side) const {
   return ladder.empty() ? 0 : ladder.back().price;
 }
 
+PriceMicros OrderBook::WorstPrice(Side side) const {
+  for (const Rung& rung : Ladder(side)) {
+    if (levels_[rung.level].orders != 0) return rung.price;
+  }
+  return 0;
+}
+
+void OrderBook::RestoreResting(const OrderView& order, Timestamp now) {
+  OCX_ASSERT(!Contains(order.id));
+  OCX_ASSERT(order.remaining > 0 && order.lot >= 1 && order.remaining % order.lot == 0);
+  OCX_ASSERT(order.tif == TimeInForce::kGtc || order.tif == TimeInForce::kGtd);
+  OCX_ASSERT(ValidatePrice(order.price) == RejectReason::kNone);
+  if (now > last_time_) last_time_ = now;
+  const Incoming in{order.id,    order.account,   order.side, OrderType::kLimit, order.tif,
+                    order.price, order.remaining, order.lot,  order.expiry,      order.constraint,
+                    order.machine};
+  Rest(in);
+}
+
 std::vector<LevelView> OrderBook::Depth(Side side, size_t max_levels) const {
   const Ladder_& ladder = Ladder(side);
   std::vector<LevelView> depth;

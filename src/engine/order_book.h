@@ -68,11 +68,20 @@ class OrderBook {
   bool Find(OrderId id, OrderView* view) const;
   // Best price on a side, or 0 when the side is empty.
   PriceMicros BestPrice(Side side) const;
+  // Worst (farthest from the touch) price on a side, or 0 when the side is empty: the
+  // furthest a market order could reach.
+  PriceMicros WorstPrice(Side side) const;
   // Up to `max_levels` levels of a side, best first.
   std::vector<LevelView> Depth(Side side, size_t max_levels) const;
   // Every resting order of a side in priority order (best price first, then time).
   void ForEachResting(Side side, const std::function<void(const OrderView&)>& visit) const;
   Timestamp last_time() const { return last_time_; }
+
+  // Puts back a resting order taken from a snapshot, behind the orders of its price level,
+  // without matching. Restoring a side in ForEachResting() order recreates its priority.
+  // The order must be valid and must not cross in a way the book could not have produced
+  // (asserted by CheckInvariants()); `now` becomes the book's time if later.
+  void RestoreResting(const OrderView& order, Timestamp now);
 
   // Asserts every invariant (O(n^2) in the worst case over crossed levels; for tests).
   void CheckInvariants() const;

@@ -1,0 +1,556 @@
+#include "src/core/codec.h"
+
+#include <sodium.h>
+
+#include "nlohmann/json.hpp"
+#include "src/base/assert.h"
+#include "src/core/exchange.h"
+
+namespace ocx::core {
+
+using Json = nlohmann::json;
+
+namespace {
+
+// Enum <-> name tables. The names are part of the on-disk format: never change them.
+template <typename E, size_t N>
+struct Names {
+  std::array<std::pair<E, const char*>, N> entries;
+  const char* Name(E value) const {
+    for (const auto& [e, name] : entries) {
+      if (e == value) return name;
+    }
+    OCX_ASSERT_MSG(false, "enum value without a name");
+    return "";
+  }
+  bool Parse(const std::string& name, E* value) const {
+    for (const auto& [e, n] : entries) {
+      if (name == n) {
+        *value = e;
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
+constexpr Names<Role, 3> kRoles{{{{Role::kConsumer, "consumer"},
+                                  {Role::kProvider, "provider"},
+                                  {Role::kOperator, "operator"}}}};
+constexpr Names<BalanceKind, 7> kBalanceKinds{{{{BalanceKind::kAvailable, "available"},
+                                                {BalanceKind::kHeld, "held"},
+                                                {BalanceKind::kEscrow, "escrow"},
+                                                {BalanceKind::kEarnings, "earnings"},
+                                                {BalanceKind::kExternal, "external"},
+                                                {BalanceKind::kFees, "fees"},
+                                                {BalanceKind::kInsurance, "insurance"}}}};
+constexpr Names<engine::Side, 2> kSides{{{{engine::Side::kBuy, "buy"},
+                                          {engine::Side::kSell, "sell"}}}};
+constexpr Names<engine::OrderType, 2> kTypes{{{{engine::OrderType::kLimit, "limit"},
+                                               {engine::OrderType::kMarket, "market"}}}};
+constexpr Names<engine::TimeInForce, 4> kTifs{{{{engine::TimeInForce::kGtc, "gtc"},
+                                                {engine::TimeInForce::kIoc, "ioc"},
+                                                {engine::TimeInForce::kFok, "fok"},
+                                                {engine::TimeInForce::kGtd, "gtd"}}}};
+constexpr Names<LeaseEndReason, 5> kEndReasons{{{{LeaseEndReason::kFinished, "finished"},
+                                                 {LeaseEndReason::kReleased, "released"},
+                                                 {LeaseEndReason::kReclaimed, "reclaimed"},
+                                                 {LeaseEndReason::kExpired, "expired"},
+                                                 {LeaseEndReason::kOffline, "offline"}}}};
+
+Json AttributesToJson(const std::map<std::string, AttributeValue>& attributes) {
+  Json out = Json::object();
+  for (const auto& [key, value] : attributes) {
+    out[key] = value.is_number ? Json{{"n", value.number_micros}} : Json{{"s", value.text}};
+  }
+  return out;
+}
+
+// A reader over one JSON object that records the first problem instead of throwing.
+class Reader {
+ public:
+  explicit Reader(const Json& json) : json_(json) {}
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+
+  template <typename T>
+  T Int(const char* key) {
+    const auto it = json_.find(key);
+    if (it == json_.end() || !it->is_number_integer()) {
+      Fail(key, "an integer");
+      return T{};
+    }
+    return it->get<T>();
+  }
+  std::string Str(const char* key) {
+    const auto it = json_.find(key);
+    if (it == json_.end() || !it->is_string()) {
+      Fail(key, "a string");
+      return {};
+    }
+    return it->get<std::string>();
+  }
+  template <typename E, size_t N>
+  E Enum(const char* key, const Names<E, N>& names) {
+    E value{};
+    if (!names.Parse(Str(key), &value)) Fail(key, "a known name");
+    return value;
+  }
+  bool Has(const char* key) const { return json_.contains(key) && !json_[key].is_null(); }
+  const Json& Sub(const char* key) {
+    static const Json kEmpty = Json::object();
+    const auto it = json_.find(key);
+    if (it == json_.end() || !(it->is_object() || it->is_array())) {
+      Fail(key, "an object or array");
+      return kEmpty;
+    }
+    return *it;
+  }
+  void Fail(const char* key, const char* what) {
+    if (error_.empty()) error_ = std::string("\"") + key + "\" must be " + what;
+  }
+
+ private:
+  const Json& json_;
+  std::string error_;
+};
+
+bool ReadAttributes(const Json& json, std::map<std::string, AttributeValue>* out) {
+  if (!json.is_object()) return false;
+  for (const auto& [key, value] : json.items()) {
+    AttributeValue attribute;
+    if (value.contains("n") && value["n"].is_number_integer()) {
+      attribute.is_number = true;
+      attribute.number_micros = value["n"].get<int64_t>();
+    } else if (value.contains("s") && value["s"].is_string()) {
+      attribute.text = value["s"].get<std::string>();
+    } else {
+      return false;
+    }
+    (*out)[key] = attribute;
+  }
+  return true;
+}
+
+Json SpecToJson(const MachineSpec& spec) {
+  Json capacity = Json::object();
+  for (const auto& [market, slots] : spec.capacity) capacity[market] = slots;
+  return Json{{"name", spec.name},
+              {"attributes", AttributesToJson(spec.attributes)},
+              {"capacity", capacity}};
+}
+
+bool ReadSpec(const Json& json, MachineSpec* spec) {
+  if (!json.is_object() || !json.contains("name") || !json["name"].is_string()) return false;
+  spec->name = json["name"].get<std::string>();
+  if (!json.contains("attributes") || !ReadAttributes(json["attributes"], &spec->attributes)) {
+    return false;
+  }
+  if (!json.contains("capacity") || !json["capacity"].is_object()) return false;
+  for (const auto& [market, slots] : json["capacity"].items()) {
+    if (!slots.is_number_integer()) return false;
+    spec->capacity[market] = slots.get<Quantity>();
+  }
+  return true;
+}
+
+struct Encoder {
+  Json operator()(const CreateAccount& c) const {
+    return {{"actor", c.actor}, {"name", c.name}, {"role", kRoles.Name(c.role)}};
+  }
+  Json operator()(const Deposit& c) const {
+    return {{"actor", c.actor}, {"account", c.account}, {"amount", c.amount}};
+  }
+  Json operator()(const Withdraw& c) const {
+    return {{"actor", c.actor},
+            {"account", c.account},
+            {"amount", c.amount},
+            {"from", kBalanceKinds.Name(c.from)}};
+  }
+  Json operator()(const RegisterMachine& c) const {
+    return {{"actor", c.actor}, {"spec", SpecToJson(c.spec)}};
+  }
+  Json operator()(const Heartbeat& c) const { return {{"machine", c.machine}}; }
+  Json operator()(const PlaceOrder& c) const {
+    Json j = {{"actor", c.actor},
+              {"market", c.market},
+              {"client_order_id", c.client_order_id},
+              {"side", kSides.Name(c.side)},
+              {"order_type", kTypes.Name(c.type)},
+              {"tif", kTifs.Name(c.tif)},
+              {"price", c.price},
+              {"quantity", c.quantity},
+              {"lot", c.lot},
+              {"max_hours", c.max_hours},
+              {"machine", c.machine}};
+    if (c.expiry) j["expiry"] = *c.expiry;
+    return j;
+  }
+  Json operator()(const CancelOrder& c) const { return {{"actor", c.actor}, {"order", c.order}}; }
+  Json operator()(const ReplaceOrder& c) const {
+    Json j = {{"actor", c.actor}, {"order", c.order}};
+    if (c.price) j["price"] = *c.price;
+    if (c.quantity) j["quantity"] = *c.quantity;
+    return j;
+  }
+  Json operator()(const ReportUsage& c) const {
+    return {{"machine", c.machine},       {"lease", c.lease},
+            {"wall_seconds", c.wall_seconds}, {"cpu_seconds", c.cpu_seconds},
+            {"peak_memory_mib", c.peak_memory_mib}, {"gpu_seconds", c.gpu_seconds}};
+  }
+  Json operator()(const EndLease& c) const {
+    return {{"actor", c.actor},
+            {"machine", c.machine},
+            {"lease", c.lease},
+            {"reason", kEndReasons.Name(c.reason)}};
+  }
+  Json operator()(const Tick&) const { return Json::object(); }
+};
+
+}  // namespace
+
+std::string_view CommandName(const CommandBody& command) {
+  static constexpr const char* kNames[] = {
+      "create_account", "deposit",       "withdraw",      "register_machine",
+      "heartbeat",      "place_order",   "cancel_order",  "replace_order",
+      "report_usage",   "end_lease",     "tick"};
+  static_assert(std::size(kNames) == std::variant_size_v<CommandBody>);
+  return kNames[command.index()];
+}
+
+std::string EncodeCommand(const CommandBody& command) {
+  Json j = std::visit(Encoder{}, command);
+  j["type"] = std::string(CommandName(command));
+  return j.dump();
+}
+
+absl::StatusOr<CommandBody> DecodeCommand(std::string_view payload) {
+  const Json j = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::DataLossError("command payload is not a JSON object");
+  }
+  Reader r(j);
+  const std::string type = r.Str("type");
+  CommandBody out;
+  if (type == "create_account") {
+    out = CreateAccount{r.Int<AccountId>("actor"), r.Str("name"), r.Enum("role", kRoles)};
+  } else if (type == "deposit") {
+    out = Deposit{r.Int<AccountId>("actor"), r.Int<AccountId>("account"), r.Int<Micros>("amount")};
+  } else if (type == "withdraw") {
+    out = Withdraw{r.Int<AccountId>("actor"), r.Int<AccountId>("account"), r.Int<Micros>("amount"),
+                   r.Enum("from", kBalanceKinds)};
+  } else if (type == "register_machine") {
+    RegisterMachine c;
+    c.actor = r.Int<AccountId>("actor");
+    if (!ReadSpec(r.Sub("spec"), &c.spec)) r.Fail("spec", "a machine spec");
+    out = c;
+  } else if (type == "heartbeat") {
+    out = Heartbeat{r.Int<MachineId>("machine")};
+  } else if (type == "place_order") {
+    PlaceOrder c;
+    c.actor = r.Int<AccountId>("actor");
+    c.market = r.Str("market");
+    c.client_order_id = r.Str("client_order_id");
+    c.side = r.Enum("side", kSides);
+    c.type = r.Enum("order_type", kTypes);
+    c.tif = r.Enum("tif", kTifs);
+    c.price = r.Int<PriceMicros>("price");
+    c.quantity = r.Int<Quantity>("quantity");
+    c.lot = r.Int<Quantity>("lot");
+    c.max_hours = r.Int<int32_t>("max_hours");
+    c.machine = r.Int<MachineId>("machine");
+    if (r.Has("expiry")) c.expiry = r.Int<Timestamp>("expiry");
+    out = c;
+  } else if (type == "cancel_order") {
+    out = CancelOrder{r.Int<AccountId>("actor"), r.Int<OrderId>("order")};
+  } else if (type == "replace_order") {
+    ReplaceOrder c;
+    c.actor = r.Int<AccountId>("actor");
+    c.order = r.Int<OrderId>("order");
+    if (r.Has("price")) c.price = r.Int<PriceMicros>("price");
+    if (r.Has("quantity")) c.quantity = r.Int<Quantity>("quantity");
+    out = c;
+  } else if (type == "report_usage") {
+    out = ReportUsage{r.Int<MachineId>("machine"),      r.Int<LeaseId>("lease"),
+                      r.Int<int64_t>("wall_seconds"),    r.Int<int64_t>("cpu_seconds"),
+                      r.Int<int64_t>("peak_memory_mib"), r.Int<int64_t>("gpu_seconds")};
+  } else if (type == "end_lease") {
+    out = EndLease{r.Int<AccountId>("actor"), r.Int<MachineId>("machine"), r.Int<LeaseId>("lease"),
+                   r.Enum("reason", kEndReasons)};
+  } else if (type == "tick") {
+    out = Tick{};
+  } else {
+    return absl::DataLossError("unknown command type \"" + type + "\"");
+  }
+  if (!r.ok()) return absl::DataLossError("command \"" + type + "\": " + r.error());
+  return out;
+}
+
+// ---------------------------------------------------------------- snapshots
+
+// Reads and writes Exchange's private state.
+class SnapshotCodec {
+ public:
+  static Json Save(const Exchange& x) {
+    Json markets = Json::array();
+    for (const MarketConfig& m : x.config_.markets) markets.push_back(m.name);
+    Json accounts = Json::array();
+    for (const auto& [id, a] : x.accounts_) {
+      accounts.push_back({{"id", id}, {"name", a.name}, {"role", kRoles.Name(a.role)}});
+    }
+    Json balances = Json::array();
+    for (const auto& [ref, amount] : x.balances_) {
+      balances.push_back({{"owner", ref.owner},
+                          {"kind", kBalanceKinds.Name(ref.kind)},
+                          {"amount", amount}});
+    }
+    Json orders = Json::array();
+    // Resting orders per market and side in priority order, so a restore rebuilds the
+    // books' time priority exactly.
+    for (size_t m = 0; m < x.books_.size(); ++m) {
+      for (engine::Side side : {engine::Side::kBuy, engine::Side::kSell}) {
+        x.books_[m]->ForEachResting(side, [&](const engine::OrderView& v) {
+          const OrderState& s = x.orders_.at(v.id);
+          Json o = {{"id", v.id},
+                    {"account", v.account},
+                    {"market", m},
+                    {"side", kSides.Name(v.side)},
+                    {"tif", kTifs.Name(v.tif)},
+                    {"price", v.price},
+                    {"remaining", v.remaining},
+                    {"lot", v.lot},
+                    {"expiry", v.expiry},
+                    {"machine", v.machine},
+                    {"client_order_id", s.client_order_id},
+                    {"hold_price", s.hold_price},
+                    {"max_hours", s.max_hours},
+                    {"hold", s.hold}};
+          orders.push_back(std::move(o));
+        });
+      }
+    }
+    Json client_ids = Json::array();
+    for (const auto& [key, order] : x.client_order_ids_) {
+      client_ids.push_back({key.first, key.second, order});
+    }
+    Json machines = Json::array();
+    for (const auto& [id, m] : x.machines_) {
+      machines.push_back({{"id", id},
+                          {"owner", m.owner},
+                          {"spec", SpecToJson(m.spec)},
+                          {"last_heartbeat", m.last_heartbeat},
+                          {"online", m.online}});
+    }
+    Json leases = Json::array();
+    for (const auto& [id, l] : x.leases_) {
+      leases.push_back({{"id", id},
+                        {"buyer", l.buyer},
+                        {"seller", l.seller},
+                        {"machine", l.machine},
+                        {"market", l.market},
+                        {"slots", l.slots},
+                        {"price", l.price},
+                        {"max_hours", l.max_hours},
+                        {"start", l.start},
+                        {"buy_order", l.buy_order},
+                        {"sell_order", l.sell_order},
+                        {"buyer_fee_bps", l.buyer_fee_bps},
+                        {"seller_fee_bps", l.seller_fee_bps},
+                        {"escrow", l.escrow},
+                        {"billed", l.billed},
+                        {"buyer_fee", l.buyer_fee},
+                        {"seller_fee", l.seller_fee},
+                        {"buyer_fee_insured", l.buyer_fee_insured},
+                        {"seller_fee_insured", l.seller_fee_insured},
+                        {"billed_seconds", l.billed_seconds},
+                        {"reported_wall_seconds", l.reported_wall_seconds}});
+    }
+    return Json{{"version", kSnapshotVersion},
+                {"markets", markets},
+                {"last_sequence", x.last_sequence_},
+                {"now", x.now_},
+                {"next_account", x.next_account_},
+                {"next_machine", x.next_machine_},
+                {"next_order", x.next_order_},
+                {"next_lease", x.next_lease_},
+                {"next_entry", x.next_entry_},
+                {"deposits", x.deposits_},
+                {"withdrawals", x.withdrawals_},
+                {"accounts", accounts},
+                {"balances", balances},
+                {"orders", orders},
+                {"client_order_ids", client_ids},
+                {"machines", machines},
+                {"leases", leases}};
+  }
+
+  static absl::Status Load(const Json& j, Exchange& x) {
+    if (!j.is_object() || j.value("version", 0) != kSnapshotVersion) {
+      return absl::DataLossError("snapshot: not a version 1 exchange snapshot");
+    }
+    Json markets = Json::array();
+    for (const MarketConfig& m : x.config_.markets) markets.push_back(m.name);
+    if (j["markets"] != markets) {
+      return absl::FailedPreconditionError(
+          "snapshot: its markets " + j["markets"].dump() + " differ from the configuration's " +
+          markets.dump());
+    }
+    Reader r(j);
+    x.last_sequence_ = r.Int<uint64_t>("last_sequence");
+    x.now_ = r.Int<Timestamp>("now");
+    x.next_account_ = r.Int<AccountId>("next_account");
+    x.next_machine_ = r.Int<MachineId>("next_machine");
+    x.next_order_ = r.Int<OrderId>("next_order");
+    x.next_lease_ = r.Int<LeaseId>("next_lease");
+    x.next_entry_ = r.Int<uint64_t>("next_entry");
+    x.deposits_ = r.Int<Micros>("deposits");
+    x.withdrawals_ = r.Int<Micros>("withdrawals");
+    for (const Json& a : r.Sub("accounts")) {
+      Reader ar(a);
+      Account account{ar.Int<AccountId>("id"), ar.Str("name"), ar.Enum("role", kRoles), 0};
+      if (!ar.ok()) return absl::DataLossError("snapshot account: " + ar.error());
+      x.account_names_[account.name] = account.id;
+      x.accounts_[account.id] = account;
+    }
+    for (const Json& b : r.Sub("balances")) {
+      Reader br(b);
+      const BalanceRef ref{br.Int<AccountId>("owner"), br.Enum("kind", kBalanceKinds)};
+      x.balances_[ref] = br.Int<Micros>("amount");
+      if (!br.ok()) return absl::DataLossError("snapshot balance: " + br.error());
+    }
+    for (const Json& m : r.Sub("machines")) {
+      Reader mr(m);
+      Machine machine;
+      machine.id = mr.Int<MachineId>("id");
+      machine.owner = mr.Int<AccountId>("owner");
+      if (!ReadSpec(mr.Sub("spec"), &machine.spec)) mr.Fail("spec", "a machine spec");
+      machine.last_heartbeat = mr.Int<Timestamp>("last_heartbeat");
+      machine.online = m.value("online", false);
+      if (!mr.ok()) return absl::DataLossError("snapshot machine: " + mr.error());
+      machine.capacity.assign(x.books_.size(), 0);
+      machine.offered.assign(x.books_.size(), 0);
+      machine.leased.assign(x.books_.size(), 0);
+      for (const auto& [market, slots] : machine.spec.capacity) {
+        const int index = x.MarketIndex(market);
+        if (index < 0) return absl::DataLossError("snapshot machine: unknown market " + market);
+        machine.capacity[index] = slots;
+      }
+      if (machine.online) {
+        x.heartbeat_deadlines_.insert(
+            {machine.last_heartbeat + x.config_.heartbeat_timeout, machine.id});
+      }
+      x.machines_[machine.id] = std::move(machine);
+    }
+    for (const Json& o : r.Sub("orders")) {
+      Reader orr(o);
+      engine::OrderView v{};
+      v.id = orr.Int<OrderId>("id");
+      v.account = orr.Int<AccountId>("account");
+      const size_t market = orr.Int<size_t>("market");
+      v.side = orr.Enum("side", kSides);
+      v.tif = orr.Enum("tif", kTifs);
+      v.price = orr.Int<PriceMicros>("price");
+      v.remaining = orr.Int<Quantity>("remaining");
+      v.lot = orr.Int<Quantity>("lot");
+      v.expiry = orr.Int<Timestamp>("expiry");
+      v.machine = orr.Int<MachineId>("machine");
+      OrderState s;
+      s.id = v.id;
+      s.account = v.account;
+      s.market = market;
+      s.side = v.side;
+      s.client_order_id = orr.Str("client_order_id");
+      s.remaining = v.remaining;
+      s.lot = v.lot;
+      s.hold_price = orr.Int<PriceMicros>("hold_price");
+      s.max_hours = orr.Int<int32_t>("max_hours");
+      s.hold = orr.Int<Micros>("hold");
+      s.machine = v.machine;
+      if (!orr.ok()) return absl::DataLossError("snapshot order: " + orr.error());
+      if (market >= x.books_.size() || !x.accounts_.contains(v.account) ||
+          (v.side == engine::Side::kSell && !x.machines_.contains(v.machine))) {
+        return absl::DataLossError("snapshot order " + std::to_string(v.id) + " is inconsistent");
+      }
+      x.books_[market]->RestoreResting(v, x.now_);
+      x.orders_[v.id] = s;
+      ++x.accounts_[v.account].open_orders;
+      if (v.side == engine::Side::kSell) {
+        Machine& machine = x.machines_[v.machine];
+        machine.sells.insert(v.id);
+        machine.offered[market] += v.remaining;
+      }
+    }
+    for (const Json& c : r.Sub("client_order_ids")) {
+      if (!c.is_array() || c.size() != 3) return absl::DataLossError("snapshot client order id");
+      x.client_order_ids_[{c[0].get<AccountId>(), c[1].get<std::string>()}] = c[2].get<OrderId>();
+    }
+    for (const Json& l : r.Sub("leases")) {
+      Reader lr(l);
+      Lease lease;
+      lease.id = lr.Int<LeaseId>("id");
+      lease.buyer = lr.Int<AccountId>("buyer");
+      lease.seller = lr.Int<AccountId>("seller");
+      lease.machine = lr.Int<MachineId>("machine");
+      lease.market = lr.Int<size_t>("market");
+      lease.slots = lr.Int<Quantity>("slots");
+      lease.price = lr.Int<PriceMicros>("price");
+      lease.max_hours = lr.Int<int32_t>("max_hours");
+      lease.start = lr.Int<Timestamp>("start");
+      lease.buy_order = lr.Int<OrderId>("buy_order");
+      lease.sell_order = lr.Int<OrderId>("sell_order");
+      lease.buyer_fee_bps = lr.Int<int32_t>("buyer_fee_bps");
+      lease.seller_fee_bps = lr.Int<int32_t>("seller_fee_bps");
+      lease.escrow = lr.Int<Micros>("escrow");
+      lease.billed = lr.Int<Micros>("billed");
+      lease.buyer_fee = lr.Int<Micros>("buyer_fee");
+      lease.seller_fee = lr.Int<Micros>("seller_fee");
+      lease.buyer_fee_insured = lr.Int<Micros>("buyer_fee_insured");
+      lease.seller_fee_insured = lr.Int<Micros>("seller_fee_insured");
+      lease.billed_seconds = lr.Int<int64_t>("billed_seconds");
+      lease.reported_wall_seconds = lr.Int<int64_t>("reported_wall_seconds");
+      if (!lr.ok()) return absl::DataLossError("snapshot lease: " + lr.error());
+      if (!x.machines_.contains(lease.machine) || lease.market >= x.books_.size()) {
+        return absl::DataLossError("snapshot lease " + std::to_string(lease.id) +
+                                   " is inconsistent");
+      }
+      Machine& machine = x.machines_[lease.machine];
+      machine.leased[lease.market] += lease.slots;
+      machine.leases.insert(lease.id);
+      x.lease_deadlines_.insert(
+          {lease.start + Timestamp{lease.max_hours} * 3600 * kMicrosPerSecond, lease.id});
+      x.leases_[lease.id] = lease;
+    }
+    if (!r.ok()) return absl::DataLossError("snapshot: " + r.error());
+    return absl::OkStatus();
+  }
+};
+
+std::string Exchange::Serialize() const { return SnapshotCodec::Save(*this).dump(); }
+
+absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Restore(ExchangeConfig config,
+                                                            std::string_view serialized) {
+  const Json j = Json::parse(serialized, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::DataLossError("snapshot: not valid JSON");
+  auto exchange = std::make_unique<Exchange>(std::move(config));
+  const absl::Status status = SnapshotCodec::Load(j, *exchange);
+  if (!status.ok()) return status;
+  return exchange;
+}
+
+std::string Exchange::StateHash() const {
+  static const bool initialized = sodium_init() >= 0;
+  OCX_ASSERT(initialized);
+  const std::string bytes = Serialize();
+  unsigned char hash[32];
+  crypto_generichash(hash, sizeof hash, reinterpret_cast<const unsigned char*>(bytes.data()),
+                     bytes.size(), nullptr, 0);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char byte : hash) {
+    hex.push_back(kHex[byte >> 4]);
+    hex.push_back(kHex[byte & 15]);
+  }
+  return hex;
+}
+
+}  // namespace ocx::core

@@ -1,0 +1,104 @@
+// Commands of the exchange state machine. Each is sequenced (sequence number + timestamp)
+// and journaled before it is applied; applying the same commands in the same order always
+// gives the same state and events.
+//
+// Who sent a command is part of it: `actor` is the authenticated account (the API checked
+// the token), or for machine commands the authenticated machine (the API checked its
+// signature). The core decides what that actor may do.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "src/core/types.h"
+
+namespace ocx::core {
+
+struct CreateAccount {
+  AccountId actor = 0;  // 0 for self sign-up; an operator to create an operator.
+  std::string name;
+  Role role = Role::kConsumer;
+};
+
+struct Deposit {
+  AccountId actor = 0;  // Must be an operator.
+  AccountId account = 0;
+  Micros amount = 0;
+};
+
+struct Withdraw {
+  AccountId actor = 0;  // Must be an operator.
+  AccountId account = 0;
+  Micros amount = 0;
+  BalanceKind from = BalanceKind::kAvailable;  // kAvailable or kEarnings.
+};
+
+struct RegisterMachine {
+  AccountId actor = 0;  // A provider: the machine's owner.
+  MachineSpec spec;
+};
+
+struct Heartbeat {
+  MachineId machine = 0;  // Authenticated machine.
+};
+
+struct PlaceOrder {
+  AccountId actor = 0;
+  std::string market;
+  std::string client_order_id;  // Unique per account, forever (idempotency).
+  engine::Side side = engine::Side::kBuy;
+  engine::OrderType type = engine::OrderType::kLimit;
+  engine::TimeInForce tif = engine::TimeInForce::kGtc;
+  PriceMicros price = 0;
+  Quantity quantity = 0;
+  Quantity lot = 1;                    // Buys.
+  int32_t max_hours = 1;               // Buys: the longest lease it pays for.
+  std::optional<Timestamp> expiry;     // gtd.
+  MachineId machine = 0;               // Sells: the machine whose capacity backs it.
+};
+
+struct CancelOrder {
+  AccountId actor = 0;
+  OrderId order = 0;
+};
+
+struct ReplaceOrder {
+  AccountId actor = 0;
+  OrderId order = 0;
+  std::optional<PriceMicros> price;
+  std::optional<Quantity> quantity;
+};
+
+struct ReportUsage {
+  MachineId machine = 0;  // Authenticated machine (the report is signed by its key).
+  LeaseId lease = 0;
+  int64_t wall_seconds = 0;  // Cumulative for the lease.
+  int64_t cpu_seconds = 0;
+  int64_t peak_memory_mib = 0;
+  int64_t gpu_seconds = 0;
+};
+
+enum class LeaseEndReason : uint8_t {
+  kFinished,  // The job finished (reported by the machine).
+  kReleased,  // The buyer released it.
+  kReclaimed, // The provider took the machine back.
+  kExpired,   // max_hours ran out.
+  kOffline,   // The machine stopped sending heartbeats.
+};
+
+struct EndLease {
+  AccountId actor = 0;    // The buyer (kReleased) or the machine's owner (kReclaimed).
+  MachineId machine = 0;  // Or the machine itself (kFinished, kReclaimed).
+  LeaseId lease = 0;
+  LeaseEndReason reason = LeaseEndReason::kReleased;
+};
+
+// Only advances time: expiries, max_hours, heartbeat timeouts.
+struct Tick {};
+
+using CommandBody = std::variant<CreateAccount, Deposit, Withdraw, RegisterMachine, Heartbeat,
+                                 PlaceOrder, CancelOrder, ReplaceOrder, ReportUsage, EndLease,
+                                 Tick>;
+
+}  // namespace ocx::core

@@ -1,0 +1,807 @@
+#include "src/core/exchange.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "src/base/assert.h"
+#include "src/base/decimal.h"
+
+namespace ocx::core {
+namespace {
+
+using engine::EventType;
+using engine::Side;
+
+// Named bounds on amounts, so that every product below fits in int64 with room to spare.
+constexpr Micros kAmountMax = Micros{1'000'000'000'000'000};  // 1e9 credits.
+constexpr Quantity kCapacityMax = 1'000'000;
+constexpr size_t kNameMax = 64;
+constexpr size_t kClientOrderIdMax = 64;
+constexpr size_t kAttributesMax = 64;
+
+Micros Cost(PriceMicros price, Quantity quantity, int64_t hours) {
+  const __int128 cost = static_cast<__int128>(price) * quantity * hours;
+  return cost > kAmountMax ? kAmountMax + 1 : static_cast<Micros>(cost);
+}
+
+Micros FeeOf(Micros amount, int32_t bps) {
+  return static_cast<Micros>(static_cast<__int128>(amount) * bps / 10'000);
+}
+
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() > kNameMax) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
+struct Exchange::Ctx {
+  ApplyOutput* out;
+  std::vector<OrderId> touched;  // Orders whose engine events this command processed.
+};
+
+ExchangeConfig ExchangeConfig::Default() {
+  ExchangeConfig config;
+  MarketConfig cpu;
+  cpu.name = "cpu";
+  config.markets.push_back(cpu);
+  MarketConfig h100;
+  h100.name = "gpu.h100";
+  h100.slot = SlotSpec{8, 64 * 1024, 100, 1, "h100"};
+  config.markets.push_back(h100);
+  return config;
+}
+
+Exchange::Exchange(ExchangeConfig config) : config_(std::move(config)) {
+  for (const MarketConfig& market : config_.markets) {
+    engine::BookConfig book;
+    book.tick_micros = market.tick_micros;
+    book.expected_orders = 1024;
+    book.expected_levels = 256;
+    books_.push_back(std::make_unique<engine::OrderBook>(book));
+  }
+  engine_events_.reserve(256);
+}
+
+int Exchange::MarketIndex(const std::string& name) const {
+  for (size_t i = 0; i < config_.markets.size(); ++i) {
+    if (config_.markets[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+Micros Exchange::Balance(BalanceRef ref) const {
+  const auto it = balances_.find(ref);
+  return it == balances_.end() ? 0 : it->second;
+}
+
+Micros Exchange::HoldFor(PriceMicros price, Quantity quantity, int32_t hours, int32_t fee_bps) {
+  const Micros cost = Cost(price, quantity, hours);
+  if (cost > kAmountMax) return kAmountMax + 1;
+  return cost + FeeOf(cost, fee_bps);
+}
+
+const Account* Exchange::FindAccount(AccountId id) const {
+  const auto it = accounts_.find(id);
+  return it == accounts_.end() ? nullptr : &it->second;
+}
+
+void Exchange::Transfer(BalanceRef from, BalanceRef to, Micros amount, TransferKind kind,
+                        uint64_t reference, Ctx& ctx) {
+  OCX_ASSERT(amount >= 0);
+  if (amount == 0) return;
+  balances_[from] -= amount;
+  balances_[to] += amount;
+  ctx.out->events.push_back(LedgerTransfer{next_entry_++, from, to, amount, kind, reference});
+}
+
+void Exchange::Reject(Ctx& ctx, std::string_view code, std::string_view message) {
+  ctx.out->result.accepted = false;
+  ctx.out->result.code = std::string(code);
+  ctx.out->result.message = std::string(message);
+}
+
+// ---------------------------------------------------------------- apply
+
+void Exchange::Apply(uint64_t sequence, Timestamp time, const CommandBody& command,
+                     ApplyOutput* out) {
+  OCX_ASSERT_MSG(sequence > last_sequence_, "sequence numbers must increase");
+  OCX_ASSERT_MSG(time >= now_, "command time must not go backwards");
+  last_sequence_ = sequence;
+  now_ = time;
+  out->result = CommandResult{};
+  Ctx ctx{out, {}};
+  AdvanceTime(ctx);
+  std::visit([this, &ctx](const auto& c) { Do(c, ctx); }, command);
+}
+
+void Exchange::AdvanceTime(Ctx& ctx) {
+  for (size_t m = 0; m < books_.size(); ++m) {
+    engine_events_.clear();
+    books_[m]->AdvanceTime(now_, &engine_events_);
+    if (!engine_events_.empty()) ProcessEngineEvents(m, ctx);
+  }
+  while (!lease_deadlines_.empty() && lease_deadlines_.begin()->first <= now_) {
+    const LeaseId id = lease_deadlines_.begin()->second;
+    EndLeaseNow(id, LeaseEndReason::kExpired, ctx);
+  }
+  while (!heartbeat_deadlines_.empty() && heartbeat_deadlines_.begin()->first <= now_) {
+    const MachineId id = heartbeat_deadlines_.begin()->second;
+    SetOffline(machines_.at(id), ctx);
+  }
+  FinishTouchedOrders(ctx);
+}
+
+void Exchange::ScheduleHeartbeatDeadline(Machine& machine, Timestamp heartbeat) {
+  if (machine.online) {
+    heartbeat_deadlines_.erase({machine.last_heartbeat + config_.heartbeat_timeout, machine.id});
+  }
+  machine.last_heartbeat = heartbeat;
+  heartbeat_deadlines_.insert({heartbeat + config_.heartbeat_timeout, machine.id});
+}
+
+void Exchange::SetOffline(Machine& machine, Ctx& ctx) {
+  OCX_ASSERT(machine.online);
+  heartbeat_deadlines_.erase({machine.last_heartbeat + config_.heartbeat_timeout, machine.id});
+  machine.online = false;
+  ctx.out->events.push_back(MachineStatusChanged{machine.id, false});
+  // Its asks are cancelled; its leases end at the last reported usage (RULEBOOK 4).
+  const std::vector<OrderId> sells(machine.sells.begin(), machine.sells.end());
+  for (OrderId id : sells) {
+    const size_t market = orders_.at(id).market;
+    engine_events_.clear();
+    books_[market]->Cancel(id, now_, &engine_events_);
+    ProcessEngineEvents(market, ctx);
+  }
+  const std::vector<LeaseId> leases(machine.leases.begin(), machine.leases.end());
+  for (LeaseId id : leases) EndLeaseNow(id, LeaseEndReason::kOffline, ctx);
+}
+
+// ---------------------------------------------------------------- accounts and money
+
+void Exchange::Do(const CreateAccount& c, Ctx& ctx) {
+  if (!ValidName(c.name)) {
+    return Reject(ctx, "invalid_name",
+                  "An account name is 1 to 64 letters, digits, '.', '_' or '-'.");
+  }
+  if (account_names_.contains(c.name)) {
+    return Reject(ctx, "name_taken", "An account with this name already exists.");
+  }
+  if (accounts_.size() >= config_.accounts_max) {
+    return Reject(ctx, "limit_reached", "The exchange holds its maximum number of accounts.");
+  }
+  if (c.role == Role::kOperator) {
+    const bool any_operator = std::any_of(accounts_.begin(), accounts_.end(), [](const auto& a) {
+      return a.second.role == Role::kOperator;
+    });
+    const Account* actor = FindAccount(c.actor);
+    if (any_operator && (actor == nullptr || actor->role != Role::kOperator)) {
+      return Reject(ctx, "not_authorized", "Only an operator may create an operator account.");
+    }
+  }
+  const AccountId id = next_account_++;
+  accounts_[id] = Account{id, c.name, c.role, 0};
+  account_names_[c.name] = id;
+  ctx.out->result.account = id;
+  ctx.out->events.push_back(AccountCreated{id, c.name, c.role});
+}
+
+void Exchange::Do(const Deposit& c, Ctx& ctx) {
+  const Account* actor = FindAccount(c.actor);
+  if (actor == nullptr || actor->role != Role::kOperator) {
+    return Reject(ctx, "not_authorized", "Only an operator may deposit.");
+  }
+  if (FindAccount(c.account) == nullptr) {
+    return Reject(ctx, "unknown_account", "No account has this id.");
+  }
+  if (c.amount <= 0 || c.amount > kAmountMax || deposits_ > kAmountMax * 1000 - c.amount) {
+    return Reject(ctx, "invalid_amount", "The amount must be positive and at most 1e9 credits.");
+  }
+  deposits_ += c.amount;
+  Transfer({0, BalanceKind::kExternal}, {c.account, BalanceKind::kAvailable}, c.amount,
+           TransferKind::kDeposit, 0, ctx);
+}
+
+void Exchange::Do(const Withdraw& c, Ctx& ctx) {
+  const Account* actor = FindAccount(c.actor);
+  if (actor == nullptr || actor->role != Role::kOperator) {
+    return Reject(ctx, "not_authorized", "Only an operator may withdraw.");
+  }
+  if (FindAccount(c.account) == nullptr) {
+    return Reject(ctx, "unknown_account", "No account has this id.");
+  }
+  if (c.from != BalanceKind::kAvailable && c.from != BalanceKind::kEarnings) {
+    return Reject(ctx, "invalid_balance", "Withdrawals come from available or earnings.");
+  }
+  if (c.amount <= 0 || c.amount > kAmountMax) {
+    return Reject(ctx, "invalid_amount", "The amount must be positive and at most 1e9 credits.");
+  }
+  if (Balance({c.account, c.from}) < c.amount) {
+    return Reject(ctx, "insufficient_funds", "The balance does not cover the withdrawal.");
+  }
+  withdrawals_ += c.amount;
+  Transfer({c.account, c.from}, {0, BalanceKind::kExternal}, c.amount, TransferKind::kWithdrawal,
+           0, ctx);
+}
+
+// ---------------------------------------------------------------- machines
+
+void Exchange::Do(const RegisterMachine& c, Ctx& ctx) {
+  const Account* actor = FindAccount(c.actor);
+  if (actor == nullptr || actor->role != Role::kProvider) {
+    return Reject(ctx, "not_authorized", "Only a provider account may register a machine.");
+  }
+  if (c.spec.name.empty() || c.spec.name.size() > kNameMax) {
+    return Reject(ctx, "invalid_name", "A machine name is 1 to 64 characters.");
+  }
+  if (c.spec.attributes.size() > kAttributesMax) {
+    return Reject(ctx, "invalid_attributes", "A machine has at most 64 attributes.");
+  }
+  if (machines_.size() >= config_.machines_max) {
+    return Reject(ctx, "limit_reached", "The exchange holds its maximum number of machines.");
+  }
+  Machine machine;
+  machine.capacity.assign(books_.size(), 0);
+  machine.offered.assign(books_.size(), 0);
+  machine.leased.assign(books_.size(), 0);
+  for (const auto& [market, slots] : c.spec.capacity) {
+    const int index = MarketIndex(market);
+    if (index < 0) return Reject(ctx, "unknown_market", "Capacity names an unknown market.");
+    if (slots < 0 || slots > kCapacityMax) {
+      return Reject(ctx, "invalid_capacity", "Capacity is 0 to 1,000,000 slots per market.");
+    }
+    machine.capacity[index] = slots;
+  }
+  machine.id = next_machine_++;
+  machine.owner = c.actor;
+  machine.spec = c.spec;
+  machine.online = false;
+  ScheduleHeartbeatDeadline(machine, now_);  // Registering counts as a heartbeat.
+  machine.online = true;
+  ctx.out->result.machine = machine.id;
+  ctx.out->events.push_back(MachineRegistered{machine.id, machine.owner, machine.spec.name});
+  ctx.out->events.push_back(MachineStatusChanged{machine.id, true});
+  machines_.emplace(machine.id, std::move(machine));
+}
+
+void Exchange::Do(const Heartbeat& c, Ctx& ctx) {
+  const auto it = machines_.find(c.machine);
+  if (it == machines_.end()) return Reject(ctx, "unknown_machine", "No machine has this id.");
+  Machine& machine = it->second;
+  const bool was_online = machine.online;
+  ScheduleHeartbeatDeadline(machine, now_);
+  machine.online = true;
+  if (!was_online) ctx.out->events.push_back(MachineStatusChanged{machine.id, true});
+}
+
+// ---------------------------------------------------------------- orders
+
+void Exchange::Do(const PlaceOrder& c, Ctx& ctx) {
+  const Account* actor = FindAccount(c.actor);
+  if (actor == nullptr) return Reject(ctx, "unknown_account", "No account has this id.");
+  const int market_index = MarketIndex(c.market);
+  if (market_index < 0) return Reject(ctx, "unknown_market", "No market has this name.");
+  const size_t market = static_cast<size_t>(market_index);
+  const MarketConfig& config = config_.markets[market];
+  if (c.client_order_id.empty() || c.client_order_id.size() > kClientOrderIdMax) {
+    return Reject(ctx, "invalid_client_order_id", "A client order id is 1 to 64 characters.");
+  }
+  if (client_order_ids_.contains({c.actor, c.client_order_id})) {
+    return Reject(ctx, "duplicate_client_order_id",
+                  "This account already used this client order id.");
+  }
+  if (actor->open_orders >= config_.open_orders_per_account_max) {
+    return Reject(ctx, "too_many_orders", "The account has its maximum number of open orders.");
+  }
+  engine::NewOrder order;
+  order.id = next_order_;
+  order.account = c.actor;
+  order.side = c.side;
+  order.type = c.type;
+  order.tif = c.tif;
+  order.price = c.price;
+  order.quantity = c.quantity;
+  order.lot = c.lot;
+  order.expiry = c.expiry;
+
+  OrderState state;
+  state.id = order.id;
+  state.account = c.actor;
+  state.market = market;
+  state.side = c.side;
+  state.client_order_id = c.client_order_id;
+  state.lot = c.lot;
+  if (c.side == Side::kBuy) {
+    if (c.max_hours < 1 || c.max_hours > config_.max_hours_max) {
+      return Reject(ctx, "invalid_max_hours", "max_hours must be from 1 to 744.");
+    }
+    if (c.machine != 0) return Reject(ctx, "invalid_machine", "A buy names no machine.");
+    // Escrow (RULEBOOK 3): price * qty * max_hours plus the taker fee; a market buy at the
+    // worst price it could reach.
+    state.hold_price = c.type == engine::OrderType::kMarket
+                           ? books_[market]->WorstPrice(Side::kSell)
+                           : c.price;
+    state.max_hours = c.max_hours;
+    // Only a well-formed order is priced: anything else is rejected by the engine below
+    // with its precise reason (off_tick, invalid_quantity, ...), not as unfunded.
+    if (c.quantity > 0 && c.quantity <= 1'000'000 && state.hold_price > 0 &&
+        state.hold_price % config.tick_micros == 0) {
+      state.hold = HoldFor(state.hold_price, c.quantity, c.max_hours, config.taker_fee_bps);
+      if (state.hold > kAmountMax) {
+        return Reject(ctx, "order_too_large", "The order's value exceeds 1e9 credits.");
+      }
+    }
+    if (Balance({c.actor, BalanceKind::kAvailable}) < state.hold) {
+      return Reject(ctx, "insufficient_funds",
+                    "The available balance does not cover price * quantity * max_hours plus "
+                    "the taker fee.");
+    }
+  } else {
+    const auto it = machines_.find(c.machine);
+    if (it == machines_.end()) return Reject(ctx, "unknown_machine", "No machine has this id.");
+    const Machine& machine = it->second;
+    if (machine.owner != c.actor) {
+      return Reject(ctx, "not_authorized", "Only the machine's owner may sell its capacity.");
+    }
+    if (!machine.online) return Reject(ctx, "machine_offline", "The machine is offline.");
+    if (c.quantity > 0 &&
+        machine.offered[market] + machine.leased[market] + c.quantity > machine.capacity[market]) {
+      return Reject(ctx, "insufficient_capacity",
+                    "The machine has fewer free slots in this market than the order offers.");
+    }
+    order.machine = c.machine;
+    state.machine = c.machine;
+  }
+
+  // Hold first: trades in the engine call below draw on it.
+  orders_[order.id] = state;
+  Transfer({c.actor, BalanceKind::kAvailable}, {c.actor, BalanceKind::kHeld}, state.hold,
+           TransferKind::kHold, order.id, ctx);
+  engine_events_.clear();
+  books_[market]->Submit(order, now_, &engine_events_);
+  const bool rejected =
+      !engine_events_.empty() && engine_events_.front().type == EventType::kRejected &&
+      engine_events_.front().id == order.id;
+  if (rejected) {
+    // Nothing happened in the book: give the hold back and forget the order.
+    const engine::RejectReason reason = engine_events_.front().reject;
+    Transfer({c.actor, BalanceKind::kHeld}, {c.actor, BalanceKind::kAvailable}, state.hold,
+             TransferKind::kRelease, order.id, ctx);
+    orders_.erase(order.id);
+    ctx.out->events.push_back(OrderEvent{config.name, engine_events_.front()});
+    return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
+  }
+  ++next_order_;
+  client_order_ids_[{c.actor, c.client_order_id}] = order.id;
+  ++accounts_[c.actor].open_orders;
+  if (c.side == Side::kSell) machines_.at(c.machine).sells.insert(order.id);
+  ctx.out->result.order = order.id;
+  ProcessEngineEvents(market, ctx);
+  FinishTouchedOrders(ctx);
+}
+
+void Exchange::Do(const CancelOrder& c, Ctx& ctx) {
+  const auto it = orders_.find(c.order);
+  const Account* actor = FindAccount(c.actor);
+  if (it == orders_.end()) {
+    return Reject(ctx, "unknown_order", engine::ReasonMessage(engine::RejectReason::kUnknownOrder));
+  }
+  if (actor == nullptr || (it->second.account != c.actor && actor->role != Role::kOperator)) {
+    return Reject(ctx, "not_authorized", "Only the order's owner or an operator may cancel it.");
+  }
+  const size_t market = it->second.market;
+  engine_events_.clear();
+  books_[market]->Cancel(c.order, now_, &engine_events_);
+  ctx.out->result.order = c.order;
+  ProcessEngineEvents(market, ctx);
+  FinishTouchedOrders(ctx);
+}
+
+void Exchange::Do(const ReplaceOrder& c, Ctx& ctx) {
+  const auto it = orders_.find(c.order);
+  if (it == orders_.end()) {
+    return Reject(ctx, "unknown_order", engine::ReasonMessage(engine::RejectReason::kUnknownOrder));
+  }
+  OrderState& state = it->second;
+  if (state.account != c.actor) {
+    return Reject(ctx, "not_authorized", "Only the order's owner may replace it.");
+  }
+  const size_t market = state.market;
+  const MarketConfig& config = config_.markets[market];
+  engine::OrderView view;
+  OCX_ASSERT(books_[market]->Find(c.order, &view));
+  const Quantity new_quantity = c.quantity.value_or(view.remaining);
+  const PriceMicros new_price = c.price.value_or(view.price);
+  const Micros old_hold = state.hold;
+  const PriceMicros old_hold_price = state.hold_price;
+  Micros new_hold = old_hold;
+  if (state.side == Side::kBuy && new_quantity > 0 && new_quantity <= 1'000'000 &&
+      new_price > 0 && new_price % config.tick_micros == 0) {
+    new_hold = HoldFor(new_price, new_quantity, state.max_hours, config.taker_fee_bps);
+    if (new_hold > kAmountMax) {
+      return Reject(ctx, "order_too_large", "The order's value exceeds 1e9 credits.");
+    }
+    if (new_hold - old_hold > Balance({c.actor, BalanceKind::kAvailable})) {
+      return Reject(ctx, "insufficient_funds",
+                    "The available balance does not cover the replaced order's escrow.");
+    }
+  }
+  if (state.side == Side::kSell && new_quantity > view.remaining) {
+    const Machine& machine = machines_.at(state.machine);
+    if (machine.offered[market] + machine.leased[market] + new_quantity - view.remaining >
+        machine.capacity[market]) {
+      return Reject(ctx, "insufficient_capacity",
+                    "The machine has fewer free slots in this market than the order offers.");
+    }
+  }
+  // Adjust the hold before the engine runs: a replace that loses priority may trade at once.
+  if (new_hold > old_hold) {
+    Transfer({c.actor, BalanceKind::kAvailable}, {c.actor, BalanceKind::kHeld}, new_hold - old_hold,
+             TransferKind::kHold, c.order, ctx);
+  } else if (new_hold < old_hold) {
+    Transfer({c.actor, BalanceKind::kHeld}, {c.actor, BalanceKind::kAvailable}, old_hold - new_hold,
+             TransferKind::kRelease, c.order, ctx);
+  }
+  state.hold = new_hold;
+  if (state.side == Side::kBuy) state.hold_price = new_price;
+  engine_events_.clear();
+  books_[market]->Replace(engine::ReplaceRequest{c.order, c.price, c.quantity}, now_,
+                          &engine_events_);
+  const bool rejected = !engine_events_.empty() &&
+                        engine_events_.front().type == EventType::kRejected;
+  if (rejected) {
+    // Undo the hold adjustment: nothing happened in the book.
+    if (new_hold > old_hold) {
+      Transfer({c.actor, BalanceKind::kHeld}, {c.actor, BalanceKind::kAvailable},
+               new_hold - old_hold, TransferKind::kRelease, c.order, ctx);
+    } else if (new_hold < old_hold) {
+      Transfer({c.actor, BalanceKind::kAvailable}, {c.actor, BalanceKind::kHeld},
+               old_hold - new_hold, TransferKind::kHold, c.order, ctx);
+    }
+    state.hold = old_hold;
+    state.hold_price = old_hold_price;
+    const engine::RejectReason reason = engine_events_.front().reject;
+    ctx.out->events.push_back(OrderEvent{config.name, engine_events_.front()});
+    return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
+  }
+  ctx.out->result.order = c.order;
+  ProcessEngineEvents(market, ctx);
+  FinishTouchedOrders(ctx);
+}
+
+void Exchange::ProcessEngineEvents(size_t market, Ctx& ctx) {
+  const MarketConfig& config = config_.markets[market];
+  for (const engine::Event& e : engine_events_) {
+    ctx.out->events.push_back(OrderEvent{config.name, e});
+    switch (e.type) {
+      case EventType::kAccepted: {
+        OrderState& state = orders_.at(e.id);
+        state.remaining = e.quantity;
+        if (state.side == Side::kSell) machines_.at(state.machine).offered[market] += e.quantity;
+        ctx.touched.push_back(e.id);
+        break;
+      }
+      case EventType::kTrade:
+        StartLease(market, e, ctx);
+        ctx.touched.push_back(e.id);
+        ctx.touched.push_back(e.maker_id);
+        break;
+      case EventType::kCancelled:
+      case EventType::kExpired: {
+        OrderState& state = orders_.at(e.id);
+        state.remaining -= e.quantity;
+        OCX_ASSERT(state.remaining == 0);
+        if (state.side == Side::kSell) machines_.at(state.machine).offered[market] -= e.quantity;
+        ctx.touched.push_back(e.id);
+        break;
+      }
+      case EventType::kReplaced: {
+        OrderState& state = orders_.at(e.id);
+        if (state.side == Side::kSell) {
+          machines_.at(state.machine).offered[market] += e.quantity - state.remaining;
+        }
+        state.remaining = e.quantity;
+        ctx.touched.push_back(e.id);
+        break;
+      }
+      case EventType::kRejected:
+        break;  // Handled by the command that got it.
+    }
+  }
+  engine_events_.clear();
+}
+
+void Exchange::FinishTouchedOrders(Ctx& ctx) {
+  for (OrderId id : ctx.touched) {
+    const auto it = orders_.find(id);
+    if (it == orders_.end()) continue;
+    const OrderState& state = it->second;
+    if (books_[state.market]->Contains(id)) continue;
+    OCX_ASSERT(state.remaining == 0);
+    // Rounding left over from partial fills, or a cancelled remainder: back to available.
+    Transfer({state.account, BalanceKind::kHeld}, {state.account, BalanceKind::kAvailable},
+             state.hold, TransferKind::kRelease, id, ctx);
+    --accounts_.at(state.account).open_orders;
+    if (state.side == Side::kSell) machines_.at(state.machine).sells.erase(id);
+    orders_.erase(it);
+  }
+  ctx.touched.clear();
+}
+
+// ---------------------------------------------------------------- leases and billing
+
+void Exchange::StartLease(size_t market, const engine::Event& trade, Ctx& ctx) {
+  const MarketConfig& config = config_.markets[market];
+  const bool buyer_is_taker = trade.side == Side::kBuy;
+  const OrderId buy_id = buyer_is_taker ? trade.id : trade.maker_id;
+  const OrderId sell_id = buyer_is_taker ? trade.maker_id : trade.id;
+  OrderState& buy = orders_.at(buy_id);
+  OrderState& sell = orders_.at(sell_id);
+  const Quantity slots = trade.quantity;
+  buy.remaining -= slots;
+  sell.remaining -= slots;
+  OCX_ASSERT(buy.remaining >= 0 && sell.remaining >= 0);
+
+  Lease lease;
+  lease.id = next_lease_++;
+  lease.buyer = buy.account;
+  lease.seller = sell.account;
+  lease.machine = sell.machine;
+  lease.market = market;
+  lease.slots = slots;
+  lease.price = trade.price;
+  lease.max_hours = buy.max_hours;
+  lease.start = now_;
+  lease.buy_order = buy_id;
+  lease.sell_order = sell_id;
+  lease.buyer_fee_bps = buyer_is_taker ? config.taker_fee_bps : config.maker_fee_bps;
+  lease.seller_fee_bps = buyer_is_taker ? config.maker_fee_bps : config.taker_fee_bps;
+
+  // The hold for these slots at the hold price moves to the lease's escrow at the trade
+  // price; the difference (price improvement, a maker's lower fee) goes back to available.
+  const Micros hold_used =
+      buy.remaining == 0
+          ? buy.hold
+          : std::min(buy.hold, HoldFor(buy.hold_price, slots, buy.max_hours, config.taker_fee_bps));
+  const Micros escrow = HoldFor(trade.price, slots, buy.max_hours, lease.buyer_fee_bps);
+  OCX_ASSERT_MSG(escrow <= hold_used, "a trade needs more escrow than its order held");
+  buy.hold -= hold_used;
+  Transfer({buy.account, BalanceKind::kHeld}, {buy.account, BalanceKind::kEscrow}, escrow,
+           TransferKind::kEscrow, lease.id, ctx);
+  Transfer({buy.account, BalanceKind::kHeld}, {buy.account, BalanceKind::kAvailable},
+           hold_used - escrow, TransferKind::kRelease, buy_id, ctx);
+  lease.escrow = escrow;
+
+  Machine& machine = machines_.at(sell.machine);
+  machine.offered[market] -= slots;
+  machine.leased[market] += slots;
+  machine.leases.insert(lease.id);
+  lease_deadlines_.insert({lease.start + Timestamp{lease.max_hours} * 3600 * kMicrosPerSecond,
+                           lease.id});
+  ctx.out->events.push_back(LeaseStarted{lease.id, lease.buyer, lease.seller, lease.machine,
+                                         config.name, slots, lease.price, lease.max_hours,
+                                         lease.start, escrow, buy_id, sell_id});
+  leases_.emplace(lease.id, lease);
+}
+
+void Exchange::ChargeFee(AccountId payer, Micros fee_total, Micros* fee_charged,
+                         Micros* fee_insured, LeaseId lease, Ctx& ctx) {
+  // Cumulative, so that rounding never accumulates: the pool's share of a fee stream is
+  // always floor(total fee / 4).
+  const Micros fee_delta = fee_total - *fee_charged;
+  const Micros insured_delta = fee_total / 4 - *fee_insured;
+  OCX_ASSERT(fee_delta >= 0 && insured_delta >= 0 && insured_delta <= fee_delta);
+  Transfer({payer, BalanceKind::kEscrow}, {0, BalanceKind::kInsurance}, insured_delta,
+           TransferKind::kInsurance, lease, ctx);
+  Transfer({payer, BalanceKind::kEscrow}, {0, BalanceKind::kFees}, fee_delta - insured_delta,
+           TransferKind::kFee, lease, ctx);
+  *fee_charged = fee_total;
+  *fee_insured = fee_total / 4;
+}
+
+void Exchange::Bill(Lease& lease, int64_t seconds, Ctx& ctx) {
+  seconds = std::min<int64_t>(seconds, int64_t{lease.max_hours} * 3600);
+  if (seconds <= lease.billed_seconds) return;
+  lease.billed_seconds = seconds;
+  // RULEBOOK 3: floor(price * slots * t / 3600) on the cumulative seconds.
+  const Micros due =
+      static_cast<Micros>(static_cast<__int128>(lease.price) * lease.slots * seconds / 3600);
+  const Micros delta = due - lease.billed;
+  if (delta == 0) return;
+  const Micros seller_fee_total = FeeOf(due, lease.seller_fee_bps);
+  const Micros buyer_fee_total = FeeOf(due, lease.buyer_fee_bps);
+  const Micros seller_fee_delta = seller_fee_total - lease.seller_fee;
+  const Micros buyer_fee_delta = buyer_fee_total - lease.buyer_fee;
+  const Micros escrow_before = lease.escrow;
+  // The seller's fee is deducted from what it earns; the buyer's comes on top of the bill.
+  Transfer({lease.buyer, BalanceKind::kEscrow}, {lease.seller, BalanceKind::kEarnings},
+           delta - seller_fee_delta, TransferKind::kBill, lease.id, ctx);
+  ChargeFee(lease.buyer, seller_fee_total, &lease.seller_fee, &lease.seller_fee_insured, lease.id,
+            ctx);
+  ChargeFee(lease.buyer, buyer_fee_total, &lease.buyer_fee, &lease.buyer_fee_insured, lease.id,
+            ctx);
+  lease.billed = due;
+  lease.escrow = escrow_before - delta - buyer_fee_delta;
+  OCX_ASSERT_MSG(lease.escrow >= 0, "a lease billed more than its escrow");
+}
+
+void Exchange::EndLeaseNow(LeaseId id, LeaseEndReason reason, Ctx& ctx) {
+  Lease& lease = leases_.at(id);
+  const int64_t elapsed = (now_ - lease.start) / kMicrosPerSecond;
+  switch (reason) {
+    case LeaseEndReason::kFinished:
+    case LeaseEndReason::kReleased:
+    case LeaseEndReason::kReclaimed:
+    case LeaseEndReason::kExpired:
+      // Billing stops now (at the reclaim, at the release, at max_hours).
+      Bill(lease, std::max(elapsed, lease.reported_wall_seconds), ctx);
+      break;
+    case LeaseEndReason::kOffline:
+      // Nothing after the last report is billed (RULEBOOK 4).
+      break;
+  }
+  const Micros refund = lease.escrow;
+  Transfer({lease.buyer, BalanceKind::kEscrow}, {lease.buyer, BalanceKind::kAvailable}, refund,
+           TransferKind::kRefund, lease.id, ctx);
+  lease.escrow = 0;
+  Machine& machine = machines_.at(lease.machine);
+  machine.leased[lease.market] -= lease.slots;
+  machine.leases.erase(id);
+  lease_deadlines_.erase(
+      {lease.start + Timestamp{lease.max_hours} * 3600 * kMicrosPerSecond, lease.id});
+  ctx.out->events.push_back(
+      LeaseEnded{id, reason, now_, lease.billed_seconds, lease.billed, refund});
+  leases_.erase(id);
+}
+
+void Exchange::Do(const ReportUsage& c, Ctx& ctx) {
+  const auto machine = machines_.find(c.machine);
+  if (machine == machines_.end()) return Reject(ctx, "unknown_machine", "No machine has this id.");
+  const auto it = leases_.find(c.lease);
+  if (it == leases_.end() || it->second.machine != c.machine) {
+    return Reject(ctx, "unknown_lease", "This machine has no active lease with this id.");
+  }
+  Lease& lease = it->second;
+  const SlotSpec& slot = config_.markets[lease.market].slot;
+  const int64_t limit_seconds = int64_t{lease.max_hours} * 3600;
+  const int64_t clock_seconds = (now_ + config_.usage_clock_slack - lease.start) / kMicrosPerSecond;
+  if (c.wall_seconds < 0 || c.cpu_seconds < 0 || c.peak_memory_mib < 0 || c.gpu_seconds < 0) {
+    return Reject(ctx, "invalid_usage", "Usage figures cannot be negative.");
+  }
+  if (c.wall_seconds > clock_seconds) {
+    return Reject(ctx, "usage_ahead_of_clock",
+                  "The report claims more wall time than has passed since the lease started.");
+  }
+  if (c.wall_seconds > limit_seconds || c.cpu_seconds > c.wall_seconds * lease.slots * slot.vcpus ||
+      c.peak_memory_mib > lease.slots * slot.mem_mib ||
+      c.gpu_seconds > c.wall_seconds * lease.slots * slot.gpus) {
+    return Reject(ctx, "usage_exceeds_allocation",
+                  "The report claims more than the lease's slots allow.");
+  }
+  if (c.wall_seconds < lease.reported_wall_seconds) {
+    return Reject(ctx, "stale_usage", "A later report for this lease was already recorded.");
+  }
+  lease.reported_wall_seconds = c.wall_seconds;
+  Bill(lease, c.wall_seconds, ctx);
+  ctx.out->events.push_back(UsageRecorded{lease.id, c.wall_seconds, c.cpu_seconds,
+                                          c.peak_memory_mib, c.gpu_seconds, lease.billed});
+}
+
+void Exchange::Do(const EndLease& c, Ctx& ctx) {
+  const auto it = leases_.find(c.lease);
+  if (it == leases_.end()) return Reject(ctx, "unknown_lease", "No active lease has this id.");
+  const Lease& lease = it->second;
+  bool allowed = false;
+  switch (c.reason) {
+    case LeaseEndReason::kReleased:
+      allowed = c.actor != 0 && c.actor == lease.buyer;
+      break;
+    case LeaseEndReason::kReclaimed:
+      allowed = (c.actor != 0 && c.actor == lease.seller) ||
+                (c.machine != 0 && c.machine == lease.machine);
+      break;
+    case LeaseEndReason::kFinished:
+      allowed = c.machine != 0 && c.machine == lease.machine;
+      break;
+    case LeaseEndReason::kExpired:
+    case LeaseEndReason::kOffline:
+      return Reject(ctx, "invalid_reason", "Leases expire and go offline by themselves.");
+  }
+  if (!allowed) return Reject(ctx, "not_authorized", "This caller may not end this lease so.");
+  EndLeaseNow(c.lease, c.reason, ctx);
+}
+
+void Exchange::Do(const Tick&, Ctx&) {}
+
+// ---------------------------------------------------------------- invariants
+
+void Exchange::CheckInvariants() const {
+  Micros total = 0;
+  for (const auto& [ref, amount] : balances_) {
+    total += amount;
+    if (ref.kind != BalanceKind::kExternal) OCX_ASSERT_MSG(amount >= 0, "a negative balance");
+  }
+  OCX_ASSERT_MSG(total == 0, "the ledger does not balance");
+  OCX_ASSERT(Balance({0, BalanceKind::kExternal}) == withdrawals_ - deposits_);
+
+  std::map<AccountId, Micros> held, escrow;
+  std::map<AccountId, size_t> open;
+  for (const auto& [id, order] : orders_) {
+    OCX_ASSERT(books_[order.market]->Contains(id));
+    held[order.account] += order.hold;
+    ++open[order.account];
+  }
+  for (const auto& [id, lease] : leases_) escrow[lease.buyer] += lease.escrow;
+  for (const auto& [id, account] : accounts_) {
+    OCX_ASSERT(Balance({id, BalanceKind::kHeld}) == held[id]);
+    OCX_ASSERT(Balance({id, BalanceKind::kEscrow}) == escrow[id]);
+    OCX_ASSERT(account.open_orders == open[id]);
+  }
+  for (const auto& [id, machine] : machines_) {
+    for (size_t m = 0; m < books_.size(); ++m) {
+      OCX_ASSERT(machine.offered[m] >= 0 && machine.leased[m] >= 0);
+      OCX_ASSERT(machine.offered[m] + machine.leased[m] <= machine.capacity[m]);
+    }
+  }
+  for (size_t m = 0; m < books_.size(); ++m) {
+    size_t resting = 0;
+    for (const auto& [id, order] : orders_) resting += order.market == m;
+    OCX_ASSERT(books_[m]->resting_orders() == resting);
+    books_[m]->CheckInvariants();
+  }
+}
+
+// ---------------------------------------------------------------- names
+
+std::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kConsumer: return "consumer";
+    case Role::kProvider: return "provider";
+    case Role::kOperator: return "operator";
+  }
+  return "unknown";
+}
+
+std::string_view BalanceKindName(BalanceKind kind) {
+  switch (kind) {
+    case BalanceKind::kAvailable: return "available";
+    case BalanceKind::kHeld: return "held";
+    case BalanceKind::kEscrow: return "escrow";
+    case BalanceKind::kEarnings: return "earnings";
+    case BalanceKind::kExternal: return "external";
+    case BalanceKind::kFees: return "fees";
+    case BalanceKind::kInsurance: return "insurance";
+  }
+  return "unknown";
+}
+
+std::string_view TransferKindName(TransferKind kind) {
+  switch (kind) {
+    case TransferKind::kDeposit: return "deposit";
+    case TransferKind::kWithdrawal: return "withdrawal";
+    case TransferKind::kHold: return "hold";
+    case TransferKind::kRelease: return "release";
+    case TransferKind::kEscrow: return "escrow";
+    case TransferKind::kBill: return "bill";
+    case TransferKind::kFee: return "fee";
+    case TransferKind::kInsurance: return "insurance";
+    case TransferKind::kRefund: return "refund";
+  }
+  return "unknown";
+}
+
+std::string_view LeaseEndReasonName(LeaseEndReason reason) {
+  switch (reason) {
+    case LeaseEndReason::kFinished: return "finished";
+    case LeaseEndReason::kReleased: return "released";
+    case LeaseEndReason::kReclaimed: return "reclaimed";
+    case LeaseEndReason::kExpired: return "expired";
+    case LeaseEndReason::kOffline: return "offline";
+  }
+  return "unknown";
+}
+
+}  // namespace ocx::core

@@ -1,0 +1,198 @@
+// The exchange state machine: (state, command) -> (state, events). RULEBOOK sections 1-4.
+//
+// Accounts; a double-entry ledger in micro-credits; markets from configuration, each routed
+// to its own engine::OrderBook; escrow holds for buys and capacity checks for sells; trades
+// turned into leases that reserve machine capacity; per-second billing settled from escrow
+// on usage reports; fees with a quarter to the insurance pool; lease ends (finished,
+// released, reclaimed, max_hours, machine offline) with unused escrow returned.
+//
+// Deterministic: time and identity arrive on the command; ids are assigned in sequence;
+// every container that is iterated is ordered. Replaying the same commands gives the same
+// state (StateHash()) and the same events.
+//
+// Not thread-safe: owned and driven by the sequencer thread.
+// Invariants (CheckInvariants()): the ledger sums to zero, the outside world's balance is
+// minus (deposits - withdrawals); no account balance is negative; holds equal the orders'
+// holds, escrow the leases' escrow; machine capacity covers offered + leased slots; every
+// book's own invariants hold.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "src/core/commands.h"
+#include "src/core/events.h"
+#include "src/core/types.h"
+#include "src/engine/order_book.h"
+
+namespace ocx::core {
+
+struct Account {
+  AccountId id = 0;
+  std::string name;
+  Role role = Role::kConsumer;
+  size_t open_orders = 0;
+};
+
+// The exchange's view of an order that is still live in a book.
+struct OrderState {
+  OrderId id = 0;
+  AccountId account = 0;
+  size_t market = 0;
+  engine::Side side = engine::Side::kBuy;
+  std::string client_order_id;
+  Quantity remaining = 0;
+  Quantity lot = 1;
+  // Buys: the price the hold was computed at (the limit, or for a market buy the worst ask
+  // it could reach), the lease length it pays for, and what is still held for it.
+  PriceMicros hold_price = 0;
+  int32_t max_hours = 0;
+  Micros hold = 0;
+  MachineId machine = 0;  // Sells.
+};
+
+struct Machine {
+  MachineId id = 0;
+  AccountId owner = 0;
+  MachineSpec spec;
+  std::vector<Quantity> capacity;  // Per market index.
+  std::vector<Quantity> offered;   // Remaining quantity of its live sell orders.
+  std::vector<Quantity> leased;    // Slots of its active leases.
+  Timestamp last_heartbeat = 0;
+  bool online = true;
+  std::set<OrderId> sells;
+  std::set<LeaseId> leases;
+};
+
+struct Lease {
+  LeaseId id = 0;
+  AccountId buyer = 0;
+  AccountId seller = 0;
+  MachineId machine = 0;
+  size_t market = 0;
+  Quantity slots = 0;
+  PriceMicros price = 0;
+  int32_t max_hours = 0;
+  Timestamp start = 0;
+  OrderId buy_order = 0;
+  OrderId sell_order = 0;
+  int32_t buyer_fee_bps = 0;
+  int32_t seller_fee_bps = 0;
+  Micros escrow = 0;          // Still in escrow.
+  Micros billed = 0;          // Cumulative bill (what the provider's side was charged for).
+  Micros buyer_fee = 0;       // Cumulative fees charged to each side...
+  Micros seller_fee = 0;
+  Micros buyer_fee_insured = 0;   // ...and the parts of them sent to the insurance pool.
+  Micros seller_fee_insured = 0;
+  int64_t billed_seconds = 0;
+  int64_t reported_wall_seconds = 0;
+};
+
+class Exchange {
+ public:
+  explicit Exchange(ExchangeConfig config);
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Applies one sequenced command. `sequence` must increase and `time` must not decrease
+  // (the sequencer guarantees both; asserted). Appends the events to out->events.
+  void Apply(uint64_t sequence, Timestamp time, const CommandBody& command, ApplyOutput* out);
+
+  // ---- Queries
+  const ExchangeConfig& config() const { return config_; }
+  uint64_t last_sequence() const { return last_sequence_; }
+  Timestamp now() const { return now_; }
+  Micros Balance(BalanceRef ref) const;
+  Micros deposits() const { return deposits_; }
+  Micros withdrawals() const { return withdrawals_; }
+  const std::map<AccountId, Account>& accounts() const { return accounts_; }
+  const std::map<OrderId, OrderState>& orders() const { return orders_; }
+  const std::map<MachineId, Machine>& machines() const { return machines_; }
+  const std::map<LeaseId, Lease>& leases() const { return leases_; }
+  const std::map<BalanceRef, Micros>& balances() const { return balances_; }
+  // Index of a market by name, or -1.
+  int MarketIndex(const std::string& name) const;
+  const engine::OrderBook& book(size_t market) const { return *books_[market]; }
+  // Escrow a buy of `quantity` at `price` for `hours` needs, fee included (RULEBOOK 3).
+  static Micros HoldFor(PriceMicros price, Quantity quantity, int32_t hours, int32_t fee_bps);
+
+  void CheckInvariants() const;
+
+  // ---- Snapshots (src/core/snapshot.cc)
+  // The whole state as canonical JSON: equal states give equal bytes.
+  std::string Serialize() const;
+  static absl::StatusOr<std::unique_ptr<Exchange>> Restore(ExchangeConfig config,
+                                                           std::string_view serialized);
+  // BLAKE2b-256 of Serialize(), in hex.
+  std::string StateHash() const;
+
+ private:
+  friend class SnapshotCodec;
+
+  struct Ctx;  // Per-command scratch: output, touched orders.
+
+  void Transfer(BalanceRef from, BalanceRef to, Micros amount, TransferKind kind,
+                uint64_t reference, Ctx& ctx);
+  void Reject(Ctx& ctx, std::string_view code, std::string_view message);
+
+  void AdvanceTime(Ctx& ctx);
+  void ProcessEngineEvents(size_t market, Ctx& ctx);
+  void FinishTouchedOrders(Ctx& ctx);
+  void StartLease(size_t market, const engine::Event& trade, Ctx& ctx);
+  void Bill(Lease& lease, int64_t seconds, Ctx& ctx);
+  void ChargeFee(AccountId payer_escrow_owner, Micros fee_total, Micros* fee_charged,
+                 Micros* fee_insured, LeaseId lease, Ctx& ctx);
+  void EndLeaseNow(LeaseId id, LeaseEndReason reason, Ctx& ctx);
+  void SetOffline(Machine& machine, Ctx& ctx);
+  void ScheduleHeartbeatDeadline(Machine& machine, Timestamp heartbeat);
+
+  void Do(const CreateAccount& c, Ctx& ctx);
+  void Do(const Deposit& c, Ctx& ctx);
+  void Do(const Withdraw& c, Ctx& ctx);
+  void Do(const RegisterMachine& c, Ctx& ctx);
+  void Do(const Heartbeat& c, Ctx& ctx);
+  void Do(const PlaceOrder& c, Ctx& ctx);
+  void Do(const CancelOrder& c, Ctx& ctx);
+  void Do(const ReplaceOrder& c, Ctx& ctx);
+  void Do(const ReportUsage& c, Ctx& ctx);
+  void Do(const EndLease& c, Ctx& ctx);
+  void Do(const Tick& c, Ctx& ctx);
+
+  const Account* FindAccount(AccountId id) const;
+
+  ExchangeConfig config_;
+  std::vector<std::unique_ptr<engine::OrderBook>> books_;  // Per market index.
+  std::vector<engine::Event> engine_events_;               // Reused scratch.
+
+  uint64_t last_sequence_ = 0;
+  Timestamp now_ = 0;
+  AccountId next_account_ = 1;
+  MachineId next_machine_ = 1;
+  OrderId next_order_ = 1;
+  LeaseId next_lease_ = 1;
+  uint64_t next_entry_ = 1;
+  Micros deposits_ = 0;
+  Micros withdrawals_ = 0;
+
+  std::map<AccountId, Account> accounts_;
+  std::map<std::string, AccountId> account_names_;
+  std::map<BalanceRef, Micros> balances_;
+  std::map<OrderId, OrderState> orders_;
+  // Client order ids ever used, per account (they stay taken: RULEBOOK section 2).
+  std::map<std::pair<AccountId, std::string>, OrderId> client_order_ids_;
+  std::map<MachineId, Machine> machines_;
+  std::set<std::pair<Timestamp, MachineId>> heartbeat_deadlines_;  // Online machines.
+  std::map<LeaseId, Lease> leases_;                                // Active leases.
+  std::set<std::pair<Timestamp, LeaseId>> lease_deadlines_;        // start + max_hours.
+};
+
+std::string_view RoleName(Role role);
+std::string_view BalanceKindName(BalanceKind kind);
+std::string_view TransferKindName(TransferKind kind);
+std::string_view LeaseEndReasonName(LeaseEndReason reason);
+
+}  // namespace ocx::core

@@ -1,0 +1,446 @@
+#include "src/core/exchange.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace ocx::core {
+namespace {
+
+using engine::OrderType;
+using engine::Side;
+using engine::TimeInForce;
+
+constexpr Timestamp kSecond = kMicrosPerSecond;
+constexpr Micros kCredit = 1'000'000;
+
+// A market with round numbers: tick 0.0001, taker 20 bps, maker 0 bps.
+class ExchangeTest : public ::testing::Test {
+ protected:
+  ExchangeTest() : x_(ExchangeConfig::Default()) {
+    op_ = Create("op", Role::kOperator);
+    alice_ = Create("alice", Role::kConsumer);
+    bob_ = Create("bob", Role::kConsumer);
+    prov_ = Create("prov", Role::kProvider);
+    other_prov_ = Create("other", Role::kProvider);
+    machine_ = Register(prov_, 16);
+  }
+
+  ApplyOutput Run(const CommandBody& command) {
+    ApplyOutput out;
+    x_.Apply(++seq_, now_, command, &out);
+    x_.CheckInvariants();
+    return out;
+  }
+  void Advance(Timestamp by) {
+    now_ += by;
+    Run(Tick{});
+  }
+  // Lets time pass while the machine keeps sending heartbeats every 5 s, as its agent does.
+  void Elapse(Timestamp by) {
+    const Timestamp end = now_ + by;
+    while (now_ + 5 * kSecond < end) {
+      now_ += 5 * kSecond;
+      Run(Heartbeat{machine_});
+    }
+    now_ = end;
+    Run(Heartbeat{machine_});
+  }
+  AccountId Create(const std::string& name, Role role) {
+    const ApplyOutput out = Run(CreateAccount{op_, name, role});
+    EXPECT_TRUE(out.result.accepted) << out.result.code;
+    return out.result.account;
+  }
+  MachineId Register(AccountId owner, Quantity cpu_slots) {
+    RegisterMachine c;
+    c.actor = owner;
+    c.spec.name = "m" + std::to_string(seq_);
+    c.spec.capacity["cpu"] = cpu_slots;
+    c.spec.attributes["region"] = AttributeValue{false, 0, "eu"};
+    const ApplyOutput out = Run(c);
+    EXPECT_TRUE(out.result.accepted) << out.result.code;
+    return out.result.machine;
+  }
+  void Fund(AccountId account, Micros amount) {
+    ASSERT_TRUE(Run(Deposit{op_, account, amount}).result.accepted);
+  }
+  ApplyOutput Buy(AccountId who, PriceMicros price, Quantity qty, int32_t hours = 1,
+                  TimeInForce tif = TimeInForce::kGtc, OrderType type = OrderType::kLimit) {
+    PlaceOrder c;
+    c.actor = who;
+    c.market = "cpu";
+    c.client_order_id = "c" + std::to_string(++client_id_);
+    c.side = Side::kBuy;
+    c.type = type;
+    c.tif = tif;
+    c.price = price;
+    c.quantity = qty;
+    c.max_hours = hours;
+    return Run(c);
+  }
+  ApplyOutput Sell(AccountId who, MachineId machine, PriceMicros price, Quantity qty,
+                   TimeInForce tif = TimeInForce::kGtc) {
+    PlaceOrder c;
+    c.actor = who;
+    c.market = "cpu";
+    c.client_order_id = "c" + std::to_string(++client_id_);
+    c.side = Side::kSell;
+    c.tif = tif;
+    c.price = price;
+    c.quantity = qty;
+    c.machine = machine;
+    return Run(c);
+  }
+  Micros Avail(AccountId a) const { return x_.Balance({a, BalanceKind::kAvailable}); }
+  Micros Held(AccountId a) const { return x_.Balance({a, BalanceKind::kHeld}); }
+  Micros Escrow(AccountId a) const { return x_.Balance({a, BalanceKind::kEscrow}); }
+  Micros Earned(AccountId a) const { return x_.Balance({a, BalanceKind::kEarnings}); }
+  Micros Fees() const { return x_.Balance({0, BalanceKind::kFees}); }
+  Micros Pool() const { return x_.Balance({0, BalanceKind::kInsurance}); }
+  LeaseId OnlyLease() const {
+    EXPECT_EQ(x_.leases().size(), 1u);
+    return x_.leases().begin()->first;
+  }
+
+  Exchange x_;
+  uint64_t seq_ = 0;
+  Timestamp now_ = 1'700'000'000 * kSecond;
+  int client_id_ = 0;
+  AccountId op_ = 0, alice_ = 0, bob_ = 0, prov_ = 0, other_prov_ = 0;
+  MachineId machine_ = 0;
+};
+
+// ---- Escrow (RULEBOOK 3)
+
+TEST_F(ExchangeTest, BuyHoldsPriceTimesQuantityTimesHoursPlusTakerFee) {
+  Fund(alice_, 100 * kCredit);
+  // 0.0555 * 3 slots * 7 hours = 1.1655 credits; taker fee 20 bps = 0.002331.
+  ASSERT_TRUE(Buy(alice_, 55'500, 3, 7).result.accepted);
+  EXPECT_EQ(Held(alice_), 1'165'500 + 2'331);
+  EXPECT_EQ(Avail(alice_), 100 * kCredit - 1'167'831);
+}
+
+TEST_F(ExchangeTest, BuyBeyondTheAvailableBalanceIsRejectedAndChangesNothing) {
+  Fund(alice_, 1'167'830);  // One micro-credit short of the hold above.
+  const ApplyOutput out = Buy(alice_, 55'500, 3, 7);
+  EXPECT_FALSE(out.result.accepted);
+  EXPECT_EQ(out.result.code, "insufficient_funds");
+  EXPECT_EQ(Held(alice_), 0);
+  EXPECT_EQ(Avail(alice_), 1'167'830);
+  EXPECT_TRUE(x_.orders().empty());
+}
+
+TEST_F(ExchangeTest, CancelReleasesTheWholeHold) {
+  Fund(alice_, 10 * kCredit);
+  const OrderId id = Buy(alice_, 100'000, 5, 2).result.order;
+  ASSERT_GT(Held(alice_), 0);
+  ASSERT_TRUE(Run(CancelOrder{alice_, id}).result.accepted);
+  EXPECT_EQ(Held(alice_), 0);
+  EXPECT_EQ(Avail(alice_), 10 * kCredit);
+}
+
+TEST_F(ExchangeTest, TradeMovesHoldToEscrowAndReleasesPriceImprovement) {
+  Fund(alice_, 10 * kCredit);
+  ASSERT_TRUE(Sell(prov_, machine_, 40'000, 4).result.accepted);
+  // Alice bids 0.05 for 4 slots x 2 h: hold 0.4 + fee 0.0008. She pays the maker's 0.04.
+  ASSERT_TRUE(Buy(alice_, 50'000, 4, 2).result.accepted);
+  const Micros escrow = 40'000 * 4 * 2 + 40'000 * 4 * 2 * 20 / 10'000;  // 0.32 + 0.00064
+  EXPECT_EQ(Escrow(alice_), escrow);
+  EXPECT_EQ(Held(alice_), 0);
+  EXPECT_EQ(Avail(alice_), 10 * kCredit - escrow);
+  const Lease& lease = x_.leases().at(OnlyLease());
+  EXPECT_EQ(lease.price, 40'000);
+  EXPECT_EQ(lease.slots, 4);
+  EXPECT_EQ(lease.machine, machine_);
+}
+
+TEST_F(ExchangeTest, PartialFillKeepsTheHoldOfTheRestingRemainder) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 50'000, 1);
+  ASSERT_TRUE(Buy(alice_, 50'000, 3, 1).result.accepted);
+  // 2 slots rest: their hold stays; 1 slot went to escrow.
+  EXPECT_EQ(Held(alice_), Exchange::HoldFor(50'000, 2, 1, 20));
+  EXPECT_EQ(Escrow(alice_), Exchange::HoldFor(50'000, 1, 1, 20));
+}
+
+TEST_F(ExchangeTest, MarketBuyIsHeldAtTheWorstAskItCouldReach) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 10'000, 1);
+  Sell(prov_, machine_, 90'000, 1);
+  const ApplyOutput out = Buy(alice_, 0, 1, 1, TimeInForce::kIoc, OrderType::kMarket);
+  ASSERT_TRUE(out.result.accepted);
+  // Filled at 0.01; the hold at 0.09 is released to escrow at 0.01 plus its fee.
+  EXPECT_EQ(Escrow(alice_), Exchange::HoldFor(10'000, 1, 1, 20));
+  EXPECT_EQ(Held(alice_), 0);
+  Fund(bob_, Exchange::HoldFor(90'000, 2, 1, 20) - 1);
+  EXPECT_EQ(Buy(bob_, 0, 2, 1, TimeInForce::kIoc, OrderType::kMarket).result.code,
+            "insufficient_funds");
+}
+
+TEST_F(ExchangeTest, MakerBuyerPaysNoTakerFee) {
+  Fund(alice_, 10 * kCredit);
+  Buy(alice_, 50'000, 2, 1);                        // Rests: alice is the maker.
+  ASSERT_TRUE(Sell(prov_, machine_, 50'000, 2).result.accepted);  // Seller is the taker.
+  EXPECT_EQ(Escrow(alice_), 100'000);  // No fee on top for a maker (0 bps).
+  EXPECT_EQ(Avail(alice_), 10 * kCredit - 100'000);
+}
+
+// ---- Billing (RULEBOOK 3)
+
+TEST_F(ExchangeTest, UsageIsBilledBySecondFromEscrowWithFeesAndInsurance) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 36'000, 2);
+  Buy(alice_, 36'000, 2, 1);  // Alice takes: she pays 20 bps on top; the maker seller 0.
+  const LeaseId lease = OnlyLease();
+  Elapse(100 * kSecond);
+  ASSERT_TRUE(Run(ReportUsage{machine_, lease, 100, 150, 1000, 0}).result.accepted);
+  // floor(0.036 * 2 * 100 / 3600) = 0.002 credits; buyer fee floor(2000 * 20 / 10000) = 4.
+  EXPECT_EQ(Earned(prov_), 2'000);
+  EXPECT_EQ(Fees() + Pool(), 4);
+  EXPECT_EQ(Pool(), 1);  // floor(4 / 4).
+  EXPECT_EQ(Escrow(alice_), Exchange::HoldFor(36'000, 2, 1, 20) - 2'004);
+}
+
+TEST_F(ExchangeTest, BillingOnCumulativeSecondsNeverAccumulatesRounding) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 100, 1);  // 0.0001 per hour: 1/36 micro-credit per second.
+  Buy(alice_, 100, 1, 1);
+  const LeaseId lease = OnlyLease();
+  for (int s = 1; s <= 900; ++s) {
+    Elapse(kSecond);
+    ASSERT_TRUE(Run(ReportUsage{machine_, lease, s, 0, 0, 0}).result.accepted);
+  }
+  // 900 per-second reports bill exactly floor(100 * 900 / 3600) = 25 micro-credits.
+  EXPECT_EQ(Earned(prov_), 25);
+  EXPECT_EQ(x_.leases().at(lease).billed, 25);
+}
+
+TEST_F(ExchangeTest, SellerTakerHasItsFeeDeductedFromEarnings) {
+  Fund(alice_, 10 * kCredit);
+  Buy(alice_, 360'000, 1, 1);  // Rests: alice is the maker.
+  Sell(prov_, machine_, 360'000, 1);
+  const LeaseId lease = OnlyLease();
+  Elapse(3600 * kSecond - 1);  // Just before max_hours.
+  ASSERT_TRUE(Run(ReportUsage{machine_, lease, 3599, 0, 0, 0}).result.accepted);
+  // Bill floor(0.36 * 3599 / 3600) = 0.3599; seller fee floor(359900 * 20 / 10000) = 719.
+  EXPECT_EQ(Earned(prov_), 359'900 - 719);
+  EXPECT_EQ(Fees() + Pool(), 719);
+  EXPECT_EQ(Pool(), 179);
+}
+
+TEST_F(ExchangeTest, LeaseEndsAtMaxHoursAndRefundsTheRest) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 50'000, 1);
+  Buy(alice_, 60'000, 1, 2);
+  const LeaseId lease = OnlyLease();
+  Elapse(1800 * kSecond);
+  Run(ReportUsage{machine_, lease, 1800, 0, 0, 0});
+  Elapse(7200 * kSecond);  // Well past max_hours.
+  EXPECT_TRUE(x_.leases().empty());
+  // Billed exactly 2 hours: 0.1, plus the buyer's fee 0.0002; the rest came back.
+  EXPECT_EQ(Earned(prov_), 100'000);
+  EXPECT_EQ(Escrow(alice_), 0);
+  EXPECT_EQ(Avail(alice_), 10 * kCredit - 100'200);
+  EXPECT_EQ(x_.machines().at(machine_).leased[0], 0);
+}
+
+TEST_F(ExchangeTest, ReleaseByBuyerBillsToNowAndRefunds) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 36'000, 1);
+  Buy(alice_, 36'000, 1, 3);
+  const LeaseId lease = OnlyLease();
+  Elapse(60 * kSecond);
+  EXPECT_EQ(Run(EndLease{bob_, 0, lease, LeaseEndReason::kReleased}).result.code,
+            "not_authorized");
+  ASSERT_TRUE(Run(EndLease{alice_, 0, lease, LeaseEndReason::kReleased}).result.accepted);
+  EXPECT_EQ(Earned(prov_), 600);  // 0.036 * 60 / 3600.
+  EXPECT_EQ(Escrow(alice_), 0);
+  EXPECT_EQ(Avail(alice_), 10 * kCredit - 600 - 1);  // Fee floor(600 * 0.002) = 1.
+}
+
+TEST_F(ExchangeTest, ReclaimStopsBillingAtTheReclaim) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 36'000, 1);
+  Buy(alice_, 36'000, 1, 1);
+  const LeaseId lease = OnlyLease();
+  Elapse(120 * kSecond);
+  ASSERT_TRUE(Run(EndLease{prov_, 0, lease, LeaseEndReason::kReclaimed}).result.accepted);
+  const Micros earned = Earned(prov_);
+  EXPECT_EQ(earned, 1'200);
+  Elapse(600 * kSecond);
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 700, 0, 0, 0}).result.code, "unknown_lease");
+  EXPECT_EQ(Earned(prov_), earned);
+}
+
+// ---- Liveness (RULEBOOK 4)
+
+TEST_F(ExchangeTest, OfflineMachineLosesItsAsksAndLeasesEndAtTheLastReport) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 36'000, 1);
+  Sell(prov_, machine_, 99'000, 3);  // An ask that stays resting.
+  Buy(alice_, 36'000, 1, 1);
+  const LeaseId lease = OnlyLease();
+  now_ += 10 * kSecond;
+  Run(Heartbeat{machine_});
+  Run(ReportUsage{machine_, lease, 10, 0, 0, 0});
+  // No heartbeat for 15 s: offline. Nothing after the report at 10 s is billed.
+  Advance(15 * kSecond);
+  EXPECT_FALSE(x_.machines().at(machine_).online);
+  EXPECT_TRUE(x_.leases().empty());
+  EXPECT_TRUE(x_.orders().empty());
+  EXPECT_EQ(Earned(prov_), 100);  // 0.036 * 10 / 3600.
+  EXPECT_EQ(Escrow(alice_), 0);
+  EXPECT_EQ(Sell(prov_, machine_, 36'000, 1).result.code, "machine_offline");
+  Run(Heartbeat{machine_});
+  EXPECT_TRUE(x_.machines().at(machine_).online);
+}
+
+TEST_F(ExchangeTest, HeartbeatsKeepAMachineOnline) {
+  for (int i = 0; i < 10; ++i) {
+    now_ += 5 * kSecond;
+    Run(Heartbeat{machine_});
+  }
+  EXPECT_TRUE(x_.machines().at(machine_).online);
+}
+
+TEST_F(ExchangeTest, UsageClaimingMoreThanTheAllocationIsRefused) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 36'000, 2);
+  Buy(alice_, 36'000, 2, 1);
+  const LeaseId lease = OnlyLease();
+  Elapse(100 * kSecond);
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 201, 0, 0}).result.code,
+            "usage_exceeds_allocation");  // 2 slots x 1 vCPU x 100 s = 200 CPU-seconds.
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 0, 4097, 0}).result.code,
+            "usage_exceeds_allocation");  // 2 x 2 GiB.
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 0, 0, 1}).result.code,
+            "usage_exceeds_allocation");  // No GPU in a cpu slot.
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 200, 0, 0, 0}).result.code, "usage_ahead_of_clock");
+  EXPECT_EQ(Run(ReportUsage{machine_ + 1, lease, 50, 0, 0, 0}).result.code, "unknown_machine");
+  ASSERT_TRUE(Run(ReportUsage{machine_, lease, 100, 200, 4096, 0}).result.accepted);
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 99, 0, 0, 0}).result.code, "stale_usage");
+  EXPECT_EQ(Earned(prov_), 2'000);
+}
+
+// ---- Capacity and authorization
+
+TEST_F(ExchangeTest, SellsAreBoundedByTheMachinesFreeCapacity) {
+  ASSERT_TRUE(Sell(prov_, machine_, 50'000, 10).result.accepted);
+  EXPECT_EQ(Sell(prov_, machine_, 50'000, 7).result.code, "insufficient_capacity");
+  ASSERT_TRUE(Sell(prov_, machine_, 50'000, 6).result.accepted);
+  Fund(alice_, 10 * kCredit);
+  Buy(alice_, 50'000, 16, 1);  // Everything is leased now.
+  EXPECT_EQ(Sell(prov_, machine_, 50'000, 1).result.code, "insufficient_capacity");
+  Elapse(60 * kSecond);
+  for (const auto& [id, lease] : std::map<LeaseId, Lease>(x_.leases())) {
+    Run(EndLease{alice_, 0, id, LeaseEndReason::kReleased});
+  }
+  EXPECT_TRUE(Sell(prov_, machine_, 50'000, 16).result.accepted);
+}
+
+TEST_F(ExchangeTest, OnlyTheOwnerMaySellAMachine) {
+  EXPECT_EQ(Sell(other_prov_, machine_, 50'000, 1).result.code, "not_authorized");
+  EXPECT_EQ(Sell(prov_, 999, 50'000, 1).result.code, "unknown_machine");
+}
+
+TEST_F(ExchangeTest, OnlyOperatorsMoveMoneyInAndOut) {
+  EXPECT_EQ(Run(Deposit{alice_, alice_, kCredit}).result.code, "not_authorized");
+  Fund(alice_, kCredit);
+  EXPECT_EQ(Run(Withdraw{alice_, alice_, kCredit, BalanceKind::kAvailable}).result.code,
+            "not_authorized");
+  EXPECT_EQ(Run(Withdraw{op_, alice_, kCredit + 1, BalanceKind::kAvailable}).result.code,
+            "insufficient_funds");
+  ASSERT_TRUE(Run(Withdraw{op_, alice_, kCredit, BalanceKind::kAvailable}).result.accepted);
+  EXPECT_EQ(Avail(alice_), 0);
+  EXPECT_EQ(Run(Deposit{op_, alice_, 0}).result.code, "invalid_amount");
+  EXPECT_EQ(Run(Deposit{op_, 999, kCredit}).result.code, "unknown_account");
+}
+
+TEST_F(ExchangeTest, OnlyTheOwnerCancelsOrReplacesAnOrder) {
+  Fund(alice_, kCredit);
+  const OrderId id = Buy(alice_, 10'000, 1, 1).result.order;
+  EXPECT_EQ(Run(CancelOrder{bob_, id}).result.code, "not_authorized");
+  EXPECT_EQ(Run(ReplaceOrder{bob_, id, 20'000, std::nullopt}).result.code, "not_authorized");
+  EXPECT_TRUE(x_.orders().contains(id));
+  EXPECT_TRUE(Run(CancelOrder{op_, id}).result.accepted);  // An operator may.
+}
+
+TEST_F(ExchangeTest, OnlyAnOperatorCreatesOperatorsAfterTheFirst) {
+  EXPECT_EQ(Run(CreateAccount{alice_, "mallory", Role::kOperator}).result.code, "not_authorized");
+  EXPECT_TRUE(Run(CreateAccount{op_, "op2", Role::kOperator}).result.accepted);
+  EXPECT_EQ(Run(CreateAccount{0, "alice", Role::kConsumer}).result.code, "name_taken");
+  EXPECT_EQ(Run(CreateAccount{0, "bad name!", Role::kConsumer}).result.code, "invalid_name");
+}
+
+TEST_F(ExchangeTest, ClientOrderIdsAreUniquePerAccount) {
+  Fund(alice_, kCredit);
+  PlaceOrder c;
+  c.actor = alice_;
+  c.market = "cpu";
+  c.client_order_id = "job-1";
+  c.price = 10'000;
+  c.quantity = 1;
+  ASSERT_TRUE(Run(c).result.accepted);
+  EXPECT_EQ(Run(c).result.code, "duplicate_client_order_id");
+  c.actor = bob_;
+  Fund(bob_, kCredit);
+  EXPECT_TRUE(Run(c).result.accepted);
+}
+
+TEST_F(ExchangeTest, ReplaceUpNeedsTheExtraHoldAndRejectsWithoutChange) {
+  Fund(alice_, Exchange::HoldFor(10'000, 2, 1, 20));
+  const OrderId id = Buy(alice_, 10'000, 2, 1).result.order;
+  EXPECT_EQ(Run(ReplaceOrder{alice_, id, 20'000, std::nullopt}).result.code, "insufficient_funds");
+  EXPECT_EQ(Held(alice_), Exchange::HoldFor(10'000, 2, 1, 20));
+  EXPECT_EQ(Run(ReplaceOrder{alice_, id, 10'050, std::nullopt}).result.code, "off_tick");
+  EXPECT_EQ(Held(alice_), Exchange::HoldFor(10'000, 2, 1, 20));
+  ASSERT_TRUE(Run(ReplaceOrder{alice_, id, std::nullopt, 1}).result.accepted);
+  EXPECT_EQ(Held(alice_), Exchange::HoldFor(10'000, 1, 1, 20));
+}
+
+TEST_F(ExchangeTest, EngineRejectionsReachTheCallerWithTheirCode) {
+  Fund(alice_, kCredit);
+  EXPECT_EQ(Buy(alice_, 10'050, 1, 1).result.code, "off_tick");
+  EXPECT_EQ(Buy(alice_, 10'000, 0, 1).result.code, "invalid_quantity");
+  EXPECT_EQ(Buy(alice_, 10'000, 1, 0).result.code, "invalid_max_hours");
+  EXPECT_EQ(Held(alice_), 0);
+  EXPECT_EQ(Avail(alice_), kCredit);
+}
+
+TEST_F(ExchangeTest, SnapshotRestoresTheSameStateAndHash) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 40'000, 3);
+  Sell(prov_, machine_, 41'000, 2);
+  Buy(alice_, 40'000, 2, 2);
+  Buy(alice_, 30'000, 1, 1);
+  now_ += 30 * kSecond;
+  Run(ReportUsage{machine_, OnlyLease(), 30, 10, 10, 0});
+  const std::string hash = x_.StateHash();
+  auto restored = Exchange::Restore(ExchangeConfig::Default(), x_.Serialize());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  (*restored)->CheckInvariants();
+  EXPECT_EQ((*restored)->StateHash(), hash);
+  // And it carries on identically: the same command gives the same result on both.
+  ApplyOutput a, b;
+  PlaceOrder c;
+  c.actor = alice_;
+  c.market = "cpu";
+  c.client_order_id = "after";
+  c.price = 41'000;
+  c.quantity = 3;
+  c.max_hours = 1;
+  x_.Apply(seq_ + 1, now_, c, &a);
+  (*restored)->Apply(seq_ + 1, now_, c, &b);
+  EXPECT_EQ(x_.StateHash(), (*restored)->StateHash());
+  EXPECT_EQ(a.events.size(), b.events.size());
+}
+
+TEST_F(ExchangeTest, RestoreRefusesASnapshotOfOtherMarkets) {
+  ExchangeConfig other = ExchangeConfig::Default();
+  other.markets.pop_back();
+  EXPECT_FALSE(Exchange::Restore(other, x_.Serialize()).ok());
+  EXPECT_FALSE(Exchange::Restore(ExchangeConfig::Default(), "{\"version\":1").ok());
+}
+
+}  // namespace
+}  // namespace ocx::core

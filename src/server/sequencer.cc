@@ -1,0 +1,280 @@
+#include "src/server/sequencer.h"
+
+#include <filesystem>
+#include <future>
+
+#include "src/base/assert.h"
+#include "src/core/codec.h"
+#include "src/journal/file_journal_reader.h"
+#include "src/journal/snapshot.h"
+
+namespace ocx::server {
+namespace {
+
+std::string JournalDir(const std::string& data_dir) { return data_dir + "/journal"; }
+std::string SnapshotDir(const std::string& data_dir) { return data_dir + "/snapshots"; }
+
+// Forwards the journal's durability callbacks to the sequencer once it exists (the journal
+// is opened, and replayed, before the Sequencer object is built).
+struct DurableRelay {
+  std::mutex mu;
+  std::function<void(uint64_t)> target;  // Guarded by mu.
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Sequencer>> Sequencer::Open(SequencerOptions options) {
+  if (options.clock == nullptr) return absl::InvalidArgumentError("sequencer: no clock");
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("sequencer: no data directory");
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError("cannot create data directory " + options.data_dir +
+                                         ": " + ec.message());
+  }
+  SequencerRecovery recovery;
+
+  // 1. The latest snapshot that verifies, or a fresh exchange.
+  std::unique_ptr<core::Exchange> exchange;
+  absl::StatusOr<journal::LatestSnapshot> latest =
+      journal::FindLatestSnapshot(SnapshotDir(options.data_dir));
+  if (!latest.ok()) return latest.status();
+  if (latest->snapshot.has_value()) {
+    if (latest->snapshot->body_version != core::kSnapshotVersion) {
+      return absl::FailedPreconditionError("snapshot " + latest->path +
+                                           " has an unsupported body version");
+    }
+    absl::StatusOr<std::unique_ptr<core::Exchange>> restored =
+        core::Exchange::Restore(options.config, latest->snapshot->body);
+    if (!restored.ok()) {
+      return absl::DataLossError("snapshot " + latest->path + ": " +
+                                 std::string(restored.status().message()));
+    }
+    exchange = std::move(*restored);
+    recovery.snapshot_sequence = latest->snapshot->sequence;
+    OCX_ASSERT(exchange->last_sequence() == recovery.snapshot_sequence);
+  } else {
+    exchange = std::make_unique<core::Exchange>(options.config);
+  }
+
+  // 2. The journal: its own recovery truncates a torn tail or refuses corruption.
+  auto relay = std::make_shared<DurableRelay>();
+  journal::FileJournalOptions journal_options;
+  journal_options.dir = JournalDir(options.data_dir);
+  journal_options.first_sequence = exchange->last_sequence() + 1;
+  journal_options.segment_bytes = options.journal_segment_bytes;
+  journal_options.on_durable = [relay](uint64_t durable) {
+    std::lock_guard<std::mutex> lock(relay->mu);
+    if (relay->target) relay->target(durable);
+  };
+  absl::StatusOr<std::unique_ptr<journal::FileJournal>> journal =
+      journal::FileJournal::Open(journal_options);
+  if (!journal.ok()) return journal.status();
+  recovery.journal = (*journal)->recovery().ToString();
+
+  // 3. Replay the records after the snapshot.
+  if ((*journal)->next_sequence() > exchange->last_sequence() + 1) {
+    absl::StatusOr<std::unique_ptr<journal::FileJournalReader>> reader =
+        journal::FileJournalReader::Open(JournalDir(options.data_dir),
+                                         exchange->last_sequence() + 1);
+    if (!reader.ok()) return reader.status();
+    journal::RecordView record;
+    core::ApplyOutput scratch;
+    for (;;) {
+      absl::StatusOr<bool> more = (*reader)->Next(&record);
+      if (!more.ok()) return more.status();
+      if (!*more) break;
+      if (record.payload_version != core::kCommandPayloadVersion) {
+        return absl::FailedPreconditionError("journal record " + std::to_string(record.sequence) +
+                                             " has an unsupported payload version");
+      }
+      absl::StatusOr<core::CommandBody> command = core::DecodeCommand(record.payload);
+      if (!command.ok()) {
+        return absl::DataLossError("journal record " + std::to_string(record.sequence) + ": " +
+                                   std::string(command.status().message()));
+      }
+      if (record.sequence != exchange->last_sequence() + 1 || record.timestamp < exchange->now()) {
+        return absl::DataLossError("journal record " + std::to_string(record.sequence) +
+                                   " does not follow the state (sequence or time out of order)");
+      }
+      scratch.events.clear();
+      exchange->Apply(record.sequence, record.timestamp, *command, &scratch);
+      ++recovery.replayed;
+    }
+  }
+  if ((*journal)->next_sequence() != exchange->last_sequence() + 1) {
+    return absl::DataLossError(
+        "the journal ends at sequence " + std::to_string((*journal)->next_sequence() - 1) +
+        " but the state is at " + std::to_string(exchange->last_sequence()) +
+        ": records the snapshot covers are missing");
+  }
+  recovery.last_sequence = exchange->last_sequence();
+
+  std::unique_ptr<Sequencer> sequencer(
+      new Sequencer(std::move(options), std::move(exchange), recovery));
+  sequencer->journal_ = std::move(*journal);
+  {
+    std::lock_guard<std::mutex> lock(relay->mu);
+    Sequencer* target = sequencer.get();
+    relay->target = [target](uint64_t durable) { target->OnDurable(durable); };
+  }
+  sequencer->thread_ = std::thread([s = sequencer.get()] { s->Loop(); });
+  return sequencer;
+}
+
+Sequencer::Sequencer(SequencerOptions options, std::unique_ptr<core::Exchange> exchange,
+                     SequencerRecovery recovery)
+    : options_(std::move(options)),
+      recovery_(std::move(recovery)),
+      exchange_(std::move(exchange)),
+      last_time_(exchange_->now()) {}
+
+Sequencer::~Sequencer() { (void)Stop(); }
+
+absl::Status Sequencer::status() const {
+  std::lock_guard<std::mutex> lock(inbound_mu_);
+  return status_;
+}
+
+absl::Status Sequencer::Submit(core::CommandBody command, AckCallback done) {
+  std::unique_lock<std::mutex> lock(inbound_mu_);
+  space_cv_.wait(lock, [this] {
+    return inbound_.size() < options_.inbound_max || stopping_ || !status_.ok();
+  });
+  if (!status_.ok()) return status_;
+  if (stopping_) return absl::FailedPreconditionError("the sequencer is stopping");
+  inbound_.push_back(Inbound{std::move(command), std::move(done)});
+  inbound_cv_.notify_one();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Acked> Sequencer::Execute(core::CommandBody command) {
+  auto promise = std::make_shared<std::promise<Acked>>();
+  std::future<Acked> future = promise->get_future();
+  absl::Status submitted =
+      Submit(std::move(command), [promise](const Acked& acked) { promise->set_value(acked); });
+  if (!submitted.ok()) return submitted;
+  // A failure after submission (the journal broke) means this command is never durable.
+  while (future.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    const absl::Status current = status();
+    if (!current.ok()) return current;
+  }
+  return future.get();
+}
+
+void Sequencer::Read(const std::function<void(const core::Exchange&)>& read) const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  read(*exchange_);
+}
+
+void Sequencer::Loop() {
+  std::deque<Inbound> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(inbound_mu_);
+      inbound_cv_.wait(lock, [this] { return !inbound_.empty() || stopping_; });
+      if (inbound_.empty() || !status_.ok()) return;  // Stopping with nothing left, or failed.
+      batch.swap(inbound_);
+      space_cv_.notify_all();
+    }
+    for (Inbound& item : batch) {
+      Process(item);
+      if (!status().ok()) return;
+    }
+    batch.clear();
+  }
+}
+
+void Sequencer::Process(Inbound& item) {
+  Pending pending;
+  pending.done = std::move(item.done);
+  Acked& acked = pending.acked;
+  const std::string payload = core::EncodeCommand(item.command);
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    acked.sequence = exchange_->last_sequence() + 1;
+    acked.time = std::max(options_.clock->NowMicros(), last_time_);
+    last_time_ = acked.time;
+    exchange_->Apply(acked.sequence, acked.time, item.command, &acked.output);
+  }
+  OCX_ASSERT(acked.sequence == journal_->next_sequence());
+  {
+    // Registered before the append, so the durability callback always finds it.
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    pending_.push_back(std::move(pending));
+  }
+  const absl::Status appended = journal_->Append(journal::RecordView{
+      acked.sequence, acked.time, core::kCommandPayloadVersion, payload});
+  if (!appended.ok()) {
+    Fail(absl::UnavailableError("journal append failed; the sequencer stopped: " +
+                                std::string(appended.message())));
+    return;
+  }
+  ++since_snapshot_;
+  MaybeSnapshot();
+}
+
+void Sequencer::MaybeSnapshot() {
+  if (options_.snapshot_every == 0 || since_snapshot_ < options_.snapshot_every) return;
+  since_snapshot_ = 0;
+  // Only durable state may be snapshotted: a snapshot ahead of the journal could not be
+  // continued after a crash.
+  std::string body;
+  uint64_t sequence;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    sequence = exchange_->last_sequence();
+    body = exchange_->Serialize();
+  }
+  const absl::Status durable = journal_->WaitDurable(sequence);
+  if (!durable.ok()) return Fail(durable);
+  const absl::StatusOr<std::string> written = journal::WriteSnapshot(
+      SnapshotDir(options_.data_dir), sequence, core::kSnapshotVersion, body);
+  if (!written.ok()) {
+    // The journal still holds everything: a failed snapshot costs only recovery time.
+    // TODO(ocx): report through metrics once the server has them.
+    return;
+  }
+}
+
+void Sequencer::OnDurable(uint64_t durable_sequence) {
+  std::deque<Pending> ready;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    while (!pending_.empty() && pending_.front().acked.sequence <= durable_sequence) {
+      ready.push_back(std::move(pending_.front()));
+      pending_.pop_front();
+    }
+  }
+  for (Pending& p : ready) {
+    if (options_.on_durable) options_.on_durable(p.acked);
+    if (p.done) p.done(p.acked);
+  }
+}
+
+void Sequencer::Fail(const absl::Status& error) {
+  std::lock_guard<std::mutex> lock(inbound_mu_);
+  if (status_.ok()) status_ = error;
+  stopping_ = true;
+  inbound_cv_.notify_all();
+  space_cv_.notify_all();
+}
+
+absl::Status Sequencer::Stop() {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  if (stopped_) return status();
+  stopped_ = true;
+  {
+    std::lock_guard<std::mutex> lock(inbound_mu_);
+    stopping_ = true;
+    inbound_cv_.notify_all();
+    space_cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+  // Close makes every appended record durable and delivers its acknowledgement.
+  const absl::Status closed = journal_ ? journal_->Close() : absl::OkStatus();
+  if (!closed.ok()) Fail(closed);
+  return status();
+}
+
+}  // namespace ocx::server

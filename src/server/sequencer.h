@@ -1,0 +1,130 @@
+// Sequencer: the one thread that orders everything the exchange does (LMAX style).
+//
+// Commands arrive from any thread (API handlers, agent channels). The sequencer thread
+// stamps each with the next sequence number and a timestamp from the Clock (never going
+// backwards), applies it to the core::Exchange, registers the reply, and appends the
+// command to the journal. The journal's writer thread syncs batches of records (group
+// commit); once a command's record is durable, its reply is delivered. So: acknowledged
+// means durable, and the sequencer keeps applying while a batch syncs.
+//
+// Recovery (Open): latest verified snapshot + replay of the journal after it; a torn
+// journal tail is truncated by the journal; corruption refuses to start.
+//
+// If a journal append fails after its command was applied, the in-memory state is ahead of
+// the journal: the sequencer stops for good (every later Submit fails) and never
+// acknowledges that command. A restart recovers from the journal.
+//
+// Ownership: owns the Exchange, the journal and both threads. Thread-safety: Submit, Execute,
+// Read and Stop may be called from any thread; Read runs under the state mutex, so it sees
+// the state between two commands (possibly including commands not yet durable).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "src/base/clock.h"
+#include "src/core/exchange.h"
+#include "src/journal/file_journal.h"
+
+namespace ocx::server {
+
+// What a command did, delivered once it is durable.
+struct Acked {
+  uint64_t sequence = 0;
+  int64_t time = 0;
+  core::ApplyOutput output;
+};
+
+using AckCallback = std::function<void(const Acked&)>;
+
+struct SequencerOptions {
+  core::ExchangeConfig config = core::ExchangeConfig::Default();
+  std::string data_dir;                 // journal/ and snapshots/ live under it.
+  const base::Clock* clock = nullptr;   // Required; must outlive the sequencer.
+  // A snapshot after this many commands (0: never). Taken on the sequencer thread once
+  // everything before it is durable.
+  uint64_t snapshot_every = 100'000;
+  // Named bound on commands waiting for the sequencer thread; Submit blocks while full.
+  size_t inbound_max = 65'536;
+  uint64_t journal_segment_bytes = journal::kDefaultSegmentBytes;
+  // Called for every durable command, in sequence order, on the journal's writer thread,
+  // before its AckCallback (the query store's projector hooks in here). Must be quick.
+  std::function<void(const Acked&)> on_durable;
+};
+
+struct SequencerRecovery {
+  uint64_t snapshot_sequence = 0;   // 0: started without a snapshot.
+  uint64_t replayed = 0;            // Journal records applied after it.
+  uint64_t last_sequence = 0;
+  std::string journal;              // The journal's own recovery report.
+};
+
+class Sequencer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Sequencer>> Open(SequencerOptions options);
+  ~Sequencer();  // Stop().
+  Sequencer(const Sequencer&) = delete;
+  Sequencer& operator=(const Sequencer&) = delete;
+
+  // Queues a command; `done` runs once it is durable (on the journal's writer thread: keep it
+  // quick). Errors: FailedPrecondition once stopped or failed.
+  absl::Status Submit(core::CommandBody command, AckCallback done);
+  // Submits and waits for the durable acknowledgement.
+  absl::StatusOr<Acked> Execute(core::CommandBody command);
+  // Runs `read` on the state under the state mutex.
+  void Read(const std::function<void(const core::Exchange&)>& read) const;
+  // Drains what was submitted, waits until it is durable, stops both threads. Idempotent.
+  absl::Status Stop();
+
+  const SequencerRecovery& recovery() const { return recovery_; }
+  absl::Status status() const;
+
+ private:
+  struct Pending {
+    Acked acked;
+    AckCallback done;
+  };
+  struct Inbound {
+    core::CommandBody command;
+    AckCallback done;
+  };
+
+  Sequencer(SequencerOptions options, std::unique_ptr<core::Exchange> exchange,
+            SequencerRecovery recovery);
+  void Loop();
+  void Process(Inbound& item);
+  void OnDurable(uint64_t durable_sequence);
+  void Fail(const absl::Status& error);
+  void MaybeSnapshot();
+
+  const SequencerOptions options_;
+  SequencerRecovery recovery_;
+  std::unique_ptr<journal::FileJournal> journal_;
+
+  mutable std::mutex state_mu_;
+  std::unique_ptr<core::Exchange> exchange_;  // Guarded by state_mu_ (written only by Loop).
+  int64_t last_time_ = 0;                      // Sequencer thread only.
+  uint64_t since_snapshot_ = 0;                // Sequencer thread only.
+
+  mutable std::mutex inbound_mu_;
+  std::condition_variable inbound_cv_;   // Work or stopping, for the loop.
+  std::condition_variable space_cv_;     // Room in inbound_, for submitters.
+  std::deque<Inbound> inbound_;          // Guarded by inbound_mu_.
+  bool stopping_ = false;                // Guarded by inbound_mu_.
+  absl::Status status_;                  // First failure; sticky. Guarded by inbound_mu_.
+
+  std::mutex pending_mu_;
+  std::deque<Pending> pending_;  // Applied, not yet durable, in sequence order. Guarded.
+
+  std::mutex stop_mu_;
+  bool stopped_ = false;  // Guarded by stop_mu_.
+  std::thread thread_;
+};
+
+}  // namespace ocx::server

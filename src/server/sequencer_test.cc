@@ -1,0 +1,193 @@
+#include "src/server/sequencer.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "src/core/codec.h"
+#include "src/journal/file_journal_reader.h"
+#include "src/server/test_commands.h"
+
+namespace ocx::server {
+namespace {
+
+class SequencerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/ocx-sequencer-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  SequencerOptions Options(uint64_t snapshot_every = 0) {
+    SequencerOptions options;
+    options.data_dir = dir_;
+    options.clock = &clock_;
+    options.snapshot_every = snapshot_every;
+    return options;
+  }
+  std::string Hash(const Sequencer& s) {
+    std::string hash;
+    s.Read([&hash](const core::Exchange& x) {
+      x.CheckInvariants();
+      hash = x.StateHash();
+    });
+    return hash;
+  }
+  // The state a clean replay of the whole journal gives.
+  std::string ReplayHash() {
+    core::Exchange x(core::ExchangeConfig::Default());
+    auto reader = journal::FileJournalReader::Open(dir_ + "/journal", 0);
+    EXPECT_TRUE(reader.ok()) << reader.status();
+    journal::RecordView record;
+    core::ApplyOutput out;
+    while (true) {
+      auto more = (*reader)->Next(&record);
+      EXPECT_TRUE(more.ok()) << more.status();
+      if (!more.ok() || !*more) break;
+      auto command = core::DecodeCommand(record.payload);
+      EXPECT_TRUE(command.ok());
+      out.events.clear();
+      x.Apply(record.sequence, record.timestamp, *command, &out);
+    }
+    x.CheckInvariants();
+    return x.StateHash();
+  }
+
+  std::string dir_;
+  base::SimClock clock_;
+};
+
+TEST_F(SequencerTest, ExecuteAnswersWithTheResultInSequenceOrder) {
+  auto s = Sequencer::Open(Options());
+  ASSERT_TRUE(s.ok()) << s.status();
+  uint64_t last = 0;
+  for (const core::CommandBody& command : testing::SetupCommands()) {
+    clock_.Advance(1000);
+    auto acked = (*s)->Execute(command);
+    ASSERT_TRUE(acked.ok()) << acked.status();
+    EXPECT_TRUE(acked->output.result.accepted) << acked->output.result.code;
+    EXPECT_EQ(acked->sequence, last + 1);
+    last = acked->sequence;
+  }
+  auto rejected = (*s)->Execute(core::Deposit{2, 2, 5});  // alice is no operator.
+  ASSERT_TRUE(rejected.ok());
+  EXPECT_EQ(rejected->output.result.code, "not_authorized");
+  EXPECT_TRUE((*s)->Stop().ok());
+}
+
+TEST_F(SequencerTest, AcknowledgementsArriveOnceEachInOrder) {
+  auto s = Sequencer::Open(Options());
+  ASSERT_TRUE(s.ok());
+  std::mutex mu;
+  std::vector<uint64_t> acked;
+  testing::CommandStream stream(5);
+  for (const auto& c : testing::SetupCommands()) ASSERT_TRUE((*s)->Submit(c, nullptr).ok());
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_TRUE((*s)->Submit(stream.Next(), [&](const Acked& a) {
+                   std::lock_guard<std::mutex> lock(mu);
+                   acked.push_back(a.sequence);
+                 }).ok());
+  }
+  ASSERT_TRUE((*s)->Stop().ok());  // Stop drains and makes everything durable.
+  ASSERT_EQ(acked.size(), 5000u);
+  for (size_t i = 1; i < acked.size(); ++i) ASSERT_EQ(acked[i], acked[i - 1] + 1);
+}
+
+TEST_F(SequencerTest, RestartRecoversTheSameStateFromTheJournal) {
+  std::string before;
+  {
+    auto s = Sequencer::Open(Options());
+    ASSERT_TRUE(s.ok());
+    testing::CommandStream stream(7);
+    for (const auto& c : testing::SetupCommands()) ASSERT_TRUE((*s)->Submit(c, nullptr).ok());
+    for (int i = 0; i < 3000; ++i) {
+      clock_.Advance(100'000);
+      ASSERT_TRUE((*s)->Submit(stream.Next(), nullptr).ok());
+    }
+    ASSERT_TRUE((*s)->Stop().ok());
+    before = Hash(**s);
+  }
+  auto again = Sequencer::Open(Options());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().replayed, 3007u);
+  EXPECT_EQ(Hash(**again), before);
+  EXPECT_EQ(ReplayHash(), before);
+}
+
+TEST_F(SequencerTest, SnapshotPlusTailEqualsAFullReplay) {
+  std::string before;
+  {
+    auto s = Sequencer::Open(Options(/*snapshot_every=*/500));
+    ASSERT_TRUE(s.ok());
+    testing::CommandStream stream(9);
+    for (const auto& c : testing::SetupCommands()) ASSERT_TRUE((*s)->Submit(c, nullptr).ok());
+    for (int i = 0; i < 2222; ++i) {
+      clock_.Advance(50'000);
+      ASSERT_TRUE((*s)->Submit(stream.Next(), nullptr).ok());
+    }
+    ASSERT_TRUE((*s)->Stop().ok());
+    before = Hash(**s);
+  }
+  auto again = Sequencer::Open(Options(500));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().snapshot_sequence, 2000u);
+  EXPECT_EQ((*again)->recovery().replayed, 229u);
+  EXPECT_EQ(Hash(**again), before);
+  EXPECT_EQ(ReplayHash(), before);
+}
+
+TEST_F(SequencerTest, TimeNeverGoesBackwardsEvenIfTheClockDoes) {
+  auto s = Sequencer::Open(Options());
+  ASSERT_TRUE(s.ok());
+  auto first = (*s)->Execute(core::Tick{});
+  clock_.Set(clock_.NowMicros() - 10'000'000);
+  auto second = (*s)->Execute(core::Tick{});
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(second->time, first->time);
+}
+
+TEST_F(SequencerTest, RefusesToStartOnCorruptionBeforeTheTail) {
+  {
+    auto s = Sequencer::Open(Options());
+    ASSERT_TRUE(s.ok());
+    testing::CommandStream stream(3);
+    for (const auto& c : testing::SetupCommands()) (*s)->Execute(c).IgnoreError();
+    for (int i = 0; i < 200; ++i) (*s)->Execute(stream.Next()).IgnoreError();
+    ASSERT_TRUE((*s)->Stop().ok());
+  }
+  std::string segment;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/journal")) {
+    segment = entry.path();
+  }
+  ASSERT_FALSE(segment.empty());
+  {
+    std::fstream file(segment, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(std::filesystem::file_size(segment) / 3));
+    file.put('\x5a');
+  }
+  auto broken = Sequencer::Open(Options());
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.status().code(), absl::StatusCode::kDataLoss) << broken.status();
+  EXPECT_NE(broken.status().message().find(segment), std::string::npos) << broken.status();
+}
+
+TEST_F(SequencerTest, SubmitAfterStopFails) {
+  auto s = Sequencer::Open(Options());
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->Stop().ok());
+  EXPECT_FALSE((*s)->Submit(core::Tick{}, nullptr).ok());
+}
+
+TEST_F(SequencerTest, BadOptionsAreRefused) {
+  SequencerOptions options = Options();
+  options.clock = nullptr;
+  EXPECT_FALSE(Sequencer::Open(options).ok());
+  options = Options();
+  options.data_dir = "/proc/no-such-place/ocx";
+  EXPECT_FALSE(Sequencer::Open(options).ok());
+}
+
+}  // namespace
+}  // namespace ocx::server

@@ -154,58 +154,182 @@ bool ReadSpec(const Json& json, MachineSpec* spec) {
   return true;
 }
 
-struct Encoder {
-  Json operator()(const CreateAccount& c) const {
-    return {{"actor", c.actor}, {"name", c.name}, {"role", kRoles.Name(c.role)}};
+// Writes canonical compact JSON directly (keys in sorted order, integers only), byte for
+// byte what nlohmann's dump() gives for the same object, without building one: encoding is
+// on the sequencer's hot path. Strings must be valid UTF-8 (TextIsValid()).
+class Writer {
+ public:
+  explicit Writer(std::string* out) : out_(out) {}
+  void Open() { out_->push_back('{'); first_ = true; }
+  void Close() { out_->push_back('}'); first_ = false; }
+  void Key(std::string_view key) {
+    if (!first_) out_->push_back(',');
+    first_ = false;
+    String(key);
+    out_->push_back(':');
   }
-  Json operator()(const Deposit& c) const {
-    return {{"actor", c.actor}, {"account", c.account}, {"amount", c.amount}};
+  void Int(std::string_view key, int64_t value) { Key(key); out_->append(std::to_string(value)); }
+  void UInt(std::string_view key, uint64_t value) { Key(key); out_->append(std::to_string(value)); }
+  void Str(std::string_view key, std::string_view value) { Key(key); String(value); }
+  void String(std::string_view text) {
+    out_->push_back('"');
+    size_t run = 0;  // Start of the current stretch that needs no escaping.
+    for (size_t i = 0; i < text.size(); ++i) {
+      const auto u = static_cast<unsigned char>(text[i]);
+      if (u >= 0x20 && u != '"' && u != '\\') continue;
+      out_->append(text.data() + run, i - run);
+      run = i + 1;
+      switch (u) {
+        case '"': out_->append("\\\""); break;
+        case '\\': out_->append("\\\\"); break;
+        case '\b': out_->append("\\b"); break;
+        case '\f': out_->append("\\f"); break;
+        case '\n': out_->append("\\n"); break;
+        case '\r': out_->append("\\r"); break;
+        case '\t': out_->append("\\t"); break;
+        default: {
+          static constexpr char kHex[] = "0123456789abcdef";
+          const char escaped[] = {'\\', 'u', '0', '0', kHex[u >> 4], kHex[u & 15]};
+          out_->append(escaped, sizeof escaped);
+        }
+      }
+    }
+    out_->append(text.data() + run, text.size() - run);
+    out_->push_back('"');
   }
-  Json operator()(const Withdraw& c) const {
-    return {{"actor", c.actor},
-            {"account", c.account},
-            {"amount", c.amount},
-            {"from", kBalanceKinds.Name(c.from)}};
-  }
-  Json operator()(const RegisterMachine& c) const {
-    return {{"actor", c.actor}, {"spec", SpecToJson(c.spec)}};
-  }
-  Json operator()(const Heartbeat& c) const { return {{"machine", c.machine}}; }
-  Json operator()(const PlaceOrder& c) const {
-    Json j = {{"actor", c.actor},
-              {"market", c.market},
-              {"client_order_id", c.client_order_id},
-              {"side", kSides.Name(c.side)},
-              {"order_type", kTypes.Name(c.type)},
-              {"tif", kTifs.Name(c.tif)},
-              {"price", c.price},
-              {"quantity", c.quantity},
-              {"lot", c.lot},
-              {"max_hours", c.max_hours},
-              {"machine", c.machine}};
-    if (c.expiry) j["expiry"] = *c.expiry;
-    return j;
-  }
-  Json operator()(const CancelOrder& c) const { return {{"actor", c.actor}, {"order", c.order}}; }
-  Json operator()(const ReplaceOrder& c) const {
-    Json j = {{"actor", c.actor}, {"order", c.order}};
-    if (c.price) j["price"] = *c.price;
-    if (c.quantity) j["quantity"] = *c.quantity;
-    return j;
-  }
-  Json operator()(const ReportUsage& c) const {
-    return {{"machine", c.machine},       {"lease", c.lease},
-            {"wall_seconds", c.wall_seconds}, {"cpu_seconds", c.cpu_seconds},
-            {"peak_memory_mib", c.peak_memory_mib}, {"gpu_seconds", c.gpu_seconds}};
-  }
-  Json operator()(const EndLease& c) const {
-    return {{"actor", c.actor},
-            {"machine", c.machine},
-            {"lease", c.lease},
-            {"reason", kEndReasons.Name(c.reason)}};
-  }
-  Json operator()(const Tick&) const { return Json::object(); }
+
+ private:
+  std::string* out_;
+  bool first_ = true;
 };
+
+void WriteSpec(Writer& w, const MachineSpec& spec) {
+  w.Key("spec");
+  w.Open();
+  w.Key("attributes");
+  w.Open();
+  for (const auto& [key, value] : spec.attributes) {  // std::map: sorted, as JSON needs.
+    w.Key(key);
+    w.Open();
+    if (value.is_number) {
+      w.Int("n", value.number_micros);
+    } else {
+      w.Str("s", value.text);
+    }
+    w.Close();
+  }
+  w.Close();
+  w.Key("capacity");
+  w.Open();
+  for (const auto& [market, slots] : spec.capacity) w.Int(market, slots);
+  w.Close();
+  w.Str("name", spec.name);
+  w.Close();
+}
+
+// Each writes the command's fields and "type" in sorted key order.
+struct Encoder {
+  Writer& w;
+  void operator()(const CreateAccount& c) const {
+    w.UInt("actor", c.actor);
+    w.Str("name", c.name);
+    w.Str("role", kRoles.Name(c.role));
+    w.Str("type", "create_account");
+  }
+  void operator()(const Deposit& c) const {
+    w.UInt("account", c.account);
+    w.UInt("actor", c.actor);
+    w.Int("amount", c.amount);
+    w.Str("type", "deposit");
+  }
+  void operator()(const Withdraw& c) const {
+    w.UInt("account", c.account);
+    w.UInt("actor", c.actor);
+    w.Int("amount", c.amount);
+    w.Str("from", kBalanceKinds.Name(c.from));
+    w.Str("type", "withdraw");
+  }
+  void operator()(const RegisterMachine& c) const {
+    w.UInt("actor", c.actor);
+    WriteSpec(w, c.spec);
+    w.Str("type", "register_machine");
+  }
+  void operator()(const Heartbeat& c) const {
+    w.UInt("machine", c.machine);
+    w.Str("type", "heartbeat");
+  }
+  void operator()(const PlaceOrder& c) const {
+    w.UInt("actor", c.actor);
+    w.Str("client_order_id", c.client_order_id);
+    if (c.expiry) w.Int("expiry", *c.expiry);
+    w.Int("lot", c.lot);
+    w.UInt("machine", c.machine);
+    w.Str("market", c.market);
+    w.Int("max_hours", c.max_hours);
+    w.Str("order_type", kTypes.Name(c.type));
+    w.Int("price", c.price);
+    w.Int("quantity", c.quantity);
+    w.Str("side", kSides.Name(c.side));
+    w.Str("tif", kTifs.Name(c.tif));
+    w.Str("type", "place_order");
+  }
+  void operator()(const CancelOrder& c) const {
+    w.UInt("actor", c.actor);
+    w.Int("order", c.order);
+    w.Str("type", "cancel_order");
+  }
+  void operator()(const ReplaceOrder& c) const {
+    w.UInt("actor", c.actor);
+    w.Int("order", c.order);
+    if (c.price) w.Int("price", *c.price);
+    if (c.quantity) w.Int("quantity", *c.quantity);
+    w.Str("type", "replace_order");
+  }
+  void operator()(const ReportUsage& c) const {
+    w.Int("cpu_seconds", c.cpu_seconds);
+    w.Int("gpu_seconds", c.gpu_seconds);
+    w.UInt("lease", c.lease);
+    w.UInt("machine", c.machine);
+    w.Int("peak_memory_mib", c.peak_memory_mib);
+    w.Str("type", "report_usage");
+    w.Int("wall_seconds", c.wall_seconds);
+  }
+  void operator()(const EndLease& c) const {
+    w.UInt("actor", c.actor);
+    w.UInt("lease", c.lease);
+    w.UInt("machine", c.machine);
+    w.Str("reason", kEndReasons.Name(c.reason));
+    w.Str("type", "end_lease");
+  }
+  void operator()(const Tick&) const { w.Str("type", "tick"); }
+};
+
+bool Utf8Valid(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t extra;
+    uint32_t code;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) { extra = 1; code = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { extra = 2; code = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { extra = 3; code = c & 0x07; }
+    else return false;
+    if (i + extra >= text.size()) return false;  // Truncated sequence.
+    for (size_t k = 1; k <= extra; ++k) {
+      const auto d = static_cast<unsigned char>(text[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      code = (code << 6) | (d & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((extra == 1 && code < 0x80) || (extra == 2 && code < 0x800) ||
+        (extra == 3 && code < 0x10000) || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -219,9 +343,37 @@ std::string_view CommandName(const CommandBody& command) {
 }
 
 std::string EncodeCommand(const CommandBody& command) {
-  Json j = std::visit(Encoder{}, command);
-  j["type"] = std::string(CommandName(command));
-  return j.dump();
+  std::string out;
+  out.reserve(256);
+  Writer writer(&out);
+  writer.Open();
+  std::visit(Encoder{writer}, command);
+  writer.Close();
+  return out;
+}
+
+bool TextIsValid(const CommandBody& command) {
+  return std::visit(
+      [](const auto& c) {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, CreateAccount>) {
+          return Utf8Valid(c.name);
+        } else if constexpr (std::is_same_v<T, PlaceOrder>) {
+          return Utf8Valid(c.market) && Utf8Valid(c.client_order_id);
+        } else if constexpr (std::is_same_v<T, RegisterMachine>) {
+          if (!Utf8Valid(c.spec.name)) return false;
+          for (const auto& [key, value] : c.spec.attributes) {
+            if (!Utf8Valid(key) || !Utf8Valid(value.text)) return false;
+          }
+          for (const auto& [market, slots] : c.spec.capacity) {
+            if (!Utf8Valid(market)) return false;
+          }
+          return true;
+        } else {
+          return true;
+        }
+      },
+      command);
 }
 
 absl::StatusOr<CommandBody> DecodeCommand(std::string_view payload) {

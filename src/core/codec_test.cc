@@ -1,6 +1,7 @@
 #include "src/core/codec.h"
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace ocx::core {
 namespace {
@@ -43,6 +44,43 @@ TEST(CodecTest, EveryCommandRoundTrips) {
     EXPECT_EQ(decoded->index(), command.index());
     EXPECT_EQ(EncodeCommand(*decoded), encoded);
   }
+}
+
+TEST(CodecTest, EncodingIsCanonicalJson) {
+  PlaceOrder order;
+  order.actor = 3;
+  order.market = "cpu";
+  order.client_order_id = "quote\" back\\ tab\t nl\n bell\x07 snow\u2603";
+  order.price = 1;
+  order.quantity = 2;
+  order.expiry = -5;
+  RegisterMachine machine;
+  machine.spec.name = "m";
+  machine.spec.attributes["z"] = AttributeValue{true, -1, ""};
+  machine.spec.attributes["a"] = AttributeValue{false, 0, "x"};
+  machine.spec.capacity["gpu.h100"] = 1;
+  machine.spec.capacity["cpu"] = 2;
+  for (const CommandBody& command : std::vector<CommandBody>{order, machine, Tick{},
+                                                             CreateAccount{0, "\x01", Role::kConsumer}}) {
+    const std::string encoded = EncodeCommand(command);
+    // Sorted keys and escapes exactly as a JSON library writes them.
+    EXPECT_EQ(nlohmann::json::parse(encoded).dump(), encoded);
+    const auto decoded = DecodeCommand(encoded);
+    ASSERT_TRUE(decoded.ok()) << encoded;
+    EXPECT_EQ(EncodeCommand(*decoded), encoded);
+  }
+  const auto decoded = DecodeCommand(EncodeCommand(order));
+  EXPECT_EQ(std::get<PlaceOrder>(*decoded).client_order_id, order.client_order_id);
+}
+
+TEST(CodecTest, TextMustBeValidUtf8) {
+  EXPECT_TRUE(TextIsValid(CreateAccount{0, "caf\xc3\xa9 \xf0\x9f\x98\x80", Role::kConsumer}));
+  for (const char* bad : {"\xff", "\xc3", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xe2\x82"}) {
+    EXPECT_FALSE(TextIsValid(CreateAccount{0, bad, Role::kConsumer})) << bad;
+  }
+  PlaceOrder order;
+  order.client_order_id = "\x80";
+  EXPECT_FALSE(TextIsValid(order));
 }
 
 TEST(CodecTest, BadPayloadsAreDataLoss) {

@@ -137,6 +137,9 @@ absl::Status Sequencer::status() const {
 }
 
 absl::Status Sequencer::Submit(core::CommandBody command, AckCallback done) {
+  if (!core::TextIsValid(command)) {
+    return absl::InvalidArgumentError("a text field of the command is not valid UTF-8");
+  }
   std::unique_lock<std::mutex> lock(inbound_mu_);
   space_cv_.wait(lock, [this] {
     return inbound_.size() < options_.inbound_max || stopping_ || !status_.ok();

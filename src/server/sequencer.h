@@ -73,7 +73,8 @@ class Sequencer {
   Sequencer& operator=(const Sequencer&) = delete;
 
   // Queues a command; `done` runs once it is durable (on the journal's writer thread: keep it
-  // quick). Errors: FailedPrecondition once stopped or failed.
+  // quick). Errors: InvalidArgument for text that is not UTF-8 (nothing is applied),
+  // FailedPrecondition once stopped or failed.
   absl::Status Submit(core::CommandBody command, AckCallback done);
   // Submits and waits for the durable acknowledgement.
   absl::StatusOr<Acked> Execute(core::CommandBody command);

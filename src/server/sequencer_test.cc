@@ -173,6 +173,16 @@ TEST_F(SequencerTest, RefusesToStartOnCorruptionBeforeTheTail) {
   EXPECT_NE(broken.status().message().find(segment), std::string::npos) << broken.status();
 }
 
+TEST_F(SequencerTest, TextThatIsNotUtf8IsRefusedBeforeItIsApplied) {
+  auto s = Sequencer::Open(Options());
+  ASSERT_TRUE(s.ok());
+  const absl::Status refused = (*s)->Submit(core::CreateAccount{0, "bad\xff", core::Role::kConsumer}, nullptr);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  auto next = (*s)->Execute(core::Tick{});
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->sequence, 1u);  // Nothing was sequenced for the refused command.
+}
+
 TEST_F(SequencerTest, SubmitAfterStopFails) {
   auto s = Sequencer::Open(Options());
   ASSERT_TRUE(s.ok());

@@ -349,9 +349,10 @@ ReplayStats Replay(std::istream& in, engine::PriceMicros tick_micros, std::ostre
     ++stats.commands;
     events.clear();
     const bool new_order = command.op == engine::CommandOp::kNew;
-    if (new_order && parser.IdUsedBefore(command.order.id) && !book.Contains(command.order.id)) {
-      // Ids are unique across the file: an id whose order already finished stays taken.
-      // (The book itself rejects an id that is still resting.)
+    if (new_order && parser.IdUsedBefore(command.order.id)) {
+      // Ids are unique across the file: an id stays taken whether its order still rests,
+      // finished earlier, or expires at this very command's time (the time is applied first,
+      // so the expiry is reported before the rejection).
       book.AdvanceTime(command.time, &events);
       engine::Event rejected;
       rejected.type = engine::EventType::kRejected;

@@ -159,6 +159,27 @@ TEST(ReplayTest, DuplicateIdIsRejectedEvenAfterTheFirstOrderFinished) {
   EXPECT_TRUE(errors.str().empty());
 }
 
+TEST(ReplayTest, IdOfAnOrderExpiringAtThisVeryCommandIsStillTaken) {
+  // Found by the differential fuzzer: the id check ran before this command's time expired
+  // the first order, so the id was accepted twice.
+  std::istringstream in(
+      R"({"op":"new","id":1,"account":"a","side":"sell","tif":"gtd","price":"1","qty":3,"expiry":6})"
+      "\n"
+      R"({"op":"new","id":1,"account":"a","side":"sell","price":"1","qty":4,"ts":7})"
+      "\n"
+      R"({"op":"new","id":3,"account":"b","side":"buy","type":"market","qty":10})"
+      "\n");
+  std::ostringstream out, errors;
+  const ReplayStats stats = Replay(in, 100, out, errors);
+  EXPECT_EQ(stats.trades, 0u) << out.str();
+  const std::string text = out.str();
+  const size_t expired = text.find(R"({"type":"expired","id":1,"qty":3})");
+  const size_t rejected = text.find(R"({"type":"rejected","id":1,"op":"new","reason":"duplicate_id"})");
+  ASSERT_NE(expired, std::string::npos) << text;
+  ASSERT_NE(rejected, std::string::npos) << text;
+  EXPECT_LT(expired, rejected);
+}
+
 TEST(ReplayTest, MalformedLineIsReportedWithItsNumberAndSkipped) {
   std::istringstream in(
       R"({"op":"new","id":1,"account":"a","side":"sell","price":"1","qty":2})"

@@ -26,7 +26,7 @@ enum class RejectReason : uint8_t {
   kInvalidQuantity,  // Not in 1..quantity_max.
   kInvalidLot,       // Lot below 1, or a lot on a sell.
   kLotMismatch,      // Quantity is not a multiple of the lot.
-  kMissingExpiry,    // A gtd limit order without an expiry.
+  kMissingExpiry,    // A gtd order without an expiry.
   kExpiryInPast,     // A gtd order whose expiry is not after the command's time.
   kDuplicateId,      // The id is already in use.
   kUnknownOrder,     // Cancel/replace of an order that is not resting (unknown or finished).

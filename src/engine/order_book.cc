@@ -55,7 +55,9 @@ RejectReason OrderBook::ValidateNew(const NewOrder& order, Timestamp now) const 
     return RejectReason::kInvalidLot;
   }
   if (order.quantity % order.lot != 0) return RejectReason::kLotMismatch;
-  if (order.type == OrderType::kLimit && order.tif == TimeInForce::kGtd) {
+  if (order.tif == TimeInForce::kGtd) {
+    // Market orders too: a gtd order comes with an expiry (RULEBOOK 2), even one that will
+    // never rest.
     if (!order.expiry.has_value()) return RejectReason::kMissingExpiry;
     if (*order.expiry <= now) return RejectReason::kExpiryInPast;
   }

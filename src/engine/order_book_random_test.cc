@@ -202,9 +202,9 @@ class ReferenceBook {
       reason = RejectReason::kInvalidLot;
     } else if (o.quantity % o.lot != 0) {
       reason = RejectReason::kLotMismatch;
-    } else if (o.type == OrderType::kLimit && o.tif == TimeInForce::kGtd && !o.expiry) {
+    } else if (o.tif == TimeInForce::kGtd && !o.expiry) {
       reason = RejectReason::kMissingExpiry;
-    } else if (o.type == OrderType::kLimit && o.tif == TimeInForce::kGtd && *o.expiry <= now_) {
+    } else if (o.tif == TimeInForce::kGtd && *o.expiry <= now_) {
       reason = RejectReason::kExpiryInPast;
     } else if (Find(o.id) != nullptr) {
       reason = RejectReason::kDuplicateId;

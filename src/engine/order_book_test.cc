@@ -545,6 +545,18 @@ TEST_F(OrderBookTest, GtdNeedsAFutureExpiry) {
   EXPECT_EQ(Submit(gtd)[0].type, EventType::kAccepted);
 }
 
+TEST_F(OrderBookTest, MarketGtdOrderAlsoNeedsAFutureExpiry) {
+  Sell(1, 1, 500, 3);
+  now_ = 10;
+  NewOrder market = Order(2, 2, Side::kBuy, 0, 1, TimeInForce::kGtd);
+  market.type = OrderType::kMarket;
+  EXPECT_EQ(Submit(market)[0].reject, RejectReason::kMissingExpiry);
+  market.expiry = 10;
+  EXPECT_EQ(Submit(market)[0].reject, RejectReason::kExpiryInPast);
+  market.expiry = 11;
+  EXPECT_EQ(Trades(Submit(market)).size(), 1u);
+}
+
 TEST_F(OrderBookTest, CancelledGtdOrderDoesNotExpireLater) {
   NewOrder gtd = Order(1, 1, Side::kBuy, 500, 5, TimeInForce::kGtd);
   gtd.expiry = 100;

@@ -11,6 +11,8 @@ Options:
                       strict  : every event line byte for byte
   --include-ambiguous also generate constructs whose meaning the rulebook leaves open
                       (market gtd orders whose expiry <= ts)
+  --no-duplicate-ids  never reuse the id of an accepted order (ids of rejected
+                      orders are still reused); avoids finding #1 again
   --keep-going        do not stop at the first failing seed
   --max-reports K     with --keep-going, shrink and print at most K failures (default 5)
   --jobs J            parallel workers (default: number of CPUs)
@@ -42,11 +44,12 @@ TICKS = ['0.0001', '0.0001', '0.0001', '0.01', '0.005', '1', '0.000001', '0.25']
 # generator
 # ----------------------------------------------------------------------------
 class Gen:
-    def __init__(self, seed, ncmd, include_ambiguous=False):
+    def __init__(self, seed, ncmd, include_ambiguous=False, dup_ids=True):
         self.r = random.Random(seed)
         r = self.r
         self.ncmd = ncmd
         self.amb = include_ambiguous
+        self.dup_ids = dup_ids
         self.tick_s = r.choice(TICKS)
         self.tick = ref.tick_to_micro(self.tick_s)
         self.accounts = ['a%d' % i for i in range(r.choice([1, 2, 2, 3, 3, 4, 6]))]
@@ -57,9 +60,19 @@ class Gen:
         self.next_id = 1
         self.all_ids = []       # every id used in a "new"
         self.rejected_ids = []  # ids whose "new" was rejected
+        self.accepted_ids = set()
         self.lines = []
         self.lot_weights = r.choice([[1], [1, 2], [1, 2, 3, 4, 5], [2, 3, 4, 5], [4]])
         self.qmax = r.choice([3, 5, 8, 12, 30])
+        # per-stream regime: how much rests vs. takes
+        self.limit_tifs = (['gtc'] * r.choice([2, 4, 8]) + ['ioc'] * r.choice([1, 2]) +
+                           ['fok'] * r.choice([1, 2, 3]) + ['gtd'] * r.choice([1, 2, 4]))
+        self.p_market = r.choice([0.05, 0.12, 0.2])
+        self.p_aim = r.choice([0.15, 0.3, 0.5])
+        self.spread = r.choice([0, 0, 1, 2, 3])   # sells priced this many ticks higher
+        self.p_drain = r.choice([0.0, 0.002, 0.01])
+        self.p_bad_qty = r.choice([0.01, 0.05])
+        self.exp_scale = r.choice([1, 1, 4])
 
     # --- formatting -------------------------------------------------------
     def fmt(self, micro):
@@ -75,15 +88,18 @@ class Gen:
                 s += '.' + '0' * r.randint(1, 6)
         return s
 
-    def level(self):
-        return (self.base + self.r.randrange(self.width)) * self.tick
+    def level(self, side=None):
+        k = self.base + self.r.randrange(self.width)
+        if side == 'sell':
+            k += self.spread
+        return k * self.tick
 
-    def price(self):
+    def price(self, side=None):
         """Mostly valid prices in the band; sometimes every kind of invalid one."""
         r = self.r
         x = r.random()
         if x < 0.90:
-            return self.fmt(self.level())
+            return self.fmt(self.level(side))
         if x < 0.94 and self.tick > 1:
             return self.fmt(self.level() + r.randrange(1, self.tick))   # off tick
         if x < 0.96:
@@ -92,6 +108,8 @@ class Gen:
             s = ref.fmt_price(self.level())                          # 7+ decimals
             s = s + '0000000' if '.' in s else s + '.0000000'
             return r.choice(['0.0000001', s])
+        if x < 0.98:
+            return r.choice(['1.', '.5', '+1', '1e2', ' 1', '0x10'])      # not decimals
         if x < 0.99:
             # huge but representable / not representable as int64 micro
             t = self.tick
@@ -102,9 +120,9 @@ class Gen:
     def qty(self, lot=1):
         r = self.r
         x = r.random()
-        if x < 0.85:
+        if x < 1 - 2 * self.p_bad_qty:
             return lot * r.randint(1, max(1, self.qmax // lot))
-        if x < 0.90:
+        if x < 1 - self.p_bad_qty:
             return lot * r.randint(1, max(1, self.qmax // lot)) + r.randint(1, lot)  # maybe non-multiple
         return r.choice([0, -1, 1_000_000, 1_000_001, 999_999, 1_000_000 - 1_000_000 % lot])
 
@@ -128,19 +146,20 @@ class Gen:
     def gen_new(self):
         r = self.r
         oid = self.next_id
-        if self.rejected_ids and r.random() < 0.03:
-            oid = r.choice(self.rejected_ids)          # reuse a rejected id
-        elif self.all_ids and r.random() < 0.02:
+        reusable = [i for i in self.rejected_ids if i not in self.accepted_ids]
+        if reusable and r.random() < 0.03:
+            oid = r.choice(reusable)                   # reuse a rejected id
+        elif self.all_ids and r.random() < 0.02 and self.dup_ids:
             oid = r.choice(self.all_ids)               # duplicate id
         else:
             self.next_id += 1
         side = r.choice(['buy', 'sell'])
         acct = r.choice(self.accounts)
-        typ = 'market' if r.random() < 0.18 else 'limit'
+        typ = 'market' if r.random() < self.p_market else 'limit'
         if typ == 'market':
             tif = r.choice(['ioc', 'ioc', 'fok', 'fok', 'gtc'] + (['gtd'] if self.amb else []))
         else:
-            tif = r.choice(['gtc', 'gtc', 'gtc', 'ioc', 'fok', 'fok', 'gtd', 'gtd'])
+            tif = r.choice(self.limit_tifs)
         c = {'op': 'new', 'id': oid, 'account': acct, 'side': side, 'type': typ, 'tif': tif}
         if r.random() < 0.03 and tif == 'gtc':
             del c['tif']                                 # default tif
@@ -153,7 +172,7 @@ class Gen:
         elif side == 'sell' and r.random() < 0.03:
             c['lot'] = r.choice([1, 1, 2])
         if typ == 'limit':
-            if r.random() < 0.3:
+            if r.random() < self.p_aim:
                 # aim at / through the opposite best
                 b = self.best('sell' if side == 'buy' else 'buy')
                 if b is not None:
@@ -161,13 +180,13 @@ class Gen:
                     p = b + k * self.tick if side == 'buy' else b - k * self.tick
                     c['price'] = self.fmt(max(p, self.tick))
                 else:
-                    c['price'] = self.price()
+                    c['price'] = self.price(side)
             else:
-                c['price'] = self.price()
+                c['price'] = self.price(side)
         self.add_ts(c)
         ts = c.get('ts', self.eng.now)
         if tif == 'gtd':
-            c['expiry'] = ts + r.choice([-1, 0, 1, 1, 2, 2, 3, 4, 6, 10])
+            c['expiry'] = ts + r.choice([-1, 0, 1, 1, 2, 2, 3, 4, 6, 10]) * self.exp_scale
         # quantity: fok gets aimed at exactly what is fillable
         q = self.qty(lot if lot > 0 else 1)
         if tif == 'fok' and r.random() < 0.8 and lot > 0:
@@ -228,7 +247,7 @@ class Gen:
                 opp_best = self.best('sell' if o.side == 'buy' else 'buy')
                 choices = [
                     o.price, o.price, o.price + self.tick, max(o.price - self.tick, self.tick),
-                    self.level(),
+                    self.level(o.side),
                 ]
                 if opp_best is not None:
                     choices += [opp_best, opp_best]
@@ -245,7 +264,7 @@ class Gen:
 
     def generate(self):
         r = self.r
-        weights = [('new', r.choice([45, 55, 65])), ('cancel', 12), ('replace', r.choice([15, 25])),
+        weights = [('new', r.choice([45, 55, 65])), ('cancel', r.choice([4, 12])), ('replace', r.choice([15, 25])),
                    ('time', 6)]
         names = [w[0] for w in weights]
         ws = [w[1] for w in weights]
@@ -260,6 +279,7 @@ class Gen:
                 self.eng.command(json.loads(line))
             except ref.Malformed:
                 pass
+            self.eng.check_invariant()
             if kind == 'new':
                 ids = c['id']
                 evs = self.eng.out[before:]
@@ -267,8 +287,9 @@ class Gen:
                     self.rejected_ids.append(ids)
                 else:
                     self.all_ids.append(ids)
+                    self.accepted_ids.add(ids)
             # occasionally drain a side to get empty books for market orders
-            if r.random() < 0.01:
+            if r.random() < self.p_drain:
                 for o in self.live():
                     cl = json.dumps({'op': 'cancel', 'id': o.id}, separators=(',', ':'))
                     self.lines.append(cl)
@@ -353,8 +374,8 @@ def ddmin(lines, fails):
 
 
 def check_seed(args_tuple):
-    ocx, seed, ncmd, level, amb, dump = args_tuple
-    tick, lines = Gen(seed, ncmd, amb).generate()
+    ocx, seed, ncmd, level, amb, dup, dump = args_tuple
+    tick, lines = Gen(seed, ncmd, amb, dup).generate()
     if dump:
         with open(os.path.join(dump, 'seed-%d.jsonl' % seed), 'w') as f:
             f.write('# tick %s\n' % tick + '\n'.join(lines) + '\n')
@@ -417,6 +438,8 @@ def main():
     ap.add_argument('--check', choices=['trades', 'events', 'strict'], default='trades')
     ap.add_argument('--include-ambiguous', action='store_true')
     ap.add_argument('--keep-going', action='store_true')
+    ap.add_argument('--no-duplicate-ids', action='store_true',
+                    help='never reuse the id of an accepted order in a "new"')
     ap.add_argument('--max-reports', type=int, default=5)
     ap.add_argument('--jobs', type=int, default=os.cpu_count() or 1)
     ap.add_argument('--dump')
@@ -440,7 +463,8 @@ def main():
     failures = []
     ncmds = 0
     done = 0
-    work = [(a.ocx, s, a.commands, a.check, a.include_ambiguous, a.dump) for s in seeds]
+    work = [(a.ocx, s, a.commands, a.check, a.include_ambiguous, not a.no_duplicate_ids, a.dump)
+            for s in seeds]
     with concurrent.futures.ProcessPoolExecutor(max_workers=a.jobs) as ex:
         for seed, tick, n, bad, lines in ex.map(check_seed, work, chunksize=4):
             done += 1
@@ -448,6 +472,7 @@ def main():
             if bad:
                 failures.append((seed, tick, lines))
                 if not a.keep_going:
+                    ex.shutdown(wait=True, cancel_futures=True)
                     break
     reported = 0
     for seed, tick, lines in failures:

@@ -54,15 +54,17 @@ INTERPRETATIONS (where RULEBOOK section 2 / the brief leave room)
         "enters again as a new incoming gtc limit order": a gtd order that loses
         priority becomes gtc and its expiry no longer applies.
  7. Time.  A command's optional "ts" (non-decreasing) is applied before the command
-    itself: every resting gtd order with expiry <= ts is expired first (in order of
-    expiry, then entry time).  Commands without "ts" run at the last ts (initially
+    itself: every resting gtd order with expiry <= ts is expired first, in order of
+    (expiry, id) -- the rulebook gives no order; this is the one `ocx` uses, adopted
+    so that --check strict can compare byte for byte.  Commands without "ts" run at the last ts (initially
     0).  A ts that goes backwards makes the line malformed (skipped, no effect).  A
     well-formed command advances time even if it is then rejected.
  8. ids.  A "new" whose id belongs to an order that was accepted before (resting or
     finished) is rejected; the id of a rejected order may be used again.
- 9. Prices: decimal strings matching -?DIGITS[.DIGITS], at most 6 fractional
-    digits, > 0, representable as int64 micro-credits, positive multiple of the
-    tick.  Anything else is rejected (not malformed).
+ 9. Prices: a string that is not -?DIGITS[.DIGITS] ("1.", ".5", "+1", "1e2") makes
+    the line malformed (skipped, like `ocx`).  A decimal is rejected unless it has
+    at most 6 fractional digits, is > 0, fits int64 micro-credits and is a
+    positive multiple of the tick.
 10. qty: a JSON integer 1..1,000,000 (on replace 0..1,000,000); otherwise rejected.
 11. Validation order for new (only matters for reason strings):
     duplicate id, price, tick, qty, lot, lot multiple, gtd expiry, fok.
@@ -108,6 +110,13 @@ def is_int(v):
 
 class Malformed(Exception):
     pass
+
+
+def check_price_syntax(raw):
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise Malformed('"price" must be a decimal string')
+    if isinstance(raw, str) and not PRICE_RE.match(raw):
+        raise Malformed('"price" is not a decimal number: ' + raw)
 
 
 class Order:
@@ -210,7 +219,7 @@ class Engine:
             raise Malformed('"ts" goes backwards')
         self.now = ts
         due = [o for o in self.book if o.tif == 'gtd' and o.expiry <= ts]
-        due.sort(key=lambda o: (o.expiry, o.seq))
+        due.sort(key=lambda o: (o.expiry, o.id))
         for o in due:
             self.book.remove(o)
             self.emit(type='expired', id=o.id, qty=o.rem)
@@ -223,6 +232,17 @@ class Engine:
         if p % self.tick != 0:
             return None, 'off_tick'
         return p, None
+
+    def check_invariant(self):
+        """Rulebook: "no two resting orders could trade with each other"."""
+        for b in self.book:
+            if b.side != 'buy':
+                continue
+            for s in self.book:
+                if (s.side == 'sell' and s.price <= b.price and s.account != b.account
+                        and min(b.rem, s.rem) >= b.lot):
+                    raise AssertionError('resting %r and %r could trade' % (b, s))
+            assert b.rem > 0 and b.rem % b.lot == 0, b
 
     # ---------------- commands ----------------
     def command(self, cmd):
@@ -259,6 +279,8 @@ class Engine:
             raise Malformed('bad tif')
         if c['type'] == 'limit' and 'price' not in c:
             raise Malformed('limit needs price')
+        if c['type'] == 'limit':
+            check_price_syntax(c['price'])
         self.advance(c.get('ts'))
 
         if oid in self.used_ids:
@@ -314,6 +336,8 @@ class Engine:
             raise Malformed('replace needs id')
         if 'price' not in c and 'qty' not in c:
             raise Malformed('replace needs price and/or qty')
+        if 'price' in c:
+            check_price_syntax(c['price'])
         self.advance(c.get('ts'))
         oid = c['id']
         o = self.resting(oid)
@@ -394,7 +418,7 @@ def main(argv):
         tick = args[i + 1]
         del args[i:i + 2]
     if len(args) != 1:
-        sys.stderr.write(__doc__.split('\n\n')[1] + '\n')
+        sys.stderr.write('usage: reference_replay.py FILE [--tick T]   (FILE "-" = stdin)\n')
         return 2
     f = sys.stdin if args[0] == '-' else open(args[0])
     lines = f.read().split('\n')

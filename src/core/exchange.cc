@@ -356,25 +356,31 @@ void Exchange::Do(const PlaceOrder& c, Ctx& ctx) {
     state.machine = c.machine;
   }
 
+  // The engine's own checks first, so that a rejected order moves no money. The order id is
+  // used up either way: every id the exchange prints names one attempt.
+  ++next_order_;
+  const engine::RejectReason reason = books_[market]->PrecheckNew(order, now_);
+  if (reason != engine::RejectReason::kNone) {
+    engine::Event rejected;
+    rejected.type = EventType::kRejected;
+    rejected.command = engine::CommandKind::kNew;
+    rejected.reject = reason;
+    rejected.side = order.side;
+    rejected.id = order.id;
+    rejected.account = order.account;
+    rejected.price = order.type == engine::OrderType::kLimit ? order.price : 0;
+    rejected.quantity = order.quantity;
+    ctx.out->events.push_back(OrderEvent{config.name, rejected});
+    return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
+  }
   // Hold first: trades in the engine call below draw on it.
   orders_[order.id] = state;
   Transfer({c.actor, BalanceKind::kAvailable}, {c.actor, BalanceKind::kHeld}, state.hold,
            TransferKind::kHold, order.id, ctx);
   engine_events_.clear();
   books_[market]->Submit(order, now_, &engine_events_);
-  const bool rejected =
-      !engine_events_.empty() && engine_events_.front().type == EventType::kRejected &&
-      engine_events_.front().id == order.id;
-  if (rejected) {
-    // Nothing happened in the book: give the hold back and forget the order.
-    const engine::RejectReason reason = engine_events_.front().reject;
-    Transfer({c.actor, BalanceKind::kHeld}, {c.actor, BalanceKind::kAvailable}, state.hold,
-             TransferKind::kRelease, order.id, ctx);
-    orders_.erase(order.id);
-    ctx.out->events.push_back(OrderEvent{config.name, engine_events_.front()});
-    return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
-  }
-  ++next_order_;
+  OCX_ASSERT_MSG(engine_events_.empty() || engine_events_.front().type != EventType::kRejected,
+                 "the engine rejected an order its precheck accepted");
   client_order_ids_[{c.actor, c.client_order_id}] = order.id;
   ++accounts_[c.actor].open_orders;
   if (c.side == Side::kSell) machines_.at(c.machine).sells.insert(order.id);
@@ -411,12 +417,24 @@ void Exchange::Do(const ReplaceOrder& c, Ctx& ctx) {
   }
   const size_t market = state.market;
   const MarketConfig& config = config_.markets[market];
+  const engine::ReplaceRequest request{c.order, c.price, c.quantity};
+  if (const engine::RejectReason reason = books_[market]->PrecheckReplace(request);
+      reason != engine::RejectReason::kNone) {
+    engine::Event rejected;
+    rejected.type = EventType::kRejected;
+    rejected.command = engine::CommandKind::kReplace;
+    rejected.reject = reason;
+    rejected.side = state.side;
+    rejected.id = c.order;
+    rejected.account = state.account;
+    ctx.out->events.push_back(OrderEvent{config.name, rejected});
+    return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
+  }
   engine::OrderView view;
   OCX_ASSERT(books_[market]->Find(c.order, &view));
   const Quantity new_quantity = c.quantity.value_or(view.remaining);
   const PriceMicros new_price = c.price.value_or(view.price);
   const Micros old_hold = state.hold;
-  const PriceMicros old_hold_price = state.hold_price;
   Micros new_hold = old_hold;
   if (state.side == Side::kBuy && new_quantity > 0 && new_quantity <= 1'000'000 &&
       new_price > 0 && new_price % config.tick_micros == 0) {
@@ -448,25 +466,9 @@ void Exchange::Do(const ReplaceOrder& c, Ctx& ctx) {
   state.hold = new_hold;
   if (state.side == Side::kBuy) state.hold_price = new_price;
   engine_events_.clear();
-  books_[market]->Replace(engine::ReplaceRequest{c.order, c.price, c.quantity}, now_,
-                          &engine_events_);
-  const bool rejected = !engine_events_.empty() &&
-                        engine_events_.front().type == EventType::kRejected;
-  if (rejected) {
-    // Undo the hold adjustment: nothing happened in the book.
-    if (new_hold > old_hold) {
-      Transfer({c.actor, BalanceKind::kHeld}, {c.actor, BalanceKind::kAvailable},
-               new_hold - old_hold, TransferKind::kRelease, c.order, ctx);
-    } else if (new_hold < old_hold) {
-      Transfer({c.actor, BalanceKind::kAvailable}, {c.actor, BalanceKind::kHeld},
-               old_hold - new_hold, TransferKind::kHold, c.order, ctx);
-    }
-    state.hold = old_hold;
-    state.hold_price = old_hold_price;
-    const engine::RejectReason reason = engine_events_.front().reject;
-    ctx.out->events.push_back(OrderEvent{config.name, engine_events_.front()});
-    return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
-  }
+  books_[market]->Replace(request, now_, &engine_events_);
+  OCX_ASSERT_MSG(engine_events_.empty() || engine_events_.front().type != EventType::kRejected,
+                 "the engine rejected a replace its precheck accepted");
   ctx.out->result.order = c.order;
   ProcessEngineEvents(market, ctx);
   FinishTouchedOrders(ctx);

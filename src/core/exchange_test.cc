@@ -407,6 +407,34 @@ TEST_F(ExchangeTest, EngineRejectionsReachTheCallerWithTheirCode) {
   EXPECT_EQ(Avail(alice_), kCredit);
 }
 
+TEST_F(ExchangeTest, RejectedCommandsMoveNoMoney) {
+  // Found by the query store's tests: an engine rejection used to hold and release.
+  Fund(alice_, kCredit);
+  Sell(prov_, machine_, 10'000, 1);
+  for (const ApplyOutput& out : {Buy(alice_, 10'000, 5, 1, TimeInForce::kFok),  // Unfillable.
+                                 Buy(alice_, 10'050, 1, 1)}) {                   // Off tick.
+    EXPECT_FALSE(out.result.accepted);
+    for (const CoreEvent& e : out.events) {
+      EXPECT_FALSE(std::holds_alternative<LedgerTransfer>(e)) << out.result.code;
+    }
+  }
+  const OrderId resting = Buy(alice_, 5'000, 1, 1).result.order;
+  const ApplyOutput replace = Run(ReplaceOrder{alice_, resting, std::nullopt, 0 - 1});
+  EXPECT_EQ(replace.result.code, "invalid_quantity");
+  for (const CoreEvent& e : replace.events) EXPECT_FALSE(std::holds_alternative<LedgerTransfer>(e));
+}
+
+TEST_F(ExchangeTest, EveryOrderIdNamesOneAttempt) {
+  Fund(alice_, kCredit);
+  const ApplyOutput rejected = Buy(alice_, 10'050, 1, 1);
+  OrderId rejected_id = 0;
+  for (const CoreEvent& e : rejected.events) {
+    if (const auto* o = std::get_if<OrderEvent>(&e)) rejected_id = o->event.id;
+  }
+  ASSERT_NE(rejected_id, 0);
+  EXPECT_GT(Buy(alice_, 10'000, 1, 1).result.order, rejected_id);
+}
+
 TEST_F(ExchangeTest, SnapshotRestoresTheSameStateAndHash) {
   Fund(alice_, 10 * kCredit);
   Sell(prov_, machine_, 40'000, 3);

@@ -68,6 +68,38 @@ RejectReason OrderBook::ValidateNew(const NewOrder& order, Timestamp now) const 
   return RejectReason::kNone;
 }
 
+RejectReason OrderBook::PrecheckNew(const NewOrder& order, Timestamp now) const {
+  const RejectReason reason = ValidateNew(order, now);
+  if (reason != RejectReason::kNone || order.tif != TimeInForce::kFok) return reason;
+  const Incoming in{order.id,
+                    order.account,
+                    order.side,
+                    order.type,
+                    order.tif,
+                    order.type == OrderType::kLimit ? order.price : 0,
+                    order.quantity,
+                    order.lot,
+                    0,
+                    order.side == Side::kBuy ? order.constraint : 0,
+                    order.side == Side::kSell ? order.machine : 0};
+  return CanFillCompletely(in) ? RejectReason::kNone : RejectReason::kFokUnfillable;
+}
+
+RejectReason OrderBook::PrecheckReplace(const ReplaceRequest& request) const {
+  const uint32_t slot = index_.Find(request.id);
+  if (slot == OrderIndex::kNotFound) return RejectReason::kUnknownOrder;
+  if (request.price.has_value()) {
+    const RejectReason price = ValidatePrice(*request.price);
+    if (price != RejectReason::kNone) return price;
+  }
+  if (request.quantity.has_value()) {
+    const Quantity quantity = *request.quantity;
+    if (quantity < 0 || quantity > config_.quantity_max) return RejectReason::kInvalidQuantity;
+    if (quantity % orders_[slot].lot != 0) return RejectReason::kLotMismatch;
+  }
+  return RejectReason::kNone;
+}
+
 void OrderBook::Submit(const NewOrder& order, Timestamp now, std::vector<Event>* events) {
   StartCommand(now, events);
   Event event;
@@ -142,20 +174,7 @@ void OrderBook::Replace(const ReplaceRequest& request, Timestamp now,
   event.command = CommandKind::kReplace;
   event.id = request.id;
   const uint32_t slot = index_.Find(request.id);
-  RejectReason reason = RejectReason::kNone;
-  if (slot == OrderIndex::kNotFound) {
-    reason = RejectReason::kUnknownOrder;
-  } else if (request.price.has_value()) {
-    reason = ValidatePrice(*request.price);
-  }
-  if (reason == RejectReason::kNone && request.quantity.has_value()) {
-    const Quantity quantity = *request.quantity;
-    if (quantity < 0 || quantity > config_.quantity_max) {
-      reason = RejectReason::kInvalidQuantity;
-    } else if (quantity % orders_[slot].lot != 0) {
-      reason = RejectReason::kLotMismatch;
-    }
-  }
+  const RejectReason reason = PrecheckReplace(request);
   if (reason != RejectReason::kNone) {
     event.type = EventType::kRejected;
     event.reject = reason;

@@ -59,6 +59,12 @@ class OrderBook {
   // Expires what is due at `now` and nothing else: for a clock tick with no order.
   void AdvanceTime(Timestamp now, std::vector<Event>* events);
 
+  // What Submit/Replace would reject the command for, changing nothing (kNone: it would be
+  // accepted). Exact once AdvanceTime(now) has run, so that nothing is due to expire: the
+  // exchange checks first and moves money only for commands that will be accepted.
+  RejectReason PrecheckNew(const NewOrder& order, Timestamp now) const;
+  RejectReason PrecheckReplace(const ReplaceRequest& request) const;
+
   // ---- Queries (cheap; for the API, tests and benchmarks) ----
   const BookConfig& config() const { return config_; }
   size_t resting_orders() const { return index_.size(); }

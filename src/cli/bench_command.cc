@@ -129,6 +129,8 @@ int RunEngineBench(const EngineBenchOptions& options) {
 void RegisterBench(CLI::App& app, Registry& registry) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
+  RegisterJournalBench(bench, registry);
+  RegisterSequencerBench(bench, registry);
   auto options = std::make_shared<EngineBenchOptions>();
   CLI::App* engine = bench->add_subcommand(
       "engine", "Time the matching engine alone: commands/s and per-command latency");

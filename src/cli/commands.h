@@ -32,5 +32,8 @@ class Registry {
 
 void RegisterReplay(CLI::App& app, Registry& registry);
 void RegisterBench(CLI::App& app, Registry& registry);
+void RegisterJournalBench(CLI::App* bench, Registry& registry);
+void RegisterSandbox(CLI::App& app, Registry& registry);
+void RegisterSequencerBench(CLI::App* bench, Registry& registry);
 
 }  // namespace ocx::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   ocx::cli::Registry registry;
   ocx::cli::RegisterReplay(app, registry);
   ocx::cli::RegisterBench(app, registry);
+  ocx::cli::RegisterSandbox(app, registry);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,68 @@
+// BubblewrapSandbox: runs each job under bubblewrap (all namespaces unshared, no
+// capabilities, an unprivileged uid, a minimal read-only file system, a seccomp filter)
+// inside a per-job cgroup (memory without swap, pids, cpu quota) that is killed as a whole
+// on OOM, timeout or cancel and removed afterwards. docs/sandbox.md has the details.
+//
+// Thread-safe: Run() may be called from several threads at once; it keeps no mutable state
+// apart from an atomic job counter. It forks, so the calling program must not reap children
+// it did not start (no SIGCHLD = SIG_IGN, no waitpid(-1)).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "src/sandbox/cgroup.h"
+#include "src/sandbox/sandbox.h"
+
+namespace ocx::sandbox {
+
+class BubblewrapSandbox final : public Sandbox {
+ public:
+  struct Options {
+    std::string bwrap_path = "/usr/bin/bwrap";
+    // When the sandbox runs as root, bubblewrap and the job run as this host uid/gid (never
+    // as root, not even root of a user namespace). A dedicated uid, or one per concurrent
+    // job, is better than the shared "nobody" default. Ignored when not root: jobs then run
+    // as the caller's uid.
+    uid_t job_host_uid = 65534;
+    gid_t job_host_gid = 65534;
+    // Where job cgroups go, as a path inside each hierarchy ("/ocx"); empty: below this
+    // process's own cgroup (see internal::DetectCgroups).
+    std::string cgroup_parent;
+    // Without a cgroup there are no memory, pids or CPU limits and no CPU/memory accounting;
+    // isolation, timeouts and cleanup still hold (the job's pid namespace dies with it).
+    // Only for trying the sandbox out without root.
+    bool require_cgroup = true;
+  };
+
+  // Checks that bubblewrap is there, builds the seccomp filter and finds the cgroups.
+  static absl::StatusOr<std::unique_ptr<BubblewrapSandbox>> Create(Options options);
+
+  absl::StatusOr<JobResult> Run(const JobSpec& spec) override;
+
+  // 1 or 2, or 0 when jobs run without a cgroup (require_cgroup = false and none usable).
+  int cgroup_version() const { return cgroups_ ? cgroups_->version : 0; }
+  // Why there is no cgroup, when cgroup_version() is 0.
+  const absl::Status& cgroup_status() const { return cgroup_status_; }
+
+ private:
+  BubblewrapSandbox(Options options, std::string seccomp_bpf,
+                    std::optional<internal::CgroupSystem> cgroups, absl::Status cgroup_status)
+      : options_(std::move(options)),
+        seccomp_bpf_(std::move(seccomp_bpf)),
+        cgroups_(std::move(cgroups)),
+        cgroup_status_(std::move(cgroup_status)) {}
+
+  const Options options_;
+  const std::string seccomp_bpf_;  // BPF program bytes, built once
+  const std::optional<internal::CgroupSystem> cgroups_;
+  const absl::Status cgroup_status_;
+  std::atomic<uint64_t> jobs_started_{0};  // names job cgroups
+};
+
+}  // namespace ocx::sandbox

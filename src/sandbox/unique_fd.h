@@ -1,0 +1,55 @@
+// Small POSIX helpers for the sandbox: an owning file descriptor and EINTR-safe I/O.
+#pragma once
+
+#include <cerrno>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace ocx::sandbox::internal {
+
+// Owns one file descriptor and closes it on destruction. Move-only. Not thread-safe.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) Reset(other.Release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { Reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void Reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// absl::Status from errno, with what was being done: "open /x: Permission denied".
+absl::Status ErrnoStatus(int error, absl::string_view what);
+
+// write(2) of all of `data`, retrying on EINTR and short writes.
+absl::Status WriteAll(int fd, absl::string_view data, absl::string_view what);
+// Reads a whole (small) file; used for cgroup and proc files.
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path);
+// Opens `path` for writing (no create, no truncate) and writes `data` in one write(2):
+// the way cgroup control files want to be written.
+absl::Status WriteControlFile(const std::string& path, absl::string_view data);
+
+// A memfd holding `data`, positioned at offset 0. Close-on-exec.
+absl::StatusOr<UniqueFd> MemfdWithData(const char* name, absl::string_view data);
+
+}  // namespace ocx::sandbox::internal

@@ -68,21 +68,27 @@ RejectReason OrderBook::ValidateNew(const NewOrder& order, Timestamp now) const 
   return RejectReason::kNone;
 }
 
+OrderBook::Incoming OrderBook::ToIncoming(const NewOrder& order) {
+  // Fields that do not apply to the order's type or side are cleared, so that nothing
+  // downstream can act on them.
+  return Incoming{order.id,
+                  order.account,
+                  order.side,
+                  order.type,
+                  order.tif,
+                  order.type == OrderType::kLimit ? order.price : 0,
+                  order.quantity,
+                  order.lot,
+                  order.expiry.value_or(0),
+                  order.side == Side::kBuy ? order.constraint : 0,
+                  order.side == Side::kSell ? order.machine : 0};
+}
+
 RejectReason OrderBook::PrecheckNew(const NewOrder& order, Timestamp now) const {
   const RejectReason reason = ValidateNew(order, now);
   if (reason != RejectReason::kNone || order.tif != TimeInForce::kFok) return reason;
-  const Incoming in{order.id,
-                    order.account,
-                    order.side,
-                    order.type,
-                    order.tif,
-                    order.type == OrderType::kLimit ? order.price : 0,
-                    order.quantity,
-                    order.lot,
-                    0,
-                    order.side == Side::kBuy ? order.constraint : 0,
-                    order.side == Side::kSell ? order.machine : 0};
-  return CanFillCompletely(in) ? RejectReason::kNone : RejectReason::kFokUnfillable;
+  return CanFillCompletely(ToIncoming(order)) ? RejectReason::kNone
+                                              : RejectReason::kFokUnfillable;
 }
 
 RejectReason OrderBook::PrecheckReplace(const ReplaceRequest& request) const {
@@ -117,17 +123,7 @@ void OrderBook::Submit(const NewOrder& order, Timestamp now, std::vector<Event>*
     events->push_back(event);
     return;
   }
-  Incoming in{order.id,
-              order.account,
-              order.side,
-              order.type,
-              order.tif,
-              order.type == OrderType::kLimit ? order.price : 0,
-              order.quantity,
-              order.lot,
-              order.expiry.value_or(0),
-              order.side == Side::kBuy ? order.constraint : 0,
-              order.side == Side::kSell ? order.machine : 0};
+  Incoming in = ToIncoming(order);
   if (order.tif == TimeInForce::kFok && !CanFillCompletely(in)) {
     event.type = EventType::kRejected;
     event.reject = RejectReason::kFokUnfillable;

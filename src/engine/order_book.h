@@ -152,6 +152,7 @@ class OrderBook {
   const Ladder_& Ladder(Side side) const { return side == Side::kBuy ? bids_ : asks_; }
   Ladder_& Ladder(Side side) { return side == Side::kBuy ? bids_ : asks_; }
 
+  static Incoming ToIncoming(const NewOrder& order);
   void StartCommand(Timestamp now, std::vector<Event>* events);
   RejectReason ValidatePrice(PriceMicros price) const;
   RejectReason ValidateNew(const NewOrder& order, Timestamp now) const;

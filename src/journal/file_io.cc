@@ -12,19 +12,6 @@
 
 namespace ocx::journal::internal {
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    fd_ = other.Release();
-  }
-  return *this;
-}
-
-void UniqueFd::Reset() {
-  if (fd_ >= 0) ::close(fd_);  // Every byte that matters was synced before; see callers.
-  fd_ = -1;
-}
-
 absl::Status ErrnoError(int error_number, std::string_view operation, std::string_view path) {
   return absl::ErrnoToStatus(error_number, internal::Cat(operation, " ", path));
 }

@@ -10,15 +10,6 @@
 
 namespace ocx::sandbox::internal {
 
-void UniqueFd::Reset(int fd) {
-  if (fd_ >= 0) {
-    // close(2) may report EINTR on Linux, but the descriptor is released either way:
-    // retrying could close a descriptor another thread just opened.
-    ::close(fd_);
-  }
-  fd_ = fd;
-}
-
 absl::Status ErrnoStatus(int error, absl::string_view what) {
   std::string message = absl::StrCat(what, ": ", std::strerror(error));
   switch (error) {

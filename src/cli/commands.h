@@ -34,6 +34,7 @@ void RegisterReplay(CLI::App& app, Registry& registry);
 void RegisterBench(CLI::App& app, Registry& registry);
 void RegisterJournalBench(CLI::App* bench, Registry& registry);
 void RegisterSandbox(CLI::App& app, Registry& registry);
+void RegisterProvider(CLI::App& app, Registry& registry);
 void RegisterSequencerBench(CLI::App* bench, Registry& registry);
 
 }  // namespace ocx::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   ocx::cli::RegisterReplay(app, registry);
   ocx::cli::RegisterBench(app, registry);
   ocx::cli::RegisterSandbox(app, registry);
+  ocx::cli::RegisterProvider(app, registry);
 
   try {
     app.parse(argc, argv);

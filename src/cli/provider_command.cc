@@ -1,0 +1,204 @@
+// `ocx provider ...`: the provider's side. Today `ocx provider discover` shows what this machine
+// has, its standard-vCPU factor (RULEBOOK section 1) and what it would offer in each market of
+// the default exchange configuration. Later `ocx provider --exchange URL` runs the agent.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "src/agent/discovery.h"
+#include "src/base/decimal.h"
+#include "src/cli/commands.h"
+
+namespace ocx::cli {
+namespace {
+
+struct DiscoverOptions {
+  bool json = false;
+  std::string share_cores = "1";
+  std::string share_mem = "1";
+  std::string share_disk = "1";
+  std::string dir = ".";
+};
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+// A share fraction in (0, 1], exact in micro-units; -1 when malformed or out of range.
+int64_t ParseShare(const std::string& text) {
+  const base::ParsedMicros parsed = base::ParseMicros(text);
+  if (!parsed.ok() || parsed.micros <= 0 || parsed.micros > base::kMicrosPerUnit) return -1;
+  return parsed.micros;
+}
+
+// Bytes as GiB with two decimals, for people.
+std::string Gib(int64_t bytes) {
+  const int64_t hundredths = static_cast<int64_t>(static_cast<__int128>(bytes) * 100 / kGiB);
+  char text[48];
+  std::snprintf(text, sizeof(text), "%lld.%02lld GiB", static_cast<long long>(hundredths / 100),
+                static_cast<long long>(hundredths % 100));
+  return text;
+}
+
+nlohmann::json AttributeJson(const core::AttributeValue& value) {
+  if (!value.is_number) return value.text;
+  return base::FormatMicros(value.number_micros);  // Exact decimal string, never a float.
+}
+
+void PrintJson(const agent::MachineFacts& facts, const core::MachineSpec& spec,
+               const agent::SharePolicy& share) {
+  nlohmann::json gpus = nlohmann::json::array();
+  for (const agent::GpuFacts& gpu : facts.gpus) {
+    gpus.push_back(
+        {{"name", gpu.name}, {"model", gpu.model}, {"mem_mib", gpu.mem_mib}, {"uuid", gpu.uuid}});
+  }
+  nlohmann::json attributes = nlohmann::json::object();
+  for (const auto& [name, value] : spec.attributes) attributes[name] = AttributeJson(value);
+  nlohmann::json capacity = nlohmann::json::object();
+  for (const auto& [market, slots] : spec.capacity) capacity[market] = slots;
+  const nlohmann::json out = {
+      {"facts",
+       {{"hostname", facts.hostname},
+        {"cpu_model", facts.cpu_model},
+        {"logical_cores", facts.logical_cores},
+        {"mem_total_bytes", facts.mem_total_bytes},
+        {"mem_available_bytes", facts.mem_available_bytes},
+        {"disk_dir", facts.disk_dir},
+        {"disk_free_bytes", facts.disk_free_bytes},
+        {"os", facts.os},
+        {"kernel", facts.kernel},
+        {"arch", facts.arch},
+        {"gpus", gpus}}},
+      {"benchmark",
+       {{"version", agent::kBenchmarkVersion},
+        {"score", facts.benchmark.score},
+        {"reference_score", agent::kReferenceScore}}},
+      {"factor", base::FormatMicros(facts.cpu_factor_micros)},
+      {"share",
+       {{"cores", base::FormatMicros(share.cores_micros)},
+        {"mem", base::FormatMicros(share.mem_micros)},
+        {"disk", base::FormatMicros(share.disk_micros)}}},
+      {"attributes", attributes},
+      {"capacity", capacity},
+      {"warnings", facts.warnings},
+  };
+  std::printf("%s\n", out.dump(2).c_str());
+}
+
+void PrintTable(const agent::MachineFacts& facts, const core::MachineSpec& spec,
+                const agent::SharePolicy& share) {
+  auto row = [](const char* name, const std::string& value) {
+    std::printf("  %-16s %s\n", name, value.c_str());
+  };
+  std::printf("Machine\n");
+  row("hostname", facts.hostname);
+  row("cpu", facts.cpu_model);
+  row("logical cores", std::to_string(facts.logical_cores));
+  row("memory", Gib(facts.mem_total_bytes) + " (" + Gib(facts.mem_available_bytes) + " available)");
+  row("disk free", Gib(facts.disk_free_bytes) + " in " + facts.disk_dir);
+  row("os", facts.os);
+  row("kernel", facts.kernel + " (" + facts.arch + ")");
+  if (facts.gpus.empty()) row("gpus", "none");
+  for (size_t i = 0; i < facts.gpus.size(); ++i) {
+    const agent::GpuFacts& gpu = facts.gpus[i];
+    row(i == 0 ? "gpus" : "",
+        gpu.name + " (" + gpu.model + ", " + std::to_string(gpu.mem_mib) + " MiB)");
+  }
+  std::printf("\nBenchmark %s (single core)\n", agent::kBenchmarkVersion);
+  row("score", std::to_string(facts.benchmark.score) + " units/s (reference " +
+                   std::to_string(agent::kReferenceScore) + ")");
+  char factor[32];
+  std::snprintf(factor, sizeof(factor), "%lld.%02lld",
+                static_cast<long long>(facts.cpu_factor_micros / 1'000'000),
+                static_cast<long long>(facts.cpu_factor_micros % 1'000'000 / 10'000));
+  row("factor", std::string(factor) + " (score / reference, down to 0.05, at most 2)");
+  std::printf("\nOffer (sharing %s of cores, %s of memory, %s of disk)\n",
+              base::FormatMicros(share.cores_micros).c_str(),
+              base::FormatMicros(share.mem_micros).c_str(),
+              base::FormatMicros(share.disk_micros).c_str());
+  std::printf("  %-16s %s\n", "market", "slots");
+  for (const auto& [market, slots] : spec.capacity) {
+    std::printf("  %-16s %lld\n", market.c_str(), static_cast<long long>(slots));
+  }
+  if (!facts.warnings.empty()) {
+    std::printf("\nWarnings\n");
+    for (const std::string& warning : facts.warnings) std::printf("  - %s\n", warning.c_str());
+  }
+}
+
+int RunDiscover(const DiscoverOptions& options) {
+  agent::SharePolicy share;
+  const std::pair<const std::string*, int64_t*> shares[] = {
+      {&options.share_cores, &share.cores_micros},
+      {&options.share_mem, &share.mem_micros},
+      {&options.share_disk, &share.disk_micros}};
+  const char* names[] = {"--share-cores", "--share-mem", "--share-disk"};
+  for (int i = 0; i < 3; ++i) {
+    *shares[i].second = ParseShare(*shares[i].first);
+    if (*shares[i].second < 0) {
+      std::fprintf(stderr,
+                   "ocx provider discover: %s must be a fraction in (0, 1] with at most 6 "
+                   "decimals, got '%s'\n",
+                   names[i], shares[i].first->c_str());
+      return 2;
+    }
+  }
+  struct stat info {};
+  if (stat(options.dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode) ||
+      access(options.dir.c_str(), R_OK | X_OK) != 0) {
+    std::fprintf(stderr, "ocx provider discover: --dir '%s' is not a readable directory\n",
+                 options.dir.c_str());
+    return 2;
+  }
+
+  agent::DiscoveryOptions discovery;
+  discovery.disk_dir = options.dir;
+  const absl::StatusOr<agent::MachineFacts> facts = agent::Discover(discovery);
+  if (!facts.ok()) {
+    std::fprintf(stderr, "ocx provider discover: %s\n",
+                 std::string(facts.status().message()).c_str());
+    return 1;
+  }
+  const core::MachineSpec spec =
+      agent::ToMachineSpec(*facts, share, core::ExchangeConfig::Default());
+  if (options.json) {
+    PrintJson(*facts, spec, share);
+  } else {
+    PrintTable(*facts, spec, share);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void RegisterProvider(CLI::App& app, Registry& registry) {
+  CLI::App* provider = app.add_subcommand("provider", "Sell this machine's compute");
+  // Only `discover` today; the agent itself (`ocx provider --exchange URL`) comes later.
+  provider->require_subcommand(1);
+
+  auto options = std::make_shared<DiscoverOptions>();
+  CLI::App* discover = provider->add_subcommand(
+      "discover", "Show what this machine has, its vCPU factor, and what it would offer");
+  discover->add_flag("--json", options->json, "Print JSON: facts, factor and capacity");
+  discover
+      ->add_option("--share-cores", options->share_cores,
+                   "Fraction of the cores to share, in (0, 1]")
+      ->capture_default_str();
+  discover->add_option("--share-mem", options->share_mem, "Fraction of the RAM to share, in (0, 1]")
+      ->capture_default_str();
+  discover
+      ->add_option("--share-disk", options->share_disk,
+                   "Fraction of the free disk to share, in (0, 1]")
+      ->capture_default_str();
+  discover->add_option("--dir", options->dir, "Directory whose free disk space jobs would use")
+      ->capture_default_str();
+  discover->footer(
+      "Runs a single-core benchmark (about a second) to measure the factor.\n"
+      "Example: ocx provider discover --share-cores 0.5 --dir /var/tmp");
+  registry.Add(discover, [options] { return RunDiscover(*options); });
+}
+
+}  // namespace ocx::cli

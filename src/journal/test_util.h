@@ -16,32 +16,16 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "src/base/testing/temp_dir.h"
 #include "src/journal/file_journal_reader.h"
 #include "src/journal/record_format.h"
 
 namespace ocx::journal::testing {
 
-// A fresh directory under the test temp dir; removed with everything in it on destruction.
-class TempDir {
+// A fresh directory under the test temp dir, removed on destruction.
+class TempDir : public base::testing::TempDir {
  public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "ocx_journal_test.XXXXXX";
-    char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr) << "mkdtemp " << pattern;
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : base::testing::TempDir("ocx_journal_test") {}
 };
 
 inline std::string ReadFileBytes(const std::string& path) {

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "gtest/gtest.h"
+#include "src/base/testing/temp_dir.h"
 #include "src/server/sequencer.h"
 #include "src/server/test_commands.h"
 #include "src/store/sqlite/sqlite_store.h"
@@ -11,9 +12,8 @@ namespace ocx::server {
 namespace {
 
 TEST(ProjectJournalTest, RebuildsTheStoreFromTheJournalAndMatchesTheCore) {
-  char pattern[] = "/tmp/ocx-project-test-XXXXXX";
-  ASSERT_NE(mkdtemp(pattern), nullptr);
-  const std::string dir = pattern;
+  base::testing::TempDir temp("ocx_project_test");
+  const std::string dir = temp.path();
   base::SimClock clock;
   SequencerOptions options;
   options.data_dir = dir;
@@ -72,7 +72,6 @@ TEST(ProjectJournalTest, RebuildsTheStoreFromTheJournalAndMatchesTheCore) {
   }
   EXPECT_GT(checked, 3u);
   ASSERT_TRUE((*store)->Close().ok());
-  std::filesystem::remove_all(dir);
 }
 
 TEST(ProjectJournalTest, MissingJournalIsAnError) {

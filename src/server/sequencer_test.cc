@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "gtest/gtest.h"
+#include "src/base/testing/temp_dir.h"
 #include "src/core/codec.h"
 #include "src/journal/file_journal_reader.h"
 #include "src/server/test_commands.h"
@@ -13,13 +14,6 @@ namespace {
 
 class SequencerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char pattern[] = "/tmp/ocx-sequencer-test-XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   SequencerOptions Options(uint64_t snapshot_every = 0) {
     SequencerOptions options;
     options.data_dir = dir_;
@@ -55,7 +49,8 @@ class SequencerTest : public ::testing::Test {
     return x.StateHash();
   }
 
-  std::string dir_;
+  base::testing::TempDir temp_{"ocx_sequencer_test"};
+  const std::string dir_ = temp_.path();
   base::SimClock clock_;
 };
 

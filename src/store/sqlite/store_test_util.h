@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "src/base/testing/temp_dir.h"
 #include "src/base/rng.h"
 #include "src/core/exchange.h"
 #include "src/store/store.h"
@@ -23,27 +24,10 @@ constexpr core::Timestamp kSecond = core::kMicrosPerSecond;
 constexpr core::Micros kCredit = 1'000'000;
 constexpr core::Timestamp kStartTime = 1'700'000'000 * kSecond;
 
-// A fresh directory under the test temp dir; removed with everything in it on destruction.
-class TempDir {
+// A fresh directory under the test temp dir, removed on destruction.
+class TempDir : public base::testing::TempDir {
  public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "ocx_store_test.XXXXXX";
-    char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr) << "mkdtemp " << pattern;
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : base::testing::TempDir("ocx_store_test") {}
 };
 
 // Runs commands through a real exchange, checking its invariants after each, and records

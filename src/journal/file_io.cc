@@ -1,5 +1,7 @@
 #include "src/journal/file_io.h"
 
+#include <cstdio>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,6 +16,29 @@ namespace ocx::journal::internal {
 
 absl::Status ErrnoError(int error_number, std::string_view operation, std::string_view path) {
   return absl::ErrnoToStatus(error_number, internal::Cat(operation, " ", path));
+}
+
+std::string SequenceFileName(std::string_view prefix, uint64_t sequence, std::string_view suffix) {
+  char digits[32];
+  std::snprintf(digits, sizeof(digits), "%020llu", static_cast<unsigned long long>(sequence));
+  return internal::Cat(prefix, digits, suffix);
+}
+
+std::optional<uint64_t> ParseSequenceFileName(std::string_view name, std::string_view prefix,
+                                              std::string_view suffix) {
+  constexpr size_t kDigits = 20;
+  if (name.size() != prefix.size() + kDigits + suffix.size() || !name.starts_with(prefix) ||
+      !name.ends_with(suffix)) {
+    return std::nullopt;
+  }
+  uint64_t value = 0;
+  for (char c : name.substr(prefix.size(), kDigits)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return value;
 }
 
 std::string JoinPath(std::string_view dir, std::string_view name) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,13 @@ using UniqueFd = base::UniqueFd;  // Owns a file descriptor; closes it on destru
 absl::Status ErrnoError(int error_number, std::string_view operation, std::string_view path);
 
 std::string JoinPath(std::string_view dir, std::string_view name);
+
+// File names that carry a sequence: prefix, the sequence in 20 digits (so that names sort
+// by sequence), suffix. "journal-00000000000000000042.log", "snapshot-...42.snap".
+std::string SequenceFileName(std::string_view prefix, uint64_t sequence, std::string_view suffix);
+// The sequence in such a name, or nothing when the name is not exactly of that form.
+std::optional<uint64_t> ParseSequenceFileName(std::string_view name, std::string_view prefix,
+                                              std::string_view suffix);
 
 // Creates `dir` when it does not exist (one level), syncing its parent so that it stays.
 absl::Status EnsureDirectory(const std::string& dir);

@@ -5,6 +5,7 @@
 
 #include "src/base/assert.h"
 #include "src/journal/crc32c.h"
+#include "src/journal/file_io.h"
 
 namespace ocx::journal {
 
@@ -42,30 +43,14 @@ using internal::PutU64;
 namespace {
 constexpr std::string_view kSegmentPrefix = "journal-";
 constexpr std::string_view kSegmentSuffix = ".log";
-constexpr size_t kSequenceDigits = 20;
 }  // namespace
 
 std::string SegmentFileName(uint64_t first_sequence) {
-  char name[64];
-  std::snprintf(name, sizeof(name), "journal-%020llu.log",
-                static_cast<unsigned long long>(first_sequence));
-  return name;
+  return internal::SequenceFileName(kSegmentPrefix, first_sequence, kSegmentSuffix);
 }
 
 std::optional<uint64_t> ParseSegmentFileName(std::string_view name) {
-  if (name.size() != kSegmentPrefix.size() + kSequenceDigits + kSegmentSuffix.size() ||
-      !name.starts_with(kSegmentPrefix) || !name.ends_with(kSegmentSuffix)) {
-    return std::nullopt;
-  }
-  const std::string_view digits = name.substr(kSegmentPrefix.size(), kSequenceDigits);
-  uint64_t value = 0;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return std::nullopt;
-    const uint64_t digit = static_cast<uint64_t>(c - '0');
-    if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
-    value = value * 10 + digit;
-  }
-  return value;
+  return internal::ParseSequenceFileName(name, kSegmentPrefix, kSegmentSuffix);
 }
 
 std::string EncodeSegmentHeader(uint64_t first_sequence) {

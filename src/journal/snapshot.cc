@@ -26,7 +26,6 @@ using internal::PutU64;
 
 constexpr std::string_view kPrefix = "snapshot-";
 constexpr std::string_view kSuffix = ".snap";
-constexpr size_t kDigits = 20;
 
 absl::Status Invalid(std::string_view path, std::string_view what) {
   return absl::DataLossError(internal::Cat("snapshot ", path, ": ", what));
@@ -35,25 +34,11 @@ absl::Status Invalid(std::string_view path, std::string_view what) {
 }  // namespace
 
 std::string SnapshotFileName(uint64_t sequence) {
-  char name[64];
-  std::snprintf(name, sizeof(name), "snapshot-%020llu.snap",
-                static_cast<unsigned long long>(sequence));
-  return name;
+  return internal::SequenceFileName(kPrefix, sequence, kSuffix);
 }
 
 std::optional<uint64_t> ParseSnapshotFileName(std::string_view name) {
-  if (name.size() != kPrefix.size() + kDigits + kSuffix.size() || !name.starts_with(kPrefix) ||
-      !name.ends_with(kSuffix)) {
-    return std::nullopt;
-  }
-  uint64_t value = 0;
-  for (char c : name.substr(kPrefix.size(), kDigits)) {
-    if (c < '0' || c > '9') return std::nullopt;
-    const uint64_t digit = static_cast<uint64_t>(c - '0');
-    if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
-    value = value * 10 + digit;
-  }
-  return value;
+  return internal::ParseSequenceFileName(name, kPrefix, kSuffix);
 }
 
 std::string EncodeSnapshot(uint64_t sequence, uint16_t body_version, std::string_view body) {

@@ -53,15 +53,15 @@ absl::StatusOr<SequencerBenchResult> RunSequencerBench(const SequencerBenchOptio
   server::Sequencer& s = **sequencer;
 
   // Setup: an operator, a provider with one very large machine, a funded consumer per producer.
-  std::vector<core::CommandBody> setup = {core::CreateAccount{0, "op", core::Role::kOperator},
-                                          core::CreateAccount{0, "prov", core::Role::kProvider}};
+  std::vector<core::CommandBody> setup = {core::CreateAccount{0, "op", core::Role::kOperator, {}},
+                                          core::CreateAccount{0, "prov", core::Role::kProvider, {}}};
   core::RegisterMachine machine;
   machine.actor = 2;
   machine.spec.name = "bench";
   machine.spec.capacity["cpu"] = 1'000'000;
   setup.push_back(machine);
   for (int p = 0; p < options.producers; ++p) {
-    setup.push_back(core::CreateAccount{0, "c" + std::to_string(p), core::Role::kConsumer});
+    setup.push_back(core::CreateAccount{0, "c" + std::to_string(p), core::Role::kConsumer, {}});
     setup.push_back(core::Deposit{1, static_cast<core::AccountId>(3 + p), 900'000'000'000'000});
   }
   for (const core::CommandBody& command : setup) {

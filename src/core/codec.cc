@@ -135,14 +135,20 @@ bool ReadAttributes(const Json& json, std::map<std::string, AttributeValue>* out
 Json SpecToJson(const MachineSpec& spec) {
   Json capacity = Json::object();
   for (const auto& [market, slots] : spec.capacity) capacity[market] = slots;
-  return Json{{"name", spec.name},
-              {"attributes", AttributesToJson(spec.attributes)},
-              {"capacity", capacity}};
+  Json json{{"name", spec.name},
+            {"attributes", AttributesToJson(spec.attributes)},
+            {"capacity", capacity}};
+  if (!spec.public_key.empty()) json["public_key"] = spec.public_key;
+  return json;
 }
 
 bool ReadSpec(const Json& json, MachineSpec* spec) {
   if (!json.is_object() || !json.contains("name") || !json["name"].is_string()) return false;
   spec->name = json["name"].get<std::string>();
+  if (json.contains("public_key")) {
+    if (!json["public_key"].is_string()) return false;
+    spec->public_key = json["public_key"].get<std::string>();
+  }
   if (!json.contains("attributes") || !ReadAttributes(json["attributes"], &spec->attributes)) {
     return false;
   }
@@ -224,6 +230,7 @@ void WriteSpec(Writer& w, const MachineSpec& spec) {
   for (const auto& [market, slots] : spec.capacity) w.Int(market, slots);
   w.Close();
   w.Str("name", spec.name);
+  if (!spec.public_key.empty()) w.Str("public_key", spec.public_key);
   w.Close();
 }
 
@@ -234,6 +241,7 @@ struct Encoder {
     w.UInt("actor", c.actor);
     w.Str("name", c.name);
     w.Str("role", kRoles.Name(c.role));
+    if (!c.token_hash.empty()) w.Str("token_hash", c.token_hash);
     w.Str("type", "create_account");
   }
   void operator()(const Deposit& c) const {
@@ -357,11 +365,11 @@ bool TextIsValid(const CommandBody& command) {
       [](const auto& c) {
         using T = std::decay_t<decltype(c)>;
         if constexpr (std::is_same_v<T, CreateAccount>) {
-          return Utf8Valid(c.name);
+          return Utf8Valid(c.name) && Utf8Valid(c.token_hash);
         } else if constexpr (std::is_same_v<T, PlaceOrder>) {
           return Utf8Valid(c.market) && Utf8Valid(c.client_order_id);
         } else if constexpr (std::is_same_v<T, RegisterMachine>) {
-          if (!Utf8Valid(c.spec.name)) return false;
+          if (!Utf8Valid(c.spec.name) || !Utf8Valid(c.spec.public_key)) return false;
           for (const auto& [key, value] : c.spec.attributes) {
             if (!Utf8Valid(key) || !Utf8Valid(value.text)) return false;
           }
@@ -385,7 +393,9 @@ absl::StatusOr<CommandBody> DecodeCommand(std::string_view payload) {
   const std::string type = r.Str("type");
   CommandBody out;
   if (type == "create_account") {
-    out = CreateAccount{r.Int<AccountId>("actor"), r.Str("name"), r.Enum("role", kRoles)};
+    CreateAccount c{r.Int<AccountId>("actor"), r.Str("name"), r.Enum("role", kRoles), {}};
+    if (j.contains("token_hash")) c.token_hash = r.Str("token_hash");
+    out = c;
   } else if (type == "deposit") {
     out = Deposit{r.Int<AccountId>("actor"), r.Int<AccountId>("account"), r.Int<Micros>("amount")};
   } else if (type == "withdraw") {
@@ -448,7 +458,9 @@ class SnapshotCodec {
     for (const MarketConfig& m : x.config_.markets) markets.push_back(m.name);
     Json accounts = Json::array();
     for (const auto& [id, a] : x.accounts_) {
-      accounts.push_back({{"id", id}, {"name", a.name}, {"role", kRoles.Name(a.role)}});
+      Json account = {{"id", id}, {"name", a.name}, {"role", kRoles.Name(a.role)}};
+      if (!a.token_hash.empty()) account["token_hash"] = a.token_hash;
+      accounts.push_back(std::move(account));
     }
     Json balances = Json::array();
     for (const auto& [ref, amount] : x.balances_) {
@@ -559,7 +571,8 @@ class SnapshotCodec {
     x.withdrawals_ = r.Int<Micros>("withdrawals");
     for (const Json& a : r.Sub("accounts")) {
       Reader ar(a);
-      Account account{ar.Int<AccountId>("id"), ar.Str("name"), ar.Enum("role", kRoles), 0};
+      Account account{ar.Int<AccountId>("id"), ar.Str("name"), ar.Enum("role", kRoles), 0, {}};
+      if (a.contains("token_hash")) account.token_hash = ar.Str("token_hash");
       if (!ar.ok()) return absl::DataLossError("snapshot account: " + ar.error());
       x.account_names_[account.name] = account.id;
       x.accounts_[account.id] = account;

@@ -25,8 +25,10 @@ TEST(CodecTest, EveryCommandRoundTrips) {
   machine.spec.attributes["region"] = AttributeValue{false, 0, "eu"};
   machine.spec.attributes["cpu.factor"] = AttributeValue{true, 1'350'000, ""};
   machine.spec.capacity["cpu"] = 12;
+  machine.spec.public_key = std::string(64, 'a');
   const std::vector<CommandBody> commands = {
-      CreateAccount{1, "alice", Role::kProvider},
+      CreateAccount{1, "alice", Role::kProvider, {}},
+      CreateAccount{0, "bob", Role::kConsumer, std::string(64, 'f')},
       Deposit{1, 2, 5'000'000},
       Withdraw{1, 2, 7, BalanceKind::kEarnings},
       machine,
@@ -44,6 +46,13 @@ TEST(CodecTest, EveryCommandRoundTrips) {
     EXPECT_EQ(decoded->index(), command.index());
     EXPECT_EQ(EncodeCommand(*decoded), encoded);
   }
+  // The identity fields survive the round trip.
+  const auto account = DecodeCommand(EncodeCommand(commands[1]));
+  ASSERT_TRUE(account.ok());
+  EXPECT_EQ(std::get<CreateAccount>(*account).token_hash, std::string(64, 'f'));
+  const auto registered = DecodeCommand(EncodeCommand(machine));
+  ASSERT_TRUE(registered.ok());
+  EXPECT_EQ(std::get<RegisterMachine>(*registered).spec.public_key, std::string(64, 'a'));
 }
 
 TEST(CodecTest, EncodingIsCanonicalJson) {
@@ -61,7 +70,7 @@ TEST(CodecTest, EncodingIsCanonicalJson) {
   machine.spec.capacity["gpu.h100"] = 1;
   machine.spec.capacity["cpu"] = 2;
   for (const CommandBody& command : std::vector<CommandBody>{order, machine, Tick{},
-                                                             CreateAccount{0, "\x01", Role::kConsumer}}) {
+                                                             CreateAccount{0, "\x01", Role::kConsumer, {}}}) {
     const std::string encoded = EncodeCommand(command);
     // Sorted keys and escapes exactly as a JSON library writes them.
     EXPECT_EQ(nlohmann::json::parse(encoded).dump(), encoded);
@@ -74,9 +83,9 @@ TEST(CodecTest, EncodingIsCanonicalJson) {
 }
 
 TEST(CodecTest, TextMustBeValidUtf8) {
-  EXPECT_TRUE(TextIsValid(CreateAccount{0, "caf\xc3\xa9 \xf0\x9f\x98\x80", Role::kConsumer}));
+  EXPECT_TRUE(TextIsValid(CreateAccount{0, "caf\xc3\xa9 \xf0\x9f\x98\x80", Role::kConsumer, {}}));
   for (const char* bad : {"\xff", "\xc3", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xe2\x82"}) {
-    EXPECT_FALSE(TextIsValid(CreateAccount{0, bad, Role::kConsumer})) << bad;
+    EXPECT_FALSE(TextIsValid(CreateAccount{0, bad, Role::kConsumer, {}})) << bad;
   }
   PlaceOrder order;
   order.client_order_id = "\x80";

@@ -19,6 +19,9 @@ struct CreateAccount {
   AccountId actor = 0;  // 0 for self sign-up; an operator to create an operator.
   std::string name;
   Role role = Role::kConsumer;
+  // Lowercase hex BLAKE2b-256 of the account's API token (the API made the token and shows it
+  // once; only its hash is journaled). Empty: no token (accounts made by tests and replays).
+  std::string token_hash;
 };
 
 struct Deposit {

@@ -15,6 +15,7 @@ struct AccountCreated {
   AccountId account;
   std::string name;
   Role role;
+  std::string token_hash;  // As on the command (the API's token registry follows it).
 };
 
 // One double-entry movement: `amount` leaves `from` and enters `to`.
@@ -34,6 +35,7 @@ struct MachineRegistered {
   MachineId machine;
   AccountId owner;
   std::string name;
+  std::string public_key;  // As in the spec (the API's machine registry follows it).
 };
 
 struct MachineStatusChanged {

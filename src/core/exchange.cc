@@ -18,6 +18,14 @@ constexpr Quantity kCapacityMax = 1'000'000;
 constexpr size_t kNameMax = 64;
 constexpr size_t kClientOrderIdMax = 64;
 constexpr size_t kAttributesMax = 64;
+constexpr size_t kTokenHashHexLength = 64;   // BLAKE2b-256.
+constexpr size_t kPublicKeyHexLength = 64;   // Ed25519, 32 bytes.
+
+bool IsLowerHex(const std::string& text, size_t length) {
+  return text.size() == length && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
 
 Micros Cost(PriceMicros price, Quantity quantity, int64_t hours) {
   const __int128 cost = static_cast<__int128>(price) * quantity * hours;
@@ -104,6 +112,11 @@ void Exchange::Reject(Ctx& ctx, std::string_view code, std::string_view message)
   ctx.out->result.message = std::string(message);
 }
 
+OrderId Exchange::FindClientOrder(AccountId account, const std::string& client_order_id) const {
+  const auto it = client_order_ids_.find({account, client_order_id});
+  return it == client_order_ids_.end() ? 0 : it->second;
+}
+
 // ---------------------------------------------------------------- apply
 
 void Exchange::Apply(uint64_t sequence, Timestamp time, const CommandBody& command,
@@ -167,6 +180,9 @@ void Exchange::Do(const CreateAccount& c, Ctx& ctx) {
     return Reject(ctx, "invalid_name",
                   "An account name is 1 to 64 letters, digits, '.', '_' or '-'.");
   }
+  if (!c.token_hash.empty() && !IsLowerHex(c.token_hash, kTokenHashHexLength)) {
+    return Reject(ctx, "invalid_token_hash", "A token hash is 64 lowercase hex characters.");
+  }
   if (account_names_.contains(c.name)) {
     return Reject(ctx, "name_taken", "An account with this name already exists.");
   }
@@ -183,10 +199,10 @@ void Exchange::Do(const CreateAccount& c, Ctx& ctx) {
     }
   }
   const AccountId id = next_account_++;
-  accounts_[id] = Account{id, c.name, c.role, 0};
+  accounts_[id] = Account{id, c.name, c.role, 0, c.token_hash};
   account_names_[c.name] = id;
   ctx.out->result.account = id;
-  ctx.out->events.push_back(AccountCreated{id, c.name, c.role});
+  ctx.out->events.push_back(AccountCreated{id, c.name, c.role, c.token_hash});
 }
 
 void Exchange::Do(const Deposit& c, Ctx& ctx) {
@@ -240,6 +256,10 @@ void Exchange::Do(const RegisterMachine& c, Ctx& ctx) {
   if (c.spec.attributes.size() > kAttributesMax) {
     return Reject(ctx, "invalid_attributes", "A machine has at most 64 attributes.");
   }
+  if (!c.spec.public_key.empty() && !IsLowerHex(c.spec.public_key, kPublicKeyHexLength)) {
+    return Reject(ctx, "invalid_public_key",
+                  "A machine public key is an Ed25519 key in 64 lowercase hex characters.");
+  }
   if (machines_.size() >= config_.machines_max) {
     return Reject(ctx, "limit_reached", "The exchange holds its maximum number of machines.");
   }
@@ -262,7 +282,8 @@ void Exchange::Do(const RegisterMachine& c, Ctx& ctx) {
   ScheduleHeartbeatDeadline(machine, now_);  // Registering counts as a heartbeat.
   machine.online = true;
   ctx.out->result.machine = machine.id;
-  ctx.out->events.push_back(MachineRegistered{machine.id, machine.owner, machine.spec.name});
+  ctx.out->events.push_back(MachineRegistered{machine.id, machine.owner, machine.spec.name,
+                                                    machine.spec.public_key});
   ctx.out->events.push_back(MachineStatusChanged{machine.id, true});
   machines_.emplace(machine.id, std::move(machine));
 }
@@ -289,7 +310,10 @@ void Exchange::Do(const PlaceOrder& c, Ctx& ctx) {
   if (c.client_order_id.empty() || c.client_order_id.size() > kClientOrderIdMax) {
     return Reject(ctx, "invalid_client_order_id", "A client order id is 1 to 64 characters.");
   }
-  if (client_order_ids_.contains({c.actor, c.client_order_id})) {
+  if (const auto used = client_order_ids_.find({c.actor, c.client_order_id});
+      used != client_order_ids_.end()) {
+    // The API answers an idempotent retry with the order this id placed.
+    ctx.out->result.order = used->second;
     return Reject(ctx, "duplicate_client_order_id",
                   "This account already used this client order id.");
   }

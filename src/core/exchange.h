@@ -36,6 +36,7 @@ struct Account {
   std::string name;
   Role role = Role::kConsumer;
   size_t open_orders = 0;
+  std::string token_hash;  // See CreateAccount::token_hash.
 };
 
 // The exchange's view of an order that is still live in a book.
@@ -114,6 +115,8 @@ class Exchange {
   const std::map<MachineId, Machine>& machines() const { return machines_; }
   const std::map<LeaseId, Lease>& leases() const { return leases_; }
   const std::map<BalanceRef, Micros>& balances() const { return balances_; }
+  // The order placed with this client order id by this account (live or finished), or 0.
+  OrderId FindClientOrder(AccountId account, const std::string& client_order_id) const;
   // Index of a market by name, or -1.
   int MarketIndex(const std::string& name) const;
   const engine::OrderBook& book(size_t market) const { return *books_[market]; }

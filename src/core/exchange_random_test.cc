@@ -23,9 +23,9 @@ class Generator {
   // Commands that set up operators, consumers, providers and machines.
   std::vector<CommandBody> Setup() {
     std::vector<CommandBody> out;
-    out.push_back(CreateAccount{0, "op", Role::kOperator});  // Account 1.
-    for (int i = 0; i < 5; ++i) out.push_back(CreateAccount{0, "c" + std::to_string(i), Role::kConsumer});
-    for (int i = 0; i < 3; ++i) out.push_back(CreateAccount{0, "p" + std::to_string(i), Role::kProvider});
+    out.push_back(CreateAccount{0, "op", Role::kOperator, {}});  // Account 1.
+    for (int i = 0; i < 5; ++i) out.push_back(CreateAccount{0, "c" + std::to_string(i), Role::kConsumer, {}});
+    for (int i = 0; i < 3; ++i) out.push_back(CreateAccount{0, "p" + std::to_string(i), Role::kProvider, {}});
     for (AccountId a = 2; a <= 6; ++a) out.push_back(Deposit{1, a, 50'000'000});
     for (int i = 0; i < 4; ++i) {
       RegisterMachine m;

@@ -47,7 +47,7 @@ class ExchangeTest : public ::testing::Test {
     Run(Heartbeat{machine_});
   }
   AccountId Create(const std::string& name, Role role) {
-    const ApplyOutput out = Run(CreateAccount{op_, name, role});
+    const ApplyOutput out = Run(CreateAccount{op_, name, role, {}});
     EXPECT_TRUE(out.result.accepted) << out.result.code;
     return out.result.account;
   }
@@ -366,10 +366,42 @@ TEST_F(ExchangeTest, OnlyTheOwnerCancelsOrReplacesAnOrder) {
 }
 
 TEST_F(ExchangeTest, OnlyAnOperatorCreatesOperatorsAfterTheFirst) {
-  EXPECT_EQ(Run(CreateAccount{alice_, "mallory", Role::kOperator}).result.code, "not_authorized");
-  EXPECT_TRUE(Run(CreateAccount{op_, "op2", Role::kOperator}).result.accepted);
-  EXPECT_EQ(Run(CreateAccount{0, "alice", Role::kConsumer}).result.code, "name_taken");
-  EXPECT_EQ(Run(CreateAccount{0, "bad name!", Role::kConsumer}).result.code, "invalid_name");
+  EXPECT_EQ(Run(CreateAccount{alice_, "mallory", Role::kOperator, {}}).result.code, "not_authorized");
+  EXPECT_TRUE(Run(CreateAccount{op_, "op2", Role::kOperator, {}}).result.accepted);
+  EXPECT_EQ(Run(CreateAccount{0, "alice", Role::kConsumer, {}}).result.code, "name_taken");
+  EXPECT_EQ(Run(CreateAccount{0, "bad name!", Role::kConsumer, {}}).result.code, "invalid_name");
+}
+
+TEST_F(ExchangeTest, TokenHashesAndPublicKeysAreCheckedKeptAndSnapshotted) {
+  const std::string hash(64, 'c');
+  EXPECT_EQ(Run(CreateAccount{0, "t1", Role::kConsumer, "ABC"}).result.code,
+            "invalid_token_hash");
+  EXPECT_EQ(Run(CreateAccount{0, "t1", Role::kConsumer, std::string(64, 'C')}).result.code,
+            "invalid_token_hash");
+  const ApplyOutput created = Run(CreateAccount{0, "t1", Role::kConsumer, hash});
+  ASSERT_TRUE(created.result.accepted);
+  EXPECT_EQ(x_.accounts().at(created.result.account).token_hash, hash);
+  ASSERT_FALSE(created.events.empty());
+  EXPECT_EQ(std::get<AccountCreated>(created.events[0]).token_hash, hash);
+
+  RegisterMachine machine;
+  machine.actor = prov_;
+  machine.spec.name = "keyed";
+  machine.spec.capacity["cpu"] = 1;
+  machine.spec.public_key = "xyz";
+  EXPECT_EQ(Run(machine).result.code, "invalid_public_key");
+  machine.spec.public_key = std::string(64, '0');
+  const ApplyOutput registered = Run(machine);
+  ASSERT_TRUE(registered.result.accepted);
+  EXPECT_EQ(std::get<MachineRegistered>(registered.events[0]).public_key,
+            machine.spec.public_key);
+
+  const auto restored = Exchange::Restore(x_.config(), x_.Serialize());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ((*restored)->StateHash(), x_.StateHash());
+  EXPECT_EQ((*restored)->accounts().at(created.result.account).token_hash, hash);
+  EXPECT_EQ((*restored)->machines().at(registered.result.machine).spec.public_key,
+            machine.spec.public_key);
 }
 
 TEST_F(ExchangeTest, ClientOrderIdsAreUniquePerAccount) {
@@ -380,8 +412,13 @@ TEST_F(ExchangeTest, ClientOrderIdsAreUniquePerAccount) {
   c.client_order_id = "job-1";
   c.price = 10'000;
   c.quantity = 1;
-  ASSERT_TRUE(Run(c).result.accepted);
-  EXPECT_EQ(Run(c).result.code, "duplicate_client_order_id");
+  const OrderId first = Run(c).result.order;
+  ASSERT_NE(first, 0u);
+  const ApplyOutput retry = Run(c);
+  EXPECT_EQ(retry.result.code, "duplicate_client_order_id");
+  EXPECT_EQ(retry.result.order, first);  // Names the order the id placed (idempotent retry).
+  EXPECT_EQ(x_.FindClientOrder(alice_, "job-1"), first);
+  EXPECT_EQ(x_.FindClientOrder(bob_, "job-1"), 0u);
   c.actor = bob_;
   Fund(bob_, kCredit);
   EXPECT_TRUE(Run(c).result.accepted);

@@ -72,6 +72,9 @@ struct MachineSpec {
   std::map<std::string, AttributeValue> attributes;
   // Slots offered per market name, already bounded by the machine's shared resources.
   std::map<std::string, Quantity> capacity;
+  // The machine's Ed25519 public key, lowercase hex (64 characters); it signs the agent's
+  // challenge response and usage reports. Empty: a machine without an agent (tests).
+  std::string public_key;
 };
 
 // Which balance of the ledger (RULEBOOK section 3). Per-account kinds belong to an account;

@@ -1,5 +1,6 @@
 #include "src/journal/file_journal.h"
 
+#include <chrono>
 #include <fcntl.h>
 
 #include <algorithm>
@@ -246,11 +247,18 @@ void FileJournal::WriterLoop() {
       if (space_waiters_ > 0) space_cv_.notify_all();
     }
     OCX_ASSERT(writing_.size() <= kMaxUnsyncedBytes);
+    const auto write_started = std::chrono::steady_clock::now();
     absl::Status written = internal::WriteFully(fd_.get(), writing_, segment_path_);
     if (written.ok()) written = internal::SyncData(fd_.get(), segment_path_);
     if (!written.ok()) {
       Fail(written);
       return;
+    }
+    if (options_.on_batch_synced) {
+      options_.on_batch_synced(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - write_started)
+                                   .count(),
+                               writing_.size());
     }
     segment_size_ += writing_.size();
     writing_.clear();

@@ -56,6 +56,9 @@ struct FileJournalOptions {
   // kMaxRecordBytes it also lowers the largest payload accepted.
   size_t batch_bytes_max = kDefaultBatchBytesMax;
   DurableCallback on_durable;  // Optional.
+  // Optional, for metrics: after each batch is synced, on the writer thread, with the time
+  // its write() + fdatasync() took and the bytes written.
+  std::function<void(int64_t write_sync_nanos, size_t bytes)> on_batch_synced;
 };
 
 // What recovery found and did at Open.

@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<Sequencer>> Sequencer::Open(SequencerOptions opti
   journal_options.dir = JournalDir(options.data_dir);
   journal_options.first_sequence = exchange->last_sequence() + 1;
   journal_options.segment_bytes = options.journal_segment_bytes;
+  journal_options.on_batch_synced = options.on_journal_sync;
   journal_options.on_durable = [relay](uint64_t durable) {
     std::lock_guard<std::mutex> lock(relay->mu);
     if (relay->target) relay->target(durable);
@@ -127,7 +128,9 @@ Sequencer::Sequencer(SequencerOptions options, std::unique_ptr<core::Exchange> e
     : options_(std::move(options)),
       recovery_(std::move(recovery)),
       exchange_(std::move(exchange)),
-      last_time_(exchange_->now()) {}
+      last_time_(exchange_->now()) {
+  delivered_sequence_.store(exchange_->last_sequence(), std::memory_order_release);
+}
 
 Sequencer::~Sequencer() { (void)Stop(); }
 
@@ -251,6 +254,7 @@ void Sequencer::OnDurable(uint64_t durable_sequence) {
   }
   for (Pending& p : ready) {
     if (options_.on_durable) options_.on_durable(p.acked);
+    delivered_sequence_.store(p.acked.sequence, std::memory_order_release);
     if (p.done) p.done(p.acked);
   }
 }

@@ -19,6 +19,7 @@
 // the state between two commands (possibly including commands not yet durable).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -56,6 +57,8 @@ struct SequencerOptions {
   // Called for every durable command, in sequence order, on the journal's writer thread,
   // before its AckCallback (the query store's projector hooks in here). Must be quick.
   std::function<void(const Acked&)> on_durable;
+  // Passed to the journal (FileJournalOptions::on_batch_synced), for metrics.
+  std::function<void(int64_t write_sync_nanos, size_t bytes)> on_journal_sync;
 };
 
 struct SequencerRecovery {
@@ -84,6 +87,11 @@ class Sequencer {
   absl::Status Stop();
 
   const SequencerRecovery& recovery() const { return recovery_; }
+  // The last command that is durable and has been passed to on_durable (everything up to it
+  // has): what a reader that wants to see every acknowledged command waits for.
+  uint64_t durable_sequence() const {
+    return delivered_sequence_.load(std::memory_order_acquire);
+  }
   absl::Status status() const;
 
  private:
@@ -107,6 +115,8 @@ class Sequencer {
   const SequencerOptions options_;
   SequencerRecovery recovery_;
   std::unique_ptr<journal::FileJournal> journal_;
+
+  std::atomic<uint64_t> delivered_sequence_{0};
 
   mutable std::mutex state_mu_;
   std::unique_ptr<core::Exchange> exchange_;  // Guarded by state_mu_ (written only by Loop).

@@ -1,3 +1,4 @@
+#include <atomic>
 #include "src/server/sequencer.h"
 
 #include <filesystem>
@@ -64,6 +65,8 @@ TEST_F(SequencerTest, ExecuteAnswersWithTheResultInSequenceOrder) {
     ASSERT_TRUE(acked.ok()) << acked.status();
     EXPECT_TRUE(acked->output.result.accepted) << acked->output.result.code;
     EXPECT_EQ(acked->sequence, last + 1);
+    // By the time the caller hears of it, the command counts as durable and delivered.
+    EXPECT_GE((*s)->durable_sequence(), acked->sequence);
     last = acked->sequence;
   }
   auto rejected = (*s)->Execute(core::Deposit{2, 2, 5});  // alice is no operator.
@@ -88,6 +91,30 @@ TEST_F(SequencerTest, AcknowledgementsArriveOnceEachInOrder) {
   ASSERT_TRUE((*s)->Stop().ok());  // Stop drains and makes everything durable.
   ASSERT_EQ(acked.size(), 5000u);
   for (size_t i = 1; i < acked.size(); ++i) ASSERT_EQ(acked[i], acked[i - 1] + 1);
+}
+
+TEST_F(SequencerTest, JournalSyncHookSeesEveryBatchAndRestartKeepsTheDurableSequence) {
+  std::atomic<uint64_t> synced_bytes{0};
+  SequencerOptions options = Options();
+  options.on_journal_sync = [&](int64_t nanos, size_t bytes) {
+    EXPECT_GE(nanos, 0);
+    synced_bytes += bytes;
+  };
+  uint64_t last = 0;
+  {
+    auto s = Sequencer::Open(options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    for (const core::CommandBody& command : testing::SetupCommands()) {
+      auto acked = (*s)->Execute(command);
+      ASSERT_TRUE(acked.ok());
+      last = acked->sequence;
+    }
+    EXPECT_GT(synced_bytes.load(), 0u);
+    ASSERT_TRUE((*s)->Stop().ok());
+  }
+  auto reopened = Sequencer::Open(Options());
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->durable_sequence(), last);
 }
 
 TEST_F(SequencerTest, RestartRecoversTheSameStateFromTheJournal) {
@@ -171,7 +198,7 @@ TEST_F(SequencerTest, RefusesToStartOnCorruptionBeforeTheTail) {
 TEST_F(SequencerTest, TextThatIsNotUtf8IsRefusedBeforeItIsApplied) {
   auto s = Sequencer::Open(Options());
   ASSERT_TRUE(s.ok());
-  const absl::Status refused = (*s)->Submit(core::CreateAccount{0, "bad\xff", core::Role::kConsumer}, nullptr);
+  const absl::Status refused = (*s)->Submit(core::CreateAccount{0, "bad\xff", core::Role::kConsumer, {}}, nullptr);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
   auto next = (*s)->Execute(core::Tick{});
   ASSERT_TRUE(next.ok());

@@ -16,10 +16,10 @@ namespace ocx::server::testing {
 inline std::vector<core::CommandBody> SetupCommands() {
   using namespace core;
   std::vector<CommandBody> out;
-  out.push_back(CreateAccount{0, "op", Role::kOperator});     // 1
-  out.push_back(CreateAccount{0, "alice", Role::kConsumer});  // 2
-  out.push_back(CreateAccount{0, "bob", Role::kConsumer});    // 3
-  out.push_back(CreateAccount{0, "prov", Role::kProvider});   // 4
+  out.push_back(CreateAccount{0, "op", Role::kOperator, {}});     // 1
+  out.push_back(CreateAccount{0, "alice", Role::kConsumer, {}});  // 2
+  out.push_back(CreateAccount{0, "bob", Role::kConsumer, {}});    // 3
+  out.push_back(CreateAccount{0, "prov", Role::kProvider, {}});   // 4
   out.push_back(Deposit{1, 2, 1'000'000'000});
   out.push_back(Deposit{1, 3, 1'000'000'000});
   RegisterMachine machine;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -668,6 +669,9 @@ absl::Status SqliteStore::Enqueue(AppliedCommand command) {
     if (closing_) return absl::FailedPreconditionError("store is closed");
     queue_.push_back(std::move(command));
     ++enqueued_;
+    // A lingering writer wakes only for a full batch (a wake-up per command would cost more
+    // than the commit it saves).
+    if (lingering_ && queue_.size() < options_.batch_commands_max) return absl::OkStatus();
   }
   writer_cv_.notify_one();
   return absl::OkStatus();
@@ -676,17 +680,30 @@ absl::Status SqliteStore::Enqueue(AppliedCommand command) {
 absl::Status SqliteStore::Flush() {
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t target = enqueued_;
+  ++flush_waiters_;
+  writer_cv_.notify_one();  // Cut a linger short.
   done_cv_.wait(lock, [this, target] { return processed_ >= target || !status_.ok(); });
+  --flush_waiters_;
   return status_;
 }
 
 void SqliteStore::WriterLoop() {
   std::vector<AppliedCommand> batch;
   batch.reserve(options_.batch_commands_max);
+  auto last_commit = std::chrono::steady_clock::now();
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       writer_cv_.wait(lock, [this] { return !queue_.empty() || closing_; });
+      if (options_.commit_interval_ms > 0) {
+        lingering_ = true;
+        writer_cv_.wait_until(
+            lock, last_commit + std::chrono::milliseconds(options_.commit_interval_ms), [this] {
+              return queue_.size() >= options_.batch_commands_max || closing_ ||
+                     flush_waiters_ > 0;
+            });
+        lingering_ = false;
+      }
       if (queue_.empty()) return;  // Closing, and everything queued is projected.
       const size_t n = std::min(queue_.size(), options_.batch_commands_max);
       batch.clear();
@@ -707,6 +724,7 @@ void SqliteStore::WriterLoop() {
       processed_ += batch.size();
       if (!result.ok() && status_.ok()) status_ = result;
     }
+    last_commit = std::chrono::steady_clock::now();
     done_cv_.notify_all();
     space_cv_.notify_all();
   }

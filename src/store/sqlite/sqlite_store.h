@@ -59,6 +59,12 @@ struct SqliteStoreOptions {
   // A database written by another schema version is refused (FailedPrecondition) unless this
   // is set: then it is emptied and starts from sequence 0, to be projected again.
   bool rebuild_on_schema_mismatch = false;
+  // When > 0, the writer lets commands gather for up to this long after a commit before the
+  // next one (unless a batch is full or someone waits in Flush). Each SQLite commit writes
+  // whole pages to the WAL, so few large transactions cost far less CPU than many small ones;
+  // the store is a projection and readers that need it current call Flush, which cuts the
+  // wait short. 0: commit as soon as anything is queued.
+  int64_t commit_interval_ms = 0;
 };
 
 class SqliteStore final : public Store {
@@ -148,6 +154,8 @@ class SqliteStore final : public Store {
   uint64_t processed_ = 0;             // Of those, taken and committed. Guarded by mu_.
   absl::Status status_;                // First projection error; sticky. Guarded by mu_.
   bool closing_ = false;               // Guarded by mu_.
+  size_t flush_waiters_ = 0;           // Threads in Flush(). Guarded by mu_.
+  bool lingering_ = false;             // Writer gathering a batch. Guarded by mu_.
 
   std::atomic<uint64_t> last_sequence_{0};  // Written under write_mu_ after each commit.
   std::atomic<uint64_t> batches_committed_{0};

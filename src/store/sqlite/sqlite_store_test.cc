@@ -73,7 +73,7 @@ class SqliteStoreTest : public ::testing::Test {
 
   core::AccountId Create(const std::string& name, core::Role role) {
     core::CommandResult result;
-    d_.Run(core::CreateAccount{op_, name, role}, &result);
+    d_.Run(core::CreateAccount{op_, name, role, {}}, &result);
     EXPECT_TRUE(result.accepted) << result.code;
     return result.account;
   }
@@ -748,7 +748,7 @@ TEST(SqliteStoreOpenTest, OtherSchemaVersionIsRefusedUnlessRebuildIsAsked) {
   TempDir dir;
   {
     ExchangeDriver d;
-    d.Run(core::CreateAccount{0, "op", core::Role::kOperator});
+    d.Run(core::CreateAccount{0, "op", core::Role::kOperator, {}});
     absl::StatusOr<std::unique_ptr<SqliteStore>> store = OpenAt(dir.File("store.db"));
     ASSERT_TRUE(store.ok()) << store.status();
     ASSERT_TRUE((*store)->Project(d.history()).ok());
@@ -786,6 +786,41 @@ TEST(SqliteStoreOpenTest, UsesWalMode) {
   ASSERT_TRUE(q.ok());
   ASSERT_TRUE(*q->Step());
   EXPECT_EQ(q->Text(0), "wal");
+}
+
+}  // namespace
+}  // namespace ocx::store
+
+namespace ocx::store {
+namespace {
+
+using testing::TempDir;
+
+// With a commit interval far longer than any test, Flush must still return at once with
+// everything visible: it cuts the writer's wait short. (A regression hangs until the ctest
+// timeout rather than passing.)
+TEST(SqliteStoreCommitIntervalTest, FlushCutsTheGatheringWaitShort) {
+  TempDir dir;
+  SqliteStoreOptions options;
+  options.path = dir.File("store.db");
+  options.commit_interval_ms = 600'000;
+  auto store = SqliteStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (uint64_t sequence = 1; sequence <= 3; ++sequence) {
+    AppliedCommand command;
+    command.sequence = sequence;
+    command.time_micros = static_cast<int64_t>(sequence);
+    command.events.push_back(core::AccountCreated{static_cast<core::AccountId>(sequence),
+                                                  "a" + std::to_string(sequence),
+                                                  core::Role::kConsumer, {}});
+    ASSERT_TRUE((*store)->Enqueue(std::move(command)).ok());
+    ASSERT_TRUE((*store)->Flush().ok());
+    EXPECT_EQ((*store)->last_projected_sequence(), sequence);
+  }
+  const auto accounts = (*store)->ListAccounts(0, 10);
+  ASSERT_TRUE(accounts.ok());
+  EXPECT_EQ(accounts->size(), 3u);
+  EXPECT_TRUE((*store)->Close().ok());
 }
 
 }  // namespace

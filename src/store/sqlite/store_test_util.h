@@ -185,12 +185,12 @@ class CommandGenerator {
 
   std::vector<core::CommandBody> Setup() {
     std::vector<core::CommandBody> out;
-    out.push_back(core::CreateAccount{0, "op", core::Role::kOperator});
+    out.push_back(core::CreateAccount{0, "op", core::Role::kOperator, {}});
     for (int i = 0; i < 5; ++i) {
-      out.push_back(core::CreateAccount{0, "c" + std::to_string(i), core::Role::kConsumer});
+      out.push_back(core::CreateAccount{0, "c" + std::to_string(i), core::Role::kConsumer, {}});
     }
     for (int i = 0; i < 3; ++i) {
-      out.push_back(core::CreateAccount{0, "p" + std::to_string(i), core::Role::kProvider});
+      out.push_back(core::CreateAccount{0, "p" + std::to_string(i), core::Role::kProvider, {}});
     }
     for (core::AccountId a = 2; a <= 6; ++a) out.push_back(core::Deposit{1, a, 50 * kCredit});
     for (int i = 0; i < 4; ++i) {

@@ -131,6 +131,7 @@ void RegisterBench(CLI::App& app, Registry& registry) {
   bench->require_subcommand(1);
   RegisterJournalBench(bench, registry);
   RegisterSequencerBench(bench, registry);
+  RegisterApiBench(bench, registry);
   auto options = std::make_shared<EngineBenchOptions>();
   CLI::App* engine = bench->add_subcommand(
       "engine", "Time the matching engine alone: commands/s and per-command latency");

@@ -35,6 +35,8 @@ void RegisterBench(CLI::App& app, Registry& registry);
 void RegisterJournalBench(CLI::App* bench, Registry& registry);
 void RegisterSandbox(CLI::App& app, Registry& registry);
 void RegisterProvider(CLI::App& app, Registry& registry);
+void RegisterExchange(CLI::App& app, Registry& registry);
 void RegisterSequencerBench(CLI::App* bench, Registry& registry);
+void RegisterApiBench(CLI::App* bench, Registry& registry);
 
 }  // namespace ocx::cli

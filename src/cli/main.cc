@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   ocx::cli::RegisterBench(app, registry);
   ocx::cli::RegisterSandbox(app, registry);
   ocx::cli::RegisterProvider(app, registry);
+  ocx::cli::RegisterExchange(app, registry);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,229 @@
+#include "src/server/exchange_server.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "spdlog/spdlog.h"
+#include "src/api/auth.h"
+#include "src/base/status.h"
+#include "src/server/project_journal.h"
+
+namespace ocx::server {
+namespace {
+
+constexpr char kOperatorName[] = "operator";
+// The query store commits at most this often under load (reads that need it current flush).
+constexpr int64_t kStoreCommitIntervalMs = 100;
+
+// Writes `text` to `path` with mode 0600, atomically (temp file, fsync, rename).
+absl::Status WriteSecretFile(const std::string& path, const std::string& text) {
+  const std::string temp = path + ".tmp";
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::PermissionDeniedError("cannot create " + temp);
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                       ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || ::rename(temp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError("cannot write " + path);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ExchangeServer::ExchangeServer(ExchangeServerOptions options) : options_(std::move(options)) {}
+
+ExchangeServer::~ExchangeServer() { (void)Stop(); }
+
+absl::StatusOr<std::unique_ptr<ExchangeServer>> ExchangeServer::Start(
+    ExchangeServerOptions options) {
+  if (options.clock == nullptr) return absl::InvalidArgumentError("a clock is required");
+  const absl::Status valid = api::ValidateServerConfig(options.config);
+  if (!valid.ok()) return valid;
+  std::unique_ptr<ExchangeServer> server(new ExchangeServer(std::move(options)));
+  const absl::Status opened = server->Open();
+  if (!opened.ok()) {
+    (void)server->Stop();
+    return opened;
+  }
+  return server;
+}
+
+absl::Status ExchangeServer::Open() {
+  const api::ServerConfig& config = options_.config;
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError("cannot create data directory " + config.data_dir + ": " +
+                                       ec.message());
+  }
+
+  store::SqliteStoreOptions store_options;
+  store_options.path = config.data_dir + "/store.sqlite";
+  store_options.commit_interval_ms = kStoreCommitIntervalMs;
+  store_options.batch_commands_max = 16'384;
+  store_options.queue_commands_max = 65'536;
+  auto store = store::SqliteStore::Open(store_options);
+  if (!store.ok()) return store.status();
+  store_ = std::move(*store);
+
+  auto blobs = api::BlobStore::Open(config.data_dir + "/blobs", config.blob_bytes_max);
+  if (!blobs.ok()) return blobs.status();
+  blobs_ = std::move(*blobs);
+
+  api::Histogram& fsync_seconds = metrics_.AddHistogram(
+      "ocx_journal_sync_seconds", "Time of one journal batch's write() + fdatasync().",
+      api::LatencyBucketsSeconds());
+  api::Counter& journal_bytes =
+      metrics_.AddCounter("ocx_journal_bytes_total", "Bytes written to the journal.");
+  api::Counter& commands =
+      metrics_.AddCounter("ocx_commands_total", "Commands sequenced and made durable.");
+  api::Counter& trades = metrics_.AddCounter("ocx_trades_total", "Trades (each starts a lease).");
+  api::Gauge& sequence = metrics_.AddGauge("ocx_durable_sequence", "Last durable sequence.");
+
+  SequencerOptions sequencer_options;
+  sequencer_options.config = options_.exchange;
+  sequencer_options.data_dir = config.data_dir;
+  sequencer_options.clock = options_.clock;
+  sequencer_options.snapshot_every = config.snapshot_every;
+  sequencer_options.on_journal_sync = [&fsync_seconds, &journal_bytes](int64_t nanos, size_t bytes) {
+    fsync_seconds.Observe(static_cast<double>(nanos) / 1e9);
+    journal_bytes.Add(bytes);
+  };
+  store::Store* store_ptr = store_.get();
+  sequencer_options.on_durable = [this, store_ptr, &commands, &trades,
+                                  &sequence](const Acked& acked) {
+    for (const core::CoreEvent& event : acked.output.events) {
+      identities_.Apply(event);
+      if (const auto* order = std::get_if<core::OrderEvent>(&event);
+          order && order->event.type == engine::EventType::kTrade) {
+        trades.Add();
+      }
+    }
+    // Store first, then the sequence reads wait for, then the streams: a client that sees
+    // a stream event and then reads must find the event's effects.
+    const absl::Status enqueued =
+        store_ptr->Enqueue(store::AppliedCommand{acked.sequence, acked.time, acked.output.events});
+    if (!enqueued.ok()) {
+      // The store is a projection: the journal still has everything, and a restart rebuilds
+      // it. Reads will answer 503 until then.
+      spdlog::error("query store stopped projecting: {}", enqueued.ToString());
+    }
+    store_target_sequence_.store(acked.sequence, std::memory_order_release);
+    market_data_.Publish(acked.sequence, acked.time, acked.output.events);
+    commands.Add();
+    sequence.Set(static_cast<int64_t>(acked.sequence));
+  };
+  auto sequencer = Sequencer::Open(sequencer_options);
+  if (!sequencer.ok()) return sequencer.status();
+  sequencer_ = std::move(*sequencer);
+  const SequencerRecovery& recovery = sequencer_->recovery();
+  spdlog::info("recovered: snapshot at {}, {} journal records replayed, last sequence {}",
+               recovery.snapshot_sequence, recovery.replayed, recovery.last_sequence);
+
+  // The store may be behind the journal (it commits after the journal; a crash in between).
+  if (store_->last_projected_sequence() < recovery.last_sequence) {
+    const uint64_t from = store_->last_projected_sequence();
+    auto projected = ProjectJournal(config.data_dir, options_.exchange, *store_);
+    if (!projected.ok()) return projected.status();
+    spdlog::info("query store caught up from sequence {} ({} commands projected)", from,
+                 projected->projected);
+  }
+  sequencer_->Read([this](const core::Exchange& x) {
+    identities_.Load(x);
+    market_data_.Load(x);
+    store_target_sequence_.store(x.last_sequence(), std::memory_order_release);
+  });
+  OCX_RETURN_IF_ERROR(BootstrapOperator());
+
+  api::ApiDeps deps;
+  deps.sequencer = sequencer_.get();
+  deps.store = store_.get();
+  deps.blobs = blobs_.get();
+  deps.identities = &identities_;
+  deps.market_data = &market_data_;
+  deps.metrics = &metrics_;
+  deps.clock = options_.clock;
+  deps.config = config;
+  deps.exchange = options_.exchange;
+  deps.store_target_sequence = &store_target_sequence_;
+  api_ = std::make_unique<api::Api>(std::move(deps));
+
+  api::HttpServerOptions http_options;
+  http_options.address = config.listen_address;
+  http_options.port = config.port;
+  http_options.io_threads = config.io_threads;
+  http_options.tls_cert_file = config.tls_cert_file;
+  http_options.tls_key_file = config.tls_key_file;
+  http_options.header_bytes_max = config.header_bytes_max;
+  http_options.ws_message_bytes_max = config.ws_message_bytes_max;
+  http_options.ws_outbound_messages_max = config.ws_outbound_messages_max;
+  http_options.connections_max = config.connections_max;
+  http_options.idle_timeout_s = config.idle_timeout_s;
+  auto http = api::HttpServer::Start(http_options, api_.get());
+  if (!http.ok()) return http.status();
+  http_ = std::move(*http);
+
+  ticker_ = std::thread([this] { TickLoop(); });
+  spdlog::info("listening on {}", url());
+  return absl::OkStatus();
+}
+
+absl::Status ExchangeServer::BootstrapOperator() {
+  if (identities_.AnyOperator()) return absl::OkStatus();
+  const std::string token = api::NewApiToken();
+  auto acked = sequencer_->Execute(
+      core::CreateAccount{0, kOperatorName, core::Role::kOperator, api::TokenHash(token)});
+  if (!acked.ok()) return acked.status();
+  if (!acked->output.result.accepted) {
+    return absl::FailedPreconditionError("cannot create the operator account: " +
+                                         acked->output.result.message);
+  }
+  OCX_RETURN_IF_ERROR(WriteSecretFile(operator_token_path(), token + "\n"));
+  spdlog::info("created the operator account {}; its token is in {}",
+               acked->output.result.account, operator_token_path());
+  return absl::OkStatus();
+}
+
+void ExchangeServer::TickLoop() {
+  std::unique_lock lock(tick_mu_);
+  while (!tick_cv_.wait_for(lock, std::chrono::milliseconds(options_.config.tick_interval_ms),
+                            [this] { return tick_stop_; })) {
+    if (!sequencer_->Submit(core::Tick{}, nullptr).ok()) return;
+  }
+}
+
+std::string ExchangeServer::url() const {
+  return std::string(http_->tls() ? "https" : "http") + "://" + options_.config.listen_address +
+         ":" + std::to_string(port());
+}
+
+std::string ExchangeServer::operator_token_path() const {
+  return options_.config.data_dir + "/operator.token";
+}
+
+absl::Status ExchangeServer::Stop() {
+  if (stopped_) return absl::OkStatus();
+  stopped_ = true;
+  if (api_) api_->BeginShutdown();
+  if (http_) http_->Stop();
+  {
+    std::lock_guard lock(tick_mu_);
+    tick_stop_ = true;
+  }
+  tick_cv_.notify_all();
+  if (ticker_.joinable()) ticker_.join();
+  absl::Status status;
+  if (sequencer_) status = sequencer_->Stop();
+  if (api_) api_->StopWorkers();
+  if (store_) {
+    const absl::Status closed = store_->Close();
+    if (status.ok()) status = closed;
+  }
+  return status;
+}
+
+}  // namespace ocx::server

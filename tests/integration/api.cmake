@@ -1,0 +1,17 @@
+# The exchange's HTTP/WebSocket API (docs/api.md) against the real `ocx exchange` binary,
+# started as a child process on a temporary data directory, port 0, loopback only.
+if(OCX_BUILD_TESTS)
+  ocx_test(ocx_api_integration_test
+    SOURCES
+      api_test_util.cc
+      api_http_test.cc
+      api_auth_test.cc
+      api_bad_input_test.cc
+      api_websocket_test.cc
+      api_agent_test.cc
+      api_crash_test.cc
+      api_operations_test.cc
+    LIBS ocx_client ocx_api ocx_base)
+  add_dependencies(ocx_api_integration_test ocx)
+  target_compile_definitions(ocx_api_integration_test PRIVATE OCX_BINARY="$<TARGET_FILE:ocx>")
+endif()

@@ -1,0 +1,288 @@
+// Who may do what: every mutating route without a token (401), with a token that is not
+// valid (401), with another account's token (403, or 404 where the resource is private
+// and its existence is not revealed), and with the right token (success). After each
+// refusal the state it would have changed is checked unchanged.
+//
+// Documented outcomes for another account's token, as the exchange answers them:
+//   deposits, withdrawals, creating an operator  403 forbidden (operator only)
+//   POST /v1/machines as a consumer               403 forbidden
+//   DELETE / PATCH /v1/orders/{id}                403 not_authorized
+//   release (not the buyer), reclaim (not the seller)  403 not_authorized
+//   GET /v1/accounts/{id} (+ledger, statement)    403 forbidden
+//   GET /v1/orders/{id}, /v1/leases/{id}(/usage)  404 unknown_order / unknown_lease (private)
+//   POST /v1/orders, POST/PUT/GET /v1/blobs        any valid account token (nothing to own)
+#include <string>
+
+#include "gtest/gtest.h"
+#include "tests/integration/api_test_util.h"
+
+namespace ocx::api_test {
+namespace {
+
+const std::string kGarbageToken = "ocx_" + std::string(64, 'a');
+
+class ApiAuthorizationTest : public ExchangeTest {
+ protected:
+  void SetUp() override {
+    ExchangeTest::SetUp();
+    if (HasFatalFailure()) return;
+    market_ = MakeMarket("100");
+    other_ = CreateAccount(*op_, "consumer", "other");
+    Deposit(*op_, other_.id, "100");
+    owner_ = ClientFor(market_.consumer);
+    seller_ = ClientFor(market_.provider);
+    stranger_ = ClientFor(other_);
+    anonymous_ = std::make_unique<ApiClient>(server_->url());
+    garbage_ = std::make_unique<ApiClient>(server_->url(), kGarbageToken);
+    // A resting buy of the owner, and a lease between the owner (buyer) and the provider.
+    order_ = owner_->Expect(201, "POST", "/v1/orders", BuyOrder("0.01", 2))["order"]["id"]
+                 .get<uint64_t>();
+    seller_->Expect(201, "POST", "/v1/orders", SellOrder("0.05", 1, market_.machine.id));
+    lease_ = owner_->Expect(201, "POST", "/v1/orders", BuyOrder("0.05", 1))["fills"][0]["lease"]
+                 .get<uint64_t>();
+  }
+
+  // The refusal has this status and code, in the documented error shape.
+  static void ExpectRefused(const Reply& reply, int status, std::string_view code) {
+    EXPECT_EQ(reply.status, status) << reply;
+    EXPECT_EQ(reply.ErrorCode(), code) << reply;
+    EXPECT_TRUE(reply.IsErrorBody()) << reply;
+  }
+
+  std::string OrderPath() const { return "/v1/orders/" + std::to_string(order_); }
+  std::string LeasePath() const { return "/v1/leases/" + std::to_string(lease_); }
+  Json Order() { return owner_->Expect(200, "GET", OrderPath())["order"]; }
+  std::string LeaseStatus() {
+    return owner_->Expect(200, "GET", LeasePath())["lease"]["status"].get<std::string>();
+  }
+
+  Market market_;
+  AccountHandle other_;
+  std::unique_ptr<ApiClient> owner_, seller_, stranger_, anonymous_, garbage_;
+  uint64_t order_ = 0;
+  uint64_t lease_ = 0;
+};
+
+TEST_F(ApiAuthorizationTest, DepositIsForTheOperatorOnly) {
+  const std::string path = "/v1/accounts/" + std::to_string(market_.consumer.id) + "/deposits";
+  const Json body{{"amount", "5"}};
+  const Balances before = GetBalances(*op_, market_.consumer.id);
+  ExpectRefused(anonymous_->Call("POST", path, body), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("POST", path, body), 401, "unauthenticated");
+  ExpectRefused(owner_->Call("POST", path, body), 403, "forbidden");
+  ExpectRefused(stranger_->Call("POST", path, body), 403, "forbidden");
+  EXPECT_EQ(GetBalances(*op_, market_.consumer.id), before);
+  op_->Expect(201, "POST", path, body);
+  EXPECT_EQ(GetBalances(*op_, market_.consumer.id).available, before.available + 5'000'000);
+}
+
+TEST_F(ApiAuthorizationTest, WithdrawalIsForTheOperatorOnly) {
+  const std::string path = "/v1/accounts/" + std::to_string(market_.consumer.id) + "/withdrawals";
+  const Json body{{"amount", "5"}};
+  const Balances before = GetBalances(*op_, market_.consumer.id);
+  ExpectRefused(anonymous_->Call("POST", path, body), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("POST", path, body), 401, "unauthenticated");
+  ExpectRefused(owner_->Call("POST", path, body), 403, "forbidden");
+  ExpectRefused(stranger_->Call("POST", path, body), 403, "forbidden");
+  EXPECT_EQ(GetBalances(*op_, market_.consumer.id), before);
+  op_->Expect(201, "POST", path, body);
+  EXPECT_EQ(GetBalances(*op_, market_.consumer.id).available, before.available - 5'000'000);
+}
+
+TEST_F(ApiAuthorizationTest, PlacingAnOrderNeedsAValidToken) {
+  const size_t before = ListAll(*owner_, "/v1/orders").size();
+  ExpectRefused(anonymous_->Call("POST", "/v1/orders", BuyOrder("0.01", 1)), 401,
+                "unauthenticated");
+  ExpectRefused(garbage_->Call("POST", "/v1/orders", BuyOrder("0.01", 1)), 401, "unauthenticated");
+  // Not "Bearer <token>" at all.
+  ExpectRefused(anonymous_->Call("POST", "/v1/orders", BuyOrder("0.01", 1),
+                                 {{"Authorization", "Basic dXNlcjpwYXNz"}}),
+                401, "unauthenticated");
+  EXPECT_EQ(ListAll(*owner_, "/v1/orders").size(), before);
+  // The one resting buy: 0.01 * 2 slots * 1 hour plus 20 bps.
+  EXPECT_EQ(GetBalances(*owner_, market_.consumer.id).held, 20'040);
+  owner_->Expect(201, "POST", "/v1/orders", BuyOrder("0.01", 1));
+  EXPECT_EQ(ListAll(*owner_, "/v1/orders").size(), before + 1);
+}
+
+TEST_F(ApiAuthorizationTest, CancelIsForTheOrdersOwner) {
+  const Balances before = GetBalances(*owner_, market_.consumer.id);
+  ExpectRefused(anonymous_->Call("DELETE", OrderPath()), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("DELETE", OrderPath()), 401, "unauthenticated");
+  ExpectRefused(stranger_->Call("DELETE", OrderPath()), 403, "not_authorized");
+  ExpectRefused(seller_->Call("DELETE", OrderPath()), 403, "not_authorized");
+  EXPECT_EQ(Order()["status"], "open");
+  EXPECT_EQ(Order()["remaining"], 2);
+  EXPECT_EQ(GetBalances(*owner_, market_.consumer.id), before);
+  owner_->Expect(200, "DELETE", OrderPath());
+  EXPECT_EQ(Order()["status"], "cancelled");
+}
+
+TEST_F(ApiAuthorizationTest, ReplaceIsForTheOrdersOwner) {
+  const Json body{{"price", "0.02"}};
+  const Balances before = GetBalances(*owner_, market_.consumer.id);
+  ExpectRefused(anonymous_->Call("PATCH", OrderPath(), body), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("PATCH", OrderPath(), body), 401, "unauthenticated");
+  ExpectRefused(stranger_->Call("PATCH", OrderPath(), body), 403, "not_authorized");
+  EXPECT_EQ(Order()["price"], "0.01");
+  EXPECT_EQ(GetBalances(*owner_, market_.consumer.id), before);
+  owner_->Expect(200, "PATCH", OrderPath(), body);
+  EXPECT_EQ(Order()["price"], "0.02");
+}
+
+TEST_F(ApiAuthorizationTest, RegisteringAMachineIsForProviders) {
+  const auto keys = api::NewMachineKeyPair();
+  const Json body{
+      {"name", "m-auth"}, {"public_key", keys.public_key_hex}, {"capacity", {{"cpu", 1}}}};
+  const size_t before = ListAll(*anonymous_, "/v1/machines").size();
+  ExpectRefused(anonymous_->Call("POST", "/v1/machines", body), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("POST", "/v1/machines", body), 401, "unauthenticated");
+  ExpectRefused(owner_->Call("POST", "/v1/machines", body), 403, "forbidden");
+  EXPECT_EQ(ListAll(*anonymous_, "/v1/machines").size(), before);
+  seller_->Expect(201, "POST", "/v1/machines", body);
+  EXPECT_EQ(ListAll(*anonymous_, "/v1/machines").size(), before + 1);
+}
+
+TEST_F(ApiAuthorizationTest, ReleaseIsForTheBuyer) {
+  const std::string path = LeasePath() + "/release";
+  const Balances before = GetBalances(*owner_, market_.consumer.id);
+  ExpectRefused(anonymous_->Call("POST", path), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("POST", path), 401, "unauthenticated");
+  ExpectRefused(stranger_->Call("POST", path), 403, "not_authorized");
+  ExpectRefused(seller_->Call("POST", path), 403, "not_authorized");
+  EXPECT_EQ(LeaseStatus(), "active");
+  EXPECT_EQ(GetBalances(*owner_, market_.consumer.id), before);
+  Json released = owner_->Expect(200, "POST", path);
+  EXPECT_EQ(released["reason"], "released");
+  EXPECT_EQ(LeaseStatus(), "ended");
+}
+
+TEST_F(ApiAuthorizationTest, ReclaimIsForTheSeller) {
+  const std::string path = LeasePath() + "/reclaim";
+  const Balances before = GetBalances(*owner_, market_.consumer.id);
+  ExpectRefused(anonymous_->Call("POST", path), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("POST", path), 401, "unauthenticated");
+  ExpectRefused(stranger_->Call("POST", path), 403, "not_authorized");
+  ExpectRefused(owner_->Call("POST", path), 403, "not_authorized");
+  EXPECT_EQ(LeaseStatus(), "active");
+  EXPECT_EQ(GetBalances(*owner_, market_.consumer.id), before);
+  Json reclaimed = seller_->Expect(200, "POST", path);
+  EXPECT_EQ(reclaimed["reason"], "reclaimed");
+  EXPECT_EQ(LeaseStatus(), "ended");
+}
+
+TEST_F(ApiAuthorizationTest, BlobUploadsNeedAValidToken) {
+  const std::string data = "blob bytes for the authorization test";
+  const std::string path = "/v1/blobs/" + Sha256Hex(data);
+  constexpr std::string_view kOctets = "application/octet-stream";
+  ExpectRefused(anonymous_->Raw("POST", "/v1/blobs", data, {}, kOctets), 401, "unauthenticated");
+  ExpectRefused(garbage_->Raw("POST", "/v1/blobs", data, {}, kOctets), 401, "unauthenticated");
+  ExpectRefused(anonymous_->Raw("PUT", path, data, {}, kOctets), 401, "unauthenticated");
+  ExpectRefused(garbage_->Raw("PUT", path, data, {}, kOctets), 401, "unauthenticated");
+  // Nothing was kept.
+  ExpectRefused(owner_->Call("GET", path), 404, "unknown_blob");
+
+  Reply put = owner_->Raw("PUT", path, data, {}, kOctets);
+  ASSERT_EQ(put.status, 201) << put;
+  EXPECT_EQ(put.body["sha256"], Sha256Hex(data));
+  EXPECT_EQ(put.body["size"], data.size());
+  ExpectRefused(anonymous_->Call("GET", path), 401, "unauthenticated");
+  // Any account may read a blob, or ask for its size.
+  Reply read = stranger_->Call("GET", path);
+  EXPECT_EQ(read.status, 200) << read;
+  EXPECT_EQ(read.raw, data);
+  Reply head = stranger_->Raw("HEAD", path, "", {}, "");
+  EXPECT_EQ(head.status, 200) << head;
+  EXPECT_EQ(head.Header("x-blob-size"), std::to_string(data.size()));
+  EXPECT_EQ(head.Header("etag"), "\"" + Sha256Hex(data) + "\"");
+  EXPECT_EQ(anonymous_->Raw("HEAD", path, "", {}, "").status, 401);
+  Reply posted = stranger_->Raw("POST", "/v1/blobs", "more bytes", {}, kOctets);
+  EXPECT_EQ(posted.status, 201) << posted;
+  EXPECT_EQ(posted.body["sha256"], Sha256Hex("more bytes"));
+}
+
+TEST_F(ApiAuthorizationTest, CreatingAnOperatorIsForTheOperator) {
+  const Json body{{"name", "second-operator"}, {"role", "operator"}};
+  const size_t before = ListAll(*op_, "/v1/accounts").size();
+  ExpectRefused(anonymous_->Call("POST", "/v1/accounts", body), 403, "forbidden");
+  ExpectRefused(garbage_->Call("POST", "/v1/accounts", body), 401, "unauthenticated");
+  ExpectRefused(owner_->Call("POST", "/v1/accounts", body), 403, "forbidden");
+  EXPECT_EQ(ListAll(*op_, "/v1/accounts").size(), before);
+  Json created = op_->Expect(201, "POST", "/v1/accounts", body);
+  EXPECT_EQ(created["account"]["role"], "operator");
+  // The new operator's token works as an operator's.
+  ApiClient second(server_->url(), created["token"].get<std::string>());
+  EXPECT_EQ(ListAll(second, "/v1/accounts").size(), before + 1);
+}
+
+TEST_F(ApiAuthorizationTest, SignUpWithoutATokenMakesConsumersAndProviders) {
+  Json created = anonymous_->Expect(201, "POST", "/v1/accounts",
+                                    Json{{"name", "self-made"}, {"role", "provider"}});
+  EXPECT_EQ(created["account"]["role"], "provider");
+  ApiClient self(server_->url(), created["token"].get<std::string>());
+  const uint64_t id = created["account"]["id"].get<uint64_t>();
+  EXPECT_EQ(GetBalances(self, id), Balances{});
+  // The name is taken now.
+  ExpectRefused(anonymous_->Call("POST", "/v1/accounts", Json{{"name", "self-made"}}), 409,
+                "name_taken");
+}
+
+TEST_F(ApiAuthorizationTest, PrivateReadsAreForTheOwner) {
+  const std::string account = "/v1/accounts/" + std::to_string(market_.consumer.id);
+  ExpectRefused(stranger_->Call("GET", account), 403, "forbidden");
+  ExpectRefused(stranger_->Call("GET", account + "/ledger"), 403, "forbidden");
+  ExpectRefused(stranger_->Call("GET", account + "/statement"), 403, "forbidden");
+  ExpectRefused(anonymous_->Call("GET", account), 401, "unauthenticated");
+  ExpectRefused(owner_->Call("GET", "/v1/accounts"), 403, "forbidden");
+  ExpectRefused(anonymous_->Call("GET", "/v1/orders"), 401, "unauthenticated");
+  ExpectRefused(anonymous_->Call("GET", "/v1/leases"), 401, "unauthenticated");
+  // Another account's order and lease are as unknown as ones that never existed.
+  ExpectRefused(stranger_->Call("GET", OrderPath()), 404, "unknown_order");
+  ExpectRefused(stranger_->Call("GET", LeasePath()), 404, "unknown_lease");
+  ExpectRefused(stranger_->Call("GET", LeasePath() + "/usage"), 404, "unknown_lease");
+  EXPECT_TRUE(stranger_->Expect(200, "GET", "/v1/orders")["items"].empty());
+  EXPECT_TRUE(stranger_->Expect(200, "GET", "/v1/leases")["items"].empty());
+  // The operator reads everything.
+  op_->Expect(200, "GET", account + "/ledger");
+  op_->Expect(200, "GET", LeasePath());
+}
+
+TEST_F(ApiAuthorizationTest, AnInvalidTokenIsRefusedEvenOnPublicRoutes) {
+  // A client that sends a token wants to be someone: a wrong one is never silently ignored.
+  ExpectRefused(garbage_->Call("GET", "/v1/markets"), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("GET", "/v1/machines"), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("POST", "/v1/accounts", Json{{"name", "x-garbage"}}), 401,
+                "unauthenticated");
+  const auto bad = ClientFor(AccountHandle{0, "", "not-a-token"});
+  ExpectRefused(bad->Call("GET", "/v1/orders"), 401, "unauthenticated");
+  anonymous_->Expect(200, "GET", "/v1/markets");
+}
+
+class ApiRateLimitTest : public ExchangeTest {};
+
+TEST_F(ApiRateLimitTest, AnonymousSignUpIsLimitedPerAddress) {
+  ApiClient anonymous(server_->url());
+  int created = 0;
+  Reply limited;
+  for (int i = 0; i < 60 && limited.status == 0; ++i) {
+    Reply reply = anonymous.Call("POST", "/v1/accounts", Json{{"name", UniqueName("signup")}});
+    if (reply.status == 201) {
+      ++created;
+    } else {
+      limited = reply;
+    }
+  }
+  // A burst of 20, then 5 per second.
+  EXPECT_GE(created, 20);
+  EXPECT_LT(created, 60);
+  EXPECT_EQ(limited.status, 429) << limited;
+  EXPECT_EQ(limited.ErrorCode(), "rate_limited");
+  EXPECT_GE(std::atoi(limited.Header("retry-after").c_str()), 1) << limited.Header("retry-after");
+  // The operator's calls count against its account's (much larger) limit instead.
+  for (int i = 0; i < 30; ++i) {
+    EXPECT_NE(CreateAccount(*op_, "consumer", "by-operator").id, 0u);
+  }
+}
+
+}  // namespace
+}  // namespace ocx::api_test

@@ -3,8 +3,9 @@
 //
 // Mechanism: Boost.Beast asynchronous operations driven to completion on a private
 // io_context by the calling thread, because beast::tcp_stream timeouts (expires_after) only
-// apply to asynchronous operations. One deadline of timeout_ms covers each phase: resolve,
-// connect + TLS handshake, and write request + read response.
+// apply to asynchronous operations. One deadline of timeout_ms covers each phase: connect +
+// TLS handshake, then each request (write request + read response). Name resolution is
+// synchronous and bounded by the system resolver's own timeouts.
 //
 // Reconnection: a connection the server closed while idle (keep-alive timeout, restart) is
 // noticed before sending and replaced, so the request is sent once on a fresh connection.
@@ -48,7 +49,7 @@ struct HttpResponse {
 };
 
 struct HttpClientOptions {
-  int64_t timeout_ms = 30'000;  // Per phase: resolve, connect + handshake, one exchange.
+  int64_t timeout_ms = 30'000;  // Per phase: connect + TLS handshake; each request.
   std::string bearer_token;     // Sent as "Authorization: Bearer <token>" when non-empty.
   bool tls_verify = true;       // Verify the server's certificate chain and host name.
   std::string tls_ca_file;      // PEM trust anchors; empty: the system's default paths.

@@ -1375,12 +1375,15 @@ void Api::UploadBlob(const CallPtr& call) {
   });
 }
 
+namespace {
+HttpResponse BadDigest() {
+  return ErrorResponse(400, "bad_request", "A blob is named by its SHA-256: 64 lowercase hex digits.");
+}
+}  // namespace
+
 void Api::PutBlob(const CallPtr& call) {
   const std::string digest = call->params[0];
-  if (!BlobStore::IsValidDigest(digest)) {
-    return call->respond(ErrorResponse(400, "bad_request",
-                                       "A blob is named by its SHA-256: 64 lowercase hex digits."));
-  }
+  if (!BlobStore::IsValidDigest(digest)) return call->respond(BadDigest());
   BlobStore* blobs = deps_.blobs;
   OnWorker(call, [call, blobs, digest] {
     const auto info = blobs->Put(call->request.body, digest);
@@ -1397,10 +1400,7 @@ void Api::PutBlob(const CallPtr& call) {
 
 void Api::GetBlob(const CallPtr& call) {
   const std::string digest = call->params[0];
-  if (!BlobStore::IsValidDigest(digest)) {
-    return call->respond(ErrorResponse(400, "bad_request",
-                                       "A blob is named by its SHA-256: 64 lowercase hex digits."));
-  }
+  if (!BlobStore::IsValidDigest(digest)) return call->respond(BadDigest());
   BlobStore* blobs = deps_.blobs;
   const bool head = call->request.method == "HEAD";
   OnWorker(call, [blobs, digest, head] {

@@ -310,6 +310,18 @@ struct Encoder {
     w.Str("type", "end_lease");
   }
   void operator()(const Tick&) const { w.Str("type", "tick"); }
+  void operator()(const AssignTask& c) const {
+    w.UInt("actor", c.actor);
+    w.UInt("lease", c.lease);
+    w.Str("spec", c.spec);
+    w.Str("type", "assign_task");
+  }
+  void operator()(const FinishTask& c) const {
+    w.UInt("lease", c.lease);
+    w.UInt("machine", c.machine);
+    w.Str("result", c.result);
+    w.Str("type", "finish_task");
+  }
 };
 
 bool Utf8Valid(std::string_view text) {
@@ -345,7 +357,8 @@ std::string_view CommandName(const CommandBody& command) {
   static constexpr const char* kNames[] = {
       "create_account", "deposit",       "withdraw",      "register_machine",
       "heartbeat",      "place_order",   "cancel_order",  "replace_order",
-      "report_usage",   "end_lease",     "tick"};
+      "report_usage",   "end_lease",     "tick",          "assign_task",
+      "finish_task"};
   static_assert(std::size(kNames) == std::variant_size_v<CommandBody>);
   return kNames[command.index()];
 }
@@ -368,6 +381,10 @@ bool TextIsValid(const CommandBody& command) {
           return Utf8Valid(c.name) && Utf8Valid(c.token_hash);
         } else if constexpr (std::is_same_v<T, PlaceOrder>) {
           return Utf8Valid(c.market) && Utf8Valid(c.client_order_id);
+        } else if constexpr (std::is_same_v<T, AssignTask>) {
+          return Utf8Valid(c.spec);
+        } else if constexpr (std::is_same_v<T, FinishTask>) {
+          return Utf8Valid(c.result);
         } else if constexpr (std::is_same_v<T, RegisterMachine>) {
           if (!Utf8Valid(c.spec.name) || !Utf8Valid(c.spec.public_key)) return false;
           for (const auto& [key, value] : c.spec.attributes) {
@@ -441,6 +458,10 @@ absl::StatusOr<CommandBody> DecodeCommand(std::string_view payload) {
                    r.Enum("reason", kEndReasons)};
   } else if (type == "tick") {
     out = Tick{};
+  } else if (type == "assign_task") {
+    out = AssignTask{r.Int<AccountId>("actor"), r.Int<LeaseId>("lease"), r.Str("spec")};
+  } else if (type == "finish_task") {
+    out = FinishTask{r.Int<MachineId>("machine"), r.Int<LeaseId>("lease"), r.Str("result")};
   } else {
     return absl::DataLossError("unknown command type \"" + type + "\"");
   }
@@ -529,7 +550,7 @@ class SnapshotCodec {
                         {"billed_seconds", l.billed_seconds},
                         {"reported_wall_seconds", l.reported_wall_seconds}});
     }
-    return Json{{"version", kSnapshotVersion},
+    Json snapshot{{"version", kSnapshotVersion},
                 {"markets", markets},
                 {"last_sequence", x.last_sequence_},
                 {"now", x.now_},
@@ -546,6 +567,20 @@ class SnapshotCodec {
                 {"client_order_ids", client_ids},
                 {"machines", machines},
                 {"leases", leases}};
+    // Written only when there are some, so snapshots of states without tasks stay the same.
+    if (!x.open_tasks_.empty()) {
+      Json tasks = Json::array();
+      for (const auto& [id, t] : x.open_tasks_) {
+        tasks.push_back({{"lease", id},
+                         {"buyer", t.buyer},
+                         {"machine", t.machine},
+                         {"spec", t.spec},
+                         {"assigned", t.assigned},
+                         {"lease_ended", t.lease_ended}});
+      }
+      snapshot["tasks"] = std::move(tasks);
+    }
+    return snapshot;
   }
 
   static absl::Status Load(const Json& j, Exchange& x) {
@@ -684,6 +719,28 @@ class SnapshotCodec {
       x.lease_deadlines_.insert(
           {lease.start + Timestamp{lease.max_hours} * 3600 * kMicrosPerSecond, lease.id});
       x.leases_[lease.id] = lease;
+    }
+    if (j.contains("tasks")) {
+      for (const Json& t : r.Sub("tasks")) {
+        Reader tr(t);
+        OpenTask task;
+        task.lease = tr.Int<LeaseId>("lease");
+        task.buyer = tr.Int<AccountId>("buyer");
+        task.machine = tr.Int<MachineId>("machine");
+        task.spec = tr.Str("spec");
+        task.assigned = tr.Int<Timestamp>("assigned");
+        task.lease_ended = tr.Int<Timestamp>("lease_ended");
+        if (!tr.ok()) return absl::DataLossError("snapshot task: " + tr.error());
+        const bool active = x.leases_.contains(task.lease);
+        if (active != (task.lease_ended == 0)) {
+          return absl::DataLossError("snapshot task of lease " + std::to_string(task.lease) +
+                                     " is inconsistent");
+        }
+        if (!active) {
+          x.task_deadlines_.insert({task.lease_ended + x.config_.task_result_grace, task.lease});
+        }
+        x.open_tasks_[task.lease] = std::move(task);
+      }
     }
     if (!r.ok()) return absl::DataLossError("snapshot: " + r.error());
     return absl::OkStatus();

@@ -38,7 +38,9 @@ TEST(CodecTest, EveryCommandRoundTrips) {
       ReplaceOrder{3, 17, std::nullopt, 2},
       ReportUsage{9, 4, 60, 55, 1024, 0},
       EndLease{0, 9, 4, LeaseEndReason::kFinished},
-      Tick{}};
+      Tick{},
+      AssignTask{2, 4, R"({"command":["sh","-c","echo \"hi\"\n"]})"},
+      FinishTask{9, 4, R"({"status":"succeeded","exit_code":0})"}};
   for (const CommandBody& command : commands) {
     const std::string encoded = EncodeCommand(command);
     const absl::StatusOr<CommandBody> decoded = DecodeCommand(encoded);

@@ -100,8 +100,26 @@ struct EndLease {
 // Only advances time: expiries, max_hours, heartbeat timeouts.
 struct Tick {};
 
+// The buyer attaches the work to run on an active lease (one task per lease). `spec` is the
+// task spec document (docs/formats/task.md): the API validated it; the core keeps it opaque
+// and only bounds its size (kTaskDocumentBytesMax).
+struct AssignTask {
+  AccountId actor = 0;  // The lease's buyer.
+  LeaseId lease = 0;
+  std::string spec;
+};
+
+// The machine reports how its task ended (the task result document of docs/formats/task.md),
+// while the lease is active or within kTaskResultGrace after it ended (a job killed by a
+// reclaim or a release still reports what it left).
+struct FinishTask {
+  MachineId machine = 0;  // Authenticated machine: the lease's.
+  LeaseId lease = 0;
+  std::string result;
+};
+
 using CommandBody = std::variant<CreateAccount, Deposit, Withdraw, RegisterMachine, Heartbeat,
                                  PlaceOrder, CancelOrder, ReplaceOrder, ReportUsage, EndLease,
-                                 Tick>;
+                                 Tick, AssignTask, FinishTask>;
 
 }  // namespace ocx::core

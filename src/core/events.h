@@ -82,9 +82,25 @@ struct LeaseEnded {
   Micros refunded;
 };
 
+struct TaskAssigned {
+  LeaseId lease;
+  AccountId buyer;
+  MachineId machine;
+  std::string spec;  // docs/formats/task.md
+};
+
+// A task is over: its machine reported `result`, or (result empty) none came within
+// kTaskResultGrace after its lease ended.
+struct TaskFinished {
+  LeaseId lease;
+  AccountId buyer;
+  MachineId machine;
+  std::string result;  // docs/formats/task.md; empty: never reported.
+};
+
 using CoreEvent = std::variant<AccountCreated, LedgerTransfer, MachineRegistered,
                                MachineStatusChanged, OrderEvent, LeaseStarted, UsageRecorded,
-                               LeaseEnded>;
+                               LeaseEnded, TaskAssigned, TaskFinished>;
 
 // The answer to the command's sender. A rejection changed nothing.
 struct CommandResult {

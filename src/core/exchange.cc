@@ -145,6 +145,13 @@ void Exchange::AdvanceTime(Ctx& ctx) {
     const MachineId id = heartbeat_deadlines_.begin()->second;
     SetOffline(machines_.at(id), ctx);
   }
+  while (!task_deadlines_.empty() && task_deadlines_.begin()->first <= now_) {
+    const LeaseId id = task_deadlines_.begin()->second;
+    task_deadlines_.erase(task_deadlines_.begin());
+    const OpenTask& task = open_tasks_.at(id);
+    ctx.out->events.push_back(TaskFinished{id, task.buyer, task.machine, {}});
+    open_tasks_.erase(id);
+  }
   FinishTouchedOrders(ctx);
 }
 
@@ -681,6 +688,10 @@ void Exchange::EndLeaseNow(LeaseId id, LeaseEndReason reason, Ctx& ctx) {
   ctx.out->events.push_back(
       LeaseEnded{id, reason, now_, lease.billed_seconds, lease.billed, refund});
   leases_.erase(id);
+  if (const auto task = open_tasks_.find(id); task != open_tasks_.end()) {
+    task->second.lease_ended = now_;
+    task_deadlines_.insert({now_ + config_.task_result_grace, id});
+  }
 }
 
 void Exchange::Do(const ReportUsage& c, Ctx& ctx) {
@@ -742,6 +753,44 @@ void Exchange::Do(const EndLease& c, Ctx& ctx) {
 
 void Exchange::Do(const Tick&, Ctx&) {}
 
+// ---------------------------------------------------------------- tasks
+
+void Exchange::Do(const AssignTask& c, Ctx& ctx) {
+  const auto it = leases_.find(c.lease);
+  if (it == leases_.end()) return Reject(ctx, "unknown_lease", "No active lease has this id.");
+  const Lease& lease = it->second;
+  if (c.actor == 0 || c.actor != lease.buyer) {
+    return Reject(ctx, "not_authorized", "Only the lease's buyer may give it a task.");
+  }
+  if (open_tasks_.contains(c.lease)) {
+    return Reject(ctx, "task_already_assigned", "This lease already has its task.");
+  }
+  if (c.spec.empty()) return Reject(ctx, "invalid_task", "The task spec is empty.");
+  if (c.spec.size() > config_.task_document_bytes_max) {
+    return Reject(ctx, "task_too_large", "The task spec is longer than the exchange accepts.");
+  }
+  open_tasks_.emplace(c.lease, OpenTask{c.lease, lease.buyer, lease.machine, c.spec, now_, 0});
+  ctx.out->events.push_back(TaskAssigned{c.lease, lease.buyer, lease.machine, c.spec});
+}
+
+void Exchange::Do(const FinishTask& c, Ctx& ctx) {
+  const auto it = open_tasks_.find(c.lease);
+  if (it == open_tasks_.end() || it->second.machine != c.machine || c.machine == 0) {
+    return Reject(ctx, "unknown_task",
+                  "This machine has no task waiting for a result on this lease.");
+  }
+  if (c.result.empty()) return Reject(ctx, "invalid_task_result", "The task result is empty.");
+  if (c.result.size() > config_.task_document_bytes_max) {
+    return Reject(ctx, "task_too_large", "The task result is longer than the exchange accepts.");
+  }
+  const OpenTask& task = it->second;
+  if (task.lease_ended != 0) {
+    task_deadlines_.erase({task.lease_ended + config_.task_result_grace, task.lease});
+  }
+  ctx.out->events.push_back(TaskFinished{task.lease, task.buyer, task.machine, c.result});
+  open_tasks_.erase(it);
+}
+
 // ---------------------------------------------------------------- invariants
 
 void Exchange::CheckInvariants() const {
@@ -778,6 +827,18 @@ void Exchange::CheckInvariants() const {
     OCX_ASSERT(books_[m]->resting_orders() == resting);
     books_[m]->CheckInvariants();
   }
+  // An open task's lease is active, or it ended and the task waits out its grace period.
+  size_t ended = 0;
+  for (const auto& [id, task] : open_tasks_) {
+    if (task.lease_ended == 0) {
+      OCX_ASSERT_MSG(leases_.contains(id), "an open task of a lease that is not active");
+    } else {
+      OCX_ASSERT(!leases_.contains(id));
+      OCX_ASSERT(task_deadlines_.contains({task.lease_ended + config_.task_result_grace, id}));
+      ++ended;
+    }
+  }
+  OCX_ASSERT(task_deadlines_.size() == ended);
 }
 
 // ---------------------------------------------------------------- names

@@ -93,6 +93,17 @@ struct Lease {
   int64_t reported_wall_seconds = 0;
 };
 
+// A task whose result has not come yet (its lease active, or ended less than
+// ExchangeConfig::task_result_grace ago).
+struct OpenTask {
+  LeaseId lease = 0;
+  AccountId buyer = 0;
+  MachineId machine = 0;
+  std::string spec;
+  Timestamp assigned = 0;
+  Timestamp lease_ended = 0;  // 0 while the lease is active.
+};
+
 class Exchange {
  public:
   explicit Exchange(ExchangeConfig config);
@@ -114,6 +125,7 @@ class Exchange {
   const std::map<OrderId, OrderState>& orders() const { return orders_; }
   const std::map<MachineId, Machine>& machines() const { return machines_; }
   const std::map<LeaseId, Lease>& leases() const { return leases_; }
+  const std::map<LeaseId, OpenTask>& open_tasks() const { return open_tasks_; }
   const std::map<BalanceRef, Micros>& balances() const { return balances_; }
   // The order placed with this client order id by this account (live or finished), or 0.
   OrderId FindClientOrder(AccountId account, const std::string& client_order_id) const;
@@ -164,6 +176,8 @@ class Exchange {
   void Do(const ReportUsage& c, Ctx& ctx);
   void Do(const EndLease& c, Ctx& ctx);
   void Do(const Tick& c, Ctx& ctx);
+  void Do(const AssignTask& c, Ctx& ctx);
+  void Do(const FinishTask& c, Ctx& ctx);
 
   const Account* FindAccount(AccountId id) const;
 
@@ -191,6 +205,9 @@ class Exchange {
   std::set<std::pair<Timestamp, MachineId>> heartbeat_deadlines_;  // Online machines.
   std::map<LeaseId, Lease> leases_;                                // Active leases.
   std::set<std::pair<Timestamp, LeaseId>> lease_deadlines_;        // start + max_hours.
+  std::map<LeaseId, OpenTask> open_tasks_;
+  // Tasks of ended leases: lease end + task_result_grace.
+  std::set<std::pair<Timestamp, LeaseId>> task_deadlines_;
 };
 
 std::string_view RoleName(Role role);

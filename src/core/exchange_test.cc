@@ -500,6 +500,94 @@ TEST_F(ExchangeTest, SnapshotRestoresTheSameStateAndHash) {
   EXPECT_EQ(a.events.size(), b.events.size());
 }
 
+// ---- Tasks (docs/formats/task.md): one per lease, from its buyer; the result from its machine.
+
+TEST_F(ExchangeTest, TheBuyerGivesALeaseOneTaskAndItsMachineReportsTheResult) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 36'000, 1);
+  Buy(alice_, 36'000, 1, 1);
+  const LeaseId lease = OnlyLease();
+  const MachineId other = Register(other_prov_, 4);
+  EXPECT_EQ(Run(AssignTask{bob_, lease, R"({"command":["true"]})"}).result.code, "not_authorized");
+  EXPECT_EQ(Run(AssignTask{prov_, lease, R"({"command":["true"]})"}).result.code,
+            "not_authorized");
+  EXPECT_EQ(Run(AssignTask{alice_, lease + 1, R"({"command":["true"]})"}).result.code,
+            "unknown_lease");
+  EXPECT_EQ(Run(AssignTask{alice_, lease, ""}).result.code, "invalid_task");
+  EXPECT_EQ(Run(AssignTask{alice_, lease, std::string(64 * 1024 + 1, 'x')}).result.code,
+            "task_too_large");
+  const ApplyOutput assigned = Run(AssignTask{alice_, lease, R"({"command":["true"]})"});
+  ASSERT_TRUE(assigned.result.accepted) << assigned.result.code;
+  ASSERT_EQ(assigned.events.size(), 1u);
+  const auto& event = std::get<TaskAssigned>(assigned.events[0]);
+  EXPECT_EQ(event.lease, lease);
+  EXPECT_EQ(event.buyer, alice_);
+  EXPECT_EQ(event.machine, machine_);
+  EXPECT_EQ(Run(AssignTask{alice_, lease, R"({"command":["false"]})"}).result.code,
+            "task_already_assigned");
+  // Only the lease's machine reports, once.
+  EXPECT_EQ(Run(FinishTask{other, lease, R"({"status":"succeeded"})"}).result.code,
+            "unknown_task");
+  EXPECT_EQ(Run(FinishTask{machine_, lease, ""}).result.code, "invalid_task_result");
+  const ApplyOutput finished = Run(FinishTask{machine_, lease, R"({"status":"succeeded"})"});
+  ASSERT_TRUE(finished.result.accepted) << finished.result.code;
+  const auto& done = std::get<TaskFinished>(finished.events.at(0));
+  EXPECT_EQ(done.result, R"({"status":"succeeded"})");
+  EXPECT_EQ(done.buyer, alice_);
+  EXPECT_EQ(Run(FinishTask{machine_, lease, R"({"status":"succeeded"})"}).result.code,
+            "unknown_task");
+  // Tasks move no money.
+  EXPECT_EQ(Escrow(alice_), x_.leases().at(lease).escrow);
+}
+
+TEST_F(ExchangeTest, ATaskReportsWithinTheGraceAfterItsLeaseEndedOrIsLost) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 36'000, 2);
+  Buy(alice_, 36'000, 1, 1);
+  Buy(alice_, 36'000, 1, 1);
+  ASSERT_EQ(x_.leases().size(), 2u);
+  const LeaseId first = x_.leases().begin()->first;
+  const LeaseId second = std::next(x_.leases().begin())->first;
+  ASSERT_TRUE(Run(AssignTask{alice_, first, R"({"command":["a"]})"}).result.accepted);
+  ASSERT_TRUE(Run(AssignTask{alice_, second, R"({"command":["b"]})"}).result.accepted);
+  ASSERT_TRUE(Run(EndLease{prov_, 0, first, LeaseEndReason::kReclaimed}).result.accepted);
+  ASSERT_TRUE(Run(EndLease{alice_, 0, second, LeaseEndReason::kReleased}).result.accepted);
+  EXPECT_EQ(Run(AssignTask{alice_, first, R"({"command":["c"]})"}).result.code, "unknown_lease");
+  // The first reports what its killed job left, within the grace.
+  Elapse(60 * kSecond);
+  EXPECT_TRUE(Run(FinishTask{machine_, first, R"({"status":"cancelled"})"}).result.accepted);
+  // The second never reports: after the grace it is over without a result.
+  Elapse(x_.config().task_result_grace);
+  EXPECT_TRUE(x_.open_tasks().empty());
+  EXPECT_EQ(Run(FinishTask{machine_, second, R"({"status":"cancelled"})"}).result.code,
+            "unknown_task");
+}
+
+TEST_F(ExchangeTest, OpenTasksAreSnapshotted) {
+  Fund(alice_, 10 * kCredit);
+  Sell(prov_, machine_, 36'000, 2);
+  Buy(alice_, 36'000, 1, 1);
+  Buy(alice_, 36'000, 1, 1);
+  const LeaseId first = x_.leases().begin()->first;
+  const LeaseId second = std::next(x_.leases().begin())->first;
+  ASSERT_TRUE(Run(AssignTask{alice_, first, R"({"command":["a"]})"}).result.accepted);
+  ASSERT_TRUE(Run(AssignTask{alice_, second, R"({"command":["b"]})"}).result.accepted);
+  ASSERT_TRUE(Run(EndLease{alice_, 0, second, LeaseEndReason::kReleased}).result.accepted);
+  auto restored = Exchange::Restore(ExchangeConfig::Default(), x_.Serialize());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  (*restored)->CheckInvariants();
+  EXPECT_EQ((*restored)->StateHash(), x_.StateHash());
+  ASSERT_EQ((*restored)->open_tasks().size(), 2u);
+  EXPECT_EQ((*restored)->open_tasks().at(first).spec, R"({"command":["a"]})");
+  // The restored one loses the ended lease's task after the grace, like the original.
+  ApplyOutput a, b;
+  const Timestamp later = now_ + x_.config().task_result_grace;
+  x_.Apply(seq_ + 1, later, Heartbeat{machine_}, &a);
+  (*restored)->Apply(seq_ + 1, later, Heartbeat{machine_}, &b);
+  EXPECT_EQ(x_.StateHash(), (*restored)->StateHash());
+  EXPECT_EQ(x_.open_tasks().size(), 1u);
+}
+
 TEST_F(ExchangeTest, RestoreRefusesASnapshotOfOtherMarkets) {
   ExchangeConfig other = ExchangeConfig::Default();
   other.markets.pop_back();

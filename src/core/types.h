@@ -52,6 +52,10 @@ struct ExchangeConfig {
   size_t accounts_max = 1'000'000;
   size_t machines_max = 1'000'000;
   size_t open_orders_per_account_max = 10'000;
+  // Task spec and task result documents (docs/formats/task.md), each at most this long.
+  size_t task_document_bytes_max = 64 * 1024;
+  // A task whose lease ended may still report its result this long afterwards.
+  Timestamp task_result_grace = 10 * 60 * kMicrosPerSecond;
 
   // cpu (1 vCPU, 2 GiB, 10 GiB) and gpu.h100 (1 GPU, 8 vCPU, 64 GiB, 100 GiB).
   static ExchangeConfig Default();

@@ -162,6 +162,22 @@ struct LeaseRow {
   bool operator==(const LeaseRow&) const = default;
 };
 
+// A lease's task (docs/formats/task.md). `status`: "running" until the machine reports,
+// then "finished" (with `result`), or "lost" when no result came in time.
+struct TaskRow {
+  core::LeaseId lease = 0;
+  core::AccountId buyer = 0;
+  core::MachineId machine = 0;
+  std::string spec;
+  std::string status;
+  std::string result;  // Empty unless finished.
+  uint64_t assigned_sequence = 0;
+  core::Timestamp assigned_time = 0;
+  uint64_t finished_sequence = 0;  // 0 while running.
+  core::Timestamp finished_time = 0;
+  bool operator==(const TaskRow&) const = default;
+};
+
 struct UsageRow {
   core::LeaseId lease = 0;
   uint64_t sequence = 0;  // The cursor within a lease.
@@ -246,6 +262,8 @@ class Store {
                                                            core::LeaseId after, size_t limit) = 0;
   // NotFound for a lease never started.
   virtual absl::StatusOr<LeaseRow> GetLease(core::LeaseId id) = 0;
+  // NotFound for a lease without a task.
+  virtual absl::StatusOr<TaskRow> GetTask(core::LeaseId lease) = 0;
   // Usage reports of one lease, by sequence.
   virtual absl::StatusOr<std::vector<UsageRow>> ListUsage(core::LeaseId lease, uint64_t after,
                                                           size_t limit) = 0;

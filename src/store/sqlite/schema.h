@@ -145,6 +145,20 @@ CREATE TABLE usage (
   billed_total    INTEGER NOT NULL,
   PRIMARY KEY (lease, seq)
 ) STRICT, WITHOUT ROWID;
+
+CREATE TABLE tasks (
+  lease         INTEGER PRIMARY KEY,
+  buyer         INTEGER NOT NULL,
+  machine       INTEGER NOT NULL,
+  spec          TEXT NOT NULL,
+  status        TEXT NOT NULL,
+  result        TEXT,
+  assigned_seq  INTEGER NOT NULL,
+  assigned_time INTEGER NOT NULL,
+  finished_seq  INTEGER,
+  finished_time INTEGER
+) STRICT;
+CREATE INDEX tasks_buyer ON tasks (buyer);
 )sql";
 
 }  // namespace ocx::store::sqlite

@@ -181,6 +181,20 @@ absl::Status ReadRow(const Stmt& r, OrderRow* out) {
   return absl::OkStatus();
 }
 
+absl::Status ReadRow(const Stmt& r, TaskRow* out) {
+  out->lease = static_cast<core::LeaseId>(r.Int(0));
+  out->buyer = static_cast<core::AccountId>(r.Int(1));
+  out->machine = static_cast<core::MachineId>(r.Int(2));
+  out->spec = r.Text(3);
+  out->status = r.Text(4);
+  out->result = r.Text(5);
+  out->assigned_sequence = static_cast<uint64_t>(r.Int(6));
+  out->assigned_time = r.Int(7);
+  out->finished_sequence = static_cast<uint64_t>(r.Int(8));
+  out->finished_time = r.Int(9);
+  return absl::OkStatus();
+}
+
 absl::Status ReadRow(const Stmt& r, LeaseRow* out) {
   out->id = static_cast<core::LeaseId>(r.Int(0));
   out->buyer = static_cast<core::AccountId>(r.Int(1));
@@ -315,13 +329,14 @@ struct SqliteStore::WriteStatements {
   Stmt insert_order, fill_order, end_order, replace_order, insert_rejection;
   Stmt insert_trade, link_trade;
   Stmt insert_lease, usage_lease, insert_usage, end_lease;
+  Stmt insert_task, finish_task;
 };
 
 struct SqliteStore::ReadStatements {
   Stmt list_accounts, balances, list_entries;
   Stmt first_entry_from, next_entry, deltas_since, statement_entries;
   Stmt list_trades, list_orders, list_orders_status, list_leases, get_lease, list_usage;
-  Stmt list_machines;
+  Stmt list_machines, get_task;
 };
 
 absl::Status SqliteStore::PrepareWriter() {
@@ -405,6 +420,13 @@ absl::Status SqliteStore::PrepareWriter() {
                               "end_time = ?3, end_seq = ?4, billed_seconds = ?5, "
                               "billed_total = ?6, refunded = ?7 "
                               "WHERE id = ?1 AND status = 'active'"));
+  OCX_RETURN_IF_ERROR(prepare(&w->insert_task,
+                              "INSERT INTO tasks (lease, buyer, machine, spec, status, "
+                              "assigned_seq, assigned_time) "
+                              "VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)"));
+  OCX_RETURN_IF_ERROR(prepare(&w->finish_task,
+                              "UPDATE tasks SET status = ?2, result = ?3, finished_seq = ?4, "
+                              "finished_time = ?5 WHERE lease = ?1 AND status = 'running'"));
   write_ = std::move(w);
   return absl::OkStatus();
 }
@@ -473,6 +495,10 @@ absl::Status SqliteStore::PrepareReader() {
           " FROM leases WHERE seller = ?1 AND buyer <> ?1 AND id > ?2 ORDER BY id LIMIT ?3) "
           "ORDER BY id LIMIT ?3"));
   OCX_RETURN_IF_ERROR(prepare(&r->get_lease, "SELECT " + leases + " FROM leases WHERE id = ?1"));
+  OCX_RETURN_IF_ERROR(prepare(&r->get_task,
+                              "SELECT lease, buyer, machine, spec, status, COALESCE(result, ''), "
+                              "assigned_seq, assigned_time, COALESCE(finished_seq, 0), "
+                              "COALESCE(finished_time, 0) FROM tasks WHERE lease = ?1"));
   OCX_RETURN_IF_ERROR(prepare(&r->list_usage, std::string("SELECT ") + kUsageColumns +
                                                   " FROM usage WHERE lease = ?1 AND seq > ?2 "
                                                   "ORDER BY seq LIMIT ?3"));
@@ -948,6 +974,26 @@ class EventProjector {
     return ExpectOneRow(w_.end_lease, "end of a lease not active", e.lease);
   }
 
+  absl::Status operator()(const core::TaskAssigned& e) {
+    return w_.insert_task.Bind(1, Key(e.lease))
+        .Bind(2, int64_t{e.buyer})
+        .Bind(3, Key(e.machine))
+        .Bind(4, e.spec)
+        .Bind(5, seq_)
+        .Bind(6, time_)
+        .Run();
+  }
+
+  absl::Status operator()(const core::TaskFinished& e) {
+    OCX_RETURN_IF_ERROR(w_.finish_task.Bind(1, Key(e.lease))
+                            .Bind(2, e.result.empty() ? "lost" : "finished")
+                            .Bind(3, e.result)
+                            .Bind(4, seq_)
+                            .Bind(5, time_)
+                            .Run());
+    return ExpectOneRow(w_.finish_task, "end of a task not running", e.lease);
+  }
+
   // After the command's last event: every trade found its lease.
   absl::Status Finish() {
     if (pending_trade_ != 0) return Problem("a trade without its lease (trade row)", 0);
@@ -1155,6 +1201,14 @@ absl::StatusOr<LeaseRow> SqliteStore::GetLease(core::LeaseId id) {
   read_->get_lease.Bind(1, Key(id));
   OCX_ASSIGN_OR_RETURN(std::vector<LeaseRow> rows, ReadAll<LeaseRow>(read_->get_lease));
   if (rows.empty()) return absl::NotFoundError("no lease " + std::to_string(id));
+  return std::move(rows.front());
+}
+
+absl::StatusOr<TaskRow> SqliteStore::GetTask(core::LeaseId lease) {
+  OCX_STORE_READ_LOCK();
+  read_->get_task.Bind(1, Key(lease));
+  OCX_ASSIGN_OR_RETURN(std::vector<TaskRow> rows, ReadAll<TaskRow>(read_->get_task));
+  if (rows.empty()) return absl::NotFoundError("no task on lease " + std::to_string(lease));
   return std::move(rows.front());
 }
 

@@ -132,6 +132,8 @@ class SqliteStoreTest : public ::testing::Test {
     lease_ = x().leases().begin()->first;
     cancelled_order_ = Order(alice_, Side::kBuy, 90'000, 1).order;
     d_.Run(core::CancelOrder{alice_, cancelled_order_});
+    d_.Run(core::AssignTask{alice_, lease_, kTaskSpec}, &result);
+    EXPECT_TRUE(result.accepted) << result.code;
     time_a_ = d_.now();
     Snapshot(&balances_a_);
 
@@ -147,10 +149,14 @@ class SqliteStoreTest : public ::testing::Test {
     d_.Run(core::EndLease{alice_, 0, lease_, core::LeaseEndReason::kReleased}, &result);
     EXPECT_TRUE(result.accepted) << result.code;
     d_.Advance(kSecond);
+    d_.Run(core::FinishTask{machine_, lease_, kTaskResult}, &result);  // After the release.
+    EXPECT_TRUE(result.accepted) << result.code;
     d_.Run(core::Withdraw{op_, prov_, 1000, BalanceKind::kEarnings}, &result);
     EXPECT_TRUE(result.accepted) << result.code;
   }
 
+  static constexpr char kTaskSpec[] = R"({"command":["true"]})";
+  static constexpr char kTaskResult[] = R"({"status":"cancelled"})";
   TempDir dir_;
   ExchangeDriver d_;
   core::AccountId op_ = 0, alice_ = 0, prov_ = 0;
@@ -428,6 +434,28 @@ TEST_F(SqliteStoreTest, MachinesAndAccounts) {
   EXPECT_EQ((*accounts)[0], (AccountRow{op_, "op", core::Role::kOperator, 1, testing::kStartTime}));
   EXPECT_EQ((*accounts)[1].name, "alice");
   EXPECT_EQ((*accounts)[2].role, core::Role::kProvider);
+}
+
+TEST_F(SqliteStoreTest, TasksAreRecordedWithTheirResult) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Project(history()).ok());
+  const auto assigned = EventsOf<core::TaskAssigned>(history());
+  const auto finished = EventsOf<core::TaskFinished>(history());
+  ASSERT_EQ(assigned.size(), 1u);
+  ASSERT_EQ(finished.size(), 1u);
+  absl::StatusOr<TaskRow> task = store->GetTask(lease_);
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->lease, lease_);
+  EXPECT_EQ(task->buyer, alice_);
+  EXPECT_EQ(task->machine, machine_);
+  EXPECT_EQ(task->spec, kTaskSpec);
+  EXPECT_EQ(task->status, "finished");
+  EXPECT_EQ(task->result, kTaskResult);
+  EXPECT_EQ(task->assigned_sequence, assigned.front().first->sequence);
+  EXPECT_EQ(task->finished_sequence, finished.front().first->sequence);
+  EXPECT_EQ(task->finished_time, finished.front().first->time_micros);
+  EXPECT_EQ(store->GetTask(lease_ + 1).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(SqliteStoreTest, MachineGoingOfflineIsRecorded) {

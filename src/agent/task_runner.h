@@ -1,0 +1,85 @@
+// The agent's task runner: runs a task (docs/formats/task.md; the spec is task_spec.h) in the
+// sandbox with the lease's slots (inputs fetched and checked, logs streamed and kept,
+// outputs collected without following links out of the job's directory) and builds the
+// task result. Everything the job leaves behind is wiped when RunTask() returns.
+//
+// Thread-safety: the free functions keep no state. RunTask() blocks its caller for the
+// whole task; several may run at once (one per lease) on different threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "src/agent/task_spec.h"
+#include "src/sandbox/sandbox.h"
+
+namespace ocx::agent {
+
+// The task result (docs/formats/task.md) is at most this long, dumped.
+inline constexpr size_t kTaskResultBytesMax = 64 * 1024;
+// Regular files collected below the outputs (more are left out, and the message says so).
+// The result's own 64 KiB bound usually lists fewer: those that fit are listed.
+inline constexpr size_t kTaskOutputFilesMax = 10'000;
+// Directory entries looked at while collecting outputs, and how deep below an output.
+inline constexpr size_t kTaskOutputEntriesVisitedMax = 100'000;
+inline constexpr int kTaskOutputDepthMax = 64;
+// The result's `message`, in bytes.
+inline constexpr size_t kTaskMessageBytesMax = 1024;
+
+// SHA-256 of a file's bytes as 64 lowercase hex digits. Does not follow a final symlink.
+absl::StatusOr<std::string> Sha256OfFile(const std::string& path);
+
+// How the agent moves blobs (the exchange's /v1/blobs; tests pass functions over a local
+// directory). Both must be set. Called on RunTask()'s thread.
+struct TaskBlobs {
+  // Writes blob `sha256` to `dest_path`, a new file. The runner checks the digest and the
+  // size itself afterwards.
+  std::function<absl::Status(const std::string& sha256, const std::string& dest_path)> fetch;
+  // Uploads the regular file at `path`; returns its sha256 (lowercase hex).
+  std::function<absl::StatusOr<std::string>(const std::string& path)> upload;
+};
+
+struct TaskRunOptions {
+  // The task gets work_root/lease-<id>/ (mode 0711): work/ is the job's /work, logs/ (0700,
+  // outside the job's reach) holds its stdout and stderr files. work_root is made (0711)
+  // when missing, its parent must exist; as root, every ancestor of work_root must be
+  // searchable by the sandbox's job uid (mode o+x), as JobSpec::work_dir requires.
+  std::string work_root;
+  int slots = 1;
+  // The machine's policy: a spec asking for network when not allowed gets status "error".
+  bool network_allowed = false;
+  // Live output (stream is "stdout" or "stderr"); raw bytes as the job wrote them, called
+  // on RunTask()'s thread while the job runs. Optional.
+  std::function<void(std::string_view stream, std::string_view chunk)> on_log;
+  // Called right before the sandbox starts the job (not at all when nothing runs). Optional.
+  std::function<void()> on_started;
+  // The lease ended: the job is killed and the status is "cancelled". Optional, not owned.
+  const sandbox::CancelToken* cancel = nullptr;
+};
+
+// Runs one task to its end and returns the task result of docs/formats/task.md:
+// - Always an object with every field (status, exit_code, term_signal, wall_ms, cpu_ms,
+//   peak_memory_mib, stdout, stderr, outputs, missing_outputs, message), at most
+//   kTaskResultBytesMax long with nlohmann's default dump(), every string valid UTF-8.
+// - When no job ran (status "error", or "cancelled" before the start) exit_code is -1 and
+//   stdout/stderr are null; the job never runs after any input problem. peak_memory_mib is
+//   0 where the kernel does not report it.
+// - A cancelled job's logs are uploaded, its outputs are not collected. A failed upload
+//   makes the status "error" (exit_code etc. still say how the job ended).
+// - Output files whose names are not UTF-8, that lie deeper than kTaskOutputDepthMax, that
+//   come after kTaskOutputFilesMax, or that do not fit in the result are left out and
+//   counted in the message. Symbolic links (also as folders on the way) are never followed:
+//   a spec output that is one is listed in missing_outputs.
+// - A spec built in code must be one that ParseTaskSpec would give (checked that way).
+// - The lease directory is always wiped before returning, unless it existed before (then
+//   the status is "error" and the directory is left alone).
+// Never throws.
+nlohmann::json RunTask(sandbox::Sandbox& sandbox, uint64_t lease, const TaskSpec& spec,
+                       const TaskRunOptions& options, const TaskBlobs& blobs);
+
+}  // namespace ocx::agent

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "src/agent/task_spec.h"
 #include "src/base/assert.h"
 #include "src/base/decimal.h"
 #include "src/core/exchange.h"
@@ -289,9 +290,11 @@ HttpResponse JsonResponse(int status, const Json& body) {
 int StatusForReason(std::string_view code) {
   if (code == "not_authorized") return 403;
   if (code.starts_with("unknown_")) return 404;
-  if (code == "name_taken" || code == "duplicate_client_order_id" || code == "duplicate_id") {
+  if (code == "name_taken" || code == "duplicate_client_order_id" || code == "duplicate_id" ||
+      code == "task_already_assigned") {
     return 409;
   }
+  if (code == "task_too_large") return 413;
   return 422;
 }
 
@@ -1331,6 +1334,63 @@ void Api::LeaseUsage(const CallPtr& call) {
   });
 }
 
+void Api::AssignTask(const CallPtr& call) {
+  uint64_t id = 0;
+  HttpResponse error;
+  if (!IdParam(call->params[0], &id, &error)) return call->respond(error);
+  Json body;
+  if (!ParseBody(call, &body)) return;
+  const auto spec = agent::ParseTaskSpec(call->request.body);
+  if (!spec.ok()) {
+    return call->respond(
+        ErrorResponse(400, "invalid_task", std::string(spec.status().message())));
+  }
+  // The canonical form is journaled: the same spec always gives the same bytes.
+  std::string canonical = agent::TaskSpecToJson(*spec).dump();
+  SubmitCommand(call, core::AssignTask{call->caller->id, id, std::move(canonical)},
+                [id](const server::Acked& acked) {
+                  if (!acked.output.result.accepted) return Refused(acked.output.result);
+                  return JsonResponse(201, Json{{"lease", id},
+                                                {"status", "running"},
+                                                {"sequence", acked.sequence}});
+                });
+}
+
+void Api::GetTask(const CallPtr& call) {
+  uint64_t id = 0;
+  HttpResponse error;
+  if (!IdParam(call->params[0], &id, &error)) return call->respond(error);
+  store::Store* store = deps_.store;
+  const auto caller = call->caller;
+  ReadStore(call, [store, caller, id] {
+    const auto lease = store->GetLease(id);
+    if (!lease.ok() || !MayReadLease(caller, *lease)) {
+      return ErrorResponse(404, "unknown_lease", "You have no lease with this id.");
+    }
+    const auto task = store->GetTask(id);
+    if (!task.ok()) {
+      if (task.status().code() != absl::StatusCode::kNotFound) return StatusError(task.status());
+      return ErrorResponse(404, "unknown_task", "This lease has no task yet.");
+    }
+    auto document = [](const std::string& text) {
+      Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+      return parsed.is_discarded() ? Json(text) : parsed;
+    };
+    Json out{{"lease", task->lease},
+             {"machine", task->machine},
+             {"status", task->status},
+             {"spec", document(task->spec)},
+             {"assigned_sequence", task->assigned_sequence},
+             {"assigned_time", task->assigned_time}};
+    if (!task->result.empty()) out["result"] = document(task->result);
+    if (task->finished_sequence != 0) {
+      out["finished_sequence"] = task->finished_sequence;
+      out["finished_time"] = task->finished_time;
+    }
+    return JsonResponse(200, Json{{"task", out}});
+  });
+}
+
 namespace {
 HttpResponse LeaseEndedReply(core::LeaseId id, const server::Acked& acked) {
   if (!acked.output.result.accepted) return Refused(acked.output.result);
@@ -1461,6 +1521,11 @@ const std::vector<Route>& RouteTable() {
       {{"GET", "/v1/leases", "Leases where I am buyer or seller", "account"}, &Api::ListLeases},
       {{"GET", "/v1/leases/{id}", "One lease", "account"}, &Api::GetLease},
       {{"GET", "/v1/leases/{id}/usage", "Usage reports of a lease", "account"}, &Api::LeaseUsage},
+      {{"POST", "/v1/leases/{id}/task", "Give an active lease its task (docs/formats/task.md)",
+        "account"},
+       &Api::AssignTask},
+      {{"GET", "/v1/leases/{id}/task", "A lease's task: spec, status and result", "account"},
+       &Api::GetTask},
       {{"POST", "/v1/leases/{id}/release", "End a lease as its buyer", "account"},
        &Api::ReleaseLease},
       {{"POST", "/v1/leases/{id}/reclaim", "Take the machine back as the lease's seller",

@@ -130,6 +130,8 @@ class Api {
   void ListLeases(const CallPtr& call);
   void GetLease(const CallPtr& call);
   void LeaseUsage(const CallPtr& call);
+  void AssignTask(const CallPtr& call);
+  void GetTask(const CallPtr& call);
   void ReleaseLease(const CallPtr& call);
   void ReclaimLease(const CallPtr& call);
   void UploadBlob(const CallPtr& call);

@@ -229,7 +229,44 @@ class AgentHandler : public WsHandler,
                                                         : core::LeaseEndReason::kReclaimed},
                     id);
     }
-    Reply(ErrorMessage("invalid_message", "type is heartbeat, usage or end_lease.", id));
+    if (type == "task_result") {
+      if (!message.contains("lease") || !message["lease"].is_number_unsigned() ||
+          !message.contains("result") || !message["result"].is_object()) {
+        return Reply(ErrorMessage("invalid_message",
+                                  "task_result needs 'lease' and a 'result' object.", id));
+      }
+      return Submit(core::FinishTask{machine_, message["lease"].get<uint64_t>(),
+                                     message["result"].dump()},
+                    id);
+    }
+    if (type == "task_log") {
+      // Live output for the buyer: relayed, not journaled (the whole streams come back as
+      // blobs in the task result).
+      const std::string stream = message.value("stream", "");
+      if (!message.contains("lease") || !message["lease"].is_number_unsigned() ||
+          (stream != "stdout" && stream != "stderr") || !message.contains("data") ||
+          !message["data"].is_string()) {
+        return Reply(ErrorMessage("invalid_message",
+                                  "task_log needs 'lease', 'stream' (stdout or stderr) and "
+                                  "'data'.",
+                                  id));
+      }
+      const core::LeaseId lease = message["lease"].get<uint64_t>();
+      const bool sent = api_->deps_.market_data->SendToBuyer(
+          lease, machine_,
+          Json{{"type", "task_log"},
+               {"lease", lease},
+               {"stream", stream},
+               {"data", message["data"]}}
+              .dump());
+      if (!sent) {
+        return Reply(ErrorMessage("unknown_lease", "This machine has no active lease with this id.",
+                                  id));
+      }
+      return;
+    }
+    Reply(ErrorMessage("invalid_message",
+                       "type is heartbeat, usage, end_lease, task_result or task_log.", id));
   }
 
   void OnClose() override { api_->deps_.market_data->UnsubscribeAll(this); }
@@ -269,6 +306,10 @@ class AgentHandler : public WsHandler,
                         {"price", base::FormatMicros(l.price)},
                         {"max_hours", l.max_hours},
                         {"start", l.start}});
+      if (auto spec = api_->deps_.market_data->OpenTaskSpec(l.lease)) {
+        Json parsed = Json::parse(*spec, nullptr, /*allow_exceptions=*/false);
+        leases.back()["task"] = parsed.is_discarded() ? Json(*spec) : parsed;
+      }
     }
     Reply(Json{{"type", "welcome"}, {"machine", machine}, {"leases", leases}});
     api_->deps_.market_data->Subscribe(MarketData::MachineChannel(machine), shared_from_this());

@@ -49,6 +49,14 @@ Json LeaseJson(const core::LeaseStarted& l) {
       {"escrow", Price(l.escrow)}, {"buy_order", l.buy_order}, {"sell_order", l.sell_order}};
 }
 
+// A task document as JSON (the API validated it before it was journaled; a document that
+// does not parse, from a replayed journal say, is passed on as a string).
+Json DocumentJson(const std::string& text) {
+  Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return Json(text);
+  return parsed;
+}
+
 // (side, price) of a level touched by one command, with its quantity before the command.
 using LevelKey = std::tuple<std::string, int, core::PriceMicros>;
 
@@ -91,6 +99,7 @@ void MarketData::Load(const core::Exchange& exchange) {
                                      lease.buy_order,
                                      lease.sell_order};
   }
+  for (const auto& [id, task] : exchange.open_tasks()) task_specs_[id] = task.spec;
 }
 
 void MarketData::AddLevel(Book& book, engine::Side side, core::PriceMicros price,
@@ -282,6 +291,24 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
       if (it->second.seller != it->second.buyer) Send(LeasesChannel(it->second.seller), text);
       Send(MachineChannel(it->second.machine), text);
       leases_.erase(it);
+    } else if (const auto* assigned = std::get_if<core::TaskAssigned>(&event)) {
+      task_specs_[assigned->lease] = assigned->spec;
+      const Json spec = DocumentJson(assigned->spec);
+      Send(MachineChannel(assigned->machine), Json{{"type", "task"},
+                                                   {"sequence", sequence},
+                                                   {"lease", assigned->lease},
+                                                   {"spec", spec}}
+                                                  .dump());
+      Send(LeasesChannel(assigned->buyer), Json{{"type", "task_assigned"},
+                                                {"sequence", sequence},
+                                                {"lease", assigned->lease},
+                                                {"machine", assigned->machine}}
+                                               .dump());
+    } else if (const auto* finished = std::get_if<core::TaskFinished>(&event)) {
+      task_specs_.erase(finished->lease);
+      Json m{{"type", "task_finished"}, {"sequence", sequence}, {"lease", finished->lease}};
+      m["result"] = finished->result.empty() ? Json() : DocumentJson(finished->result);
+      Send(LeasesChannel(finished->buyer), m.dump());
     }
   }
 
@@ -403,6 +430,22 @@ std::vector<core::LeaseStarted> MarketData::ActiveLeases(core::MachineId machine
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.lease < b.lease; });
   return out;
+}
+
+std::optional<std::string> MarketData::OpenTaskSpec(core::LeaseId lease) const {
+  std::lock_guard lock(mu_);
+  const auto it = task_specs_.find(lease);
+  if (it == task_specs_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool MarketData::SendToBuyer(core::LeaseId lease, core::MachineId machine,
+                             const std::string& message) {
+  std::lock_guard lock(mu_);
+  const auto it = leases_.find(lease);
+  if (it == leases_.end() || it->second.machine != machine) return false;
+  Send(LeasesChannel(it->second.buyer), message);
+  return true;
 }
 
 uint64_t MarketData::sequence() const {

@@ -94,6 +94,11 @@ class MarketData {
   std::optional<LeaseRoute> Route(core::LeaseId lease) const;
   // Active leases of a machine (for the agent's welcome message).
   std::vector<core::LeaseStarted> ActiveLeases(core::MachineId machine) const;
+  // The task spec (docs/formats/task.md) of a lease whose task has not finished, if any.
+  std::optional<std::string> OpenTaskSpec(core::LeaseId lease) const;
+  // Delivers `message` on the private leases channel of the lease's buyer (live task logs,
+  // which are not journaled). False when the lease is not active or not on `machine`.
+  bool SendToBuyer(core::LeaseId lease, core::MachineId machine, const std::string& message);
   uint64_t sequence() const;
 
  private:
@@ -121,6 +126,7 @@ class MarketData {
   // Orders that may rest, while they have quantity (a bound: the books' own bounds).
   std::unordered_map<core::OrderId, LiveOrder> orders_;           // Guarded by mu_.
   std::unordered_map<core::LeaseId, core::LeaseStarted> leases_;  // Active. Guarded by mu_.
+  std::unordered_map<core::LeaseId, std::string> task_specs_;     // Open tasks. Guarded by mu_.
   std::unordered_map<std::string, Subscribers> subscribers_;      // Guarded by mu_.
 };
 

@@ -286,5 +286,88 @@ TEST_F(ApiAgentTest, AgentCannotEndAnotherMachinesLease) {
             "active");
 }
 
+// ---- Tasks (docs/formats/task.md): the buyer attaches one, the agent receives it, relays its
+// output live and reports the result.
+
+TEST_F(ApiAgentTest, ATaskGoesFromTheBuyerToTheAgentAndItsResultBack) {
+  auto agent = Agent();
+  ASSERT_NE(agent, nullptr);
+  const uint64_t lease = Trade();
+  ASSERT_TRUE(ReceiveType(*agent, "lease_started").has_value());
+  const std::string path = "/v1/leases/" + std::to_string(lease) + "/task";
+  auto stream = ConnectWebSocket(server_->url(), "/v1/stream", market_.consumer.token);
+  ASSERT_NE(stream, nullptr);
+  Send(*stream, Json{{"op", "subscribe"}, {"channel", "leases"}});
+  ASSERT_TRUE(ReceiveType(*stream, "subscribed").has_value());
+
+  // Bad specs say which field is wrong; nothing is assigned.
+  for (const Json& bad : {Json{{"command", Json::array()}},
+                          Json{{"command", {"sh"}},
+                               {"inputs", {{{"path", "../x"}, {"sha256", std::string(64, 'a')}}}}},
+                          Json{{"command", {"sh"}}, {"colour", "red"}},
+                          Json{{"command", {"sh"}}, {"timeout_s", 0}}}) {
+    Json refused = consumer_->Expect(400, "POST", path, bad);
+    EXPECT_EQ(refused["error"]["code"], "invalid_task") << refused.dump();
+  }
+  consumer_->Expect(404, "GET", path);
+  // Only the buyer gives a lease its task.
+  Json seller_try = provider_->Expect(403, "POST", path, Json{{"command", {"true"}}});
+  EXPECT_EQ(seller_try["error"]["code"], "not_authorized");
+
+  const Json spec{{"command", {"sh", "-c", "echo hello"}}, {"outputs", {"out"}}, {"timeout_s", 60}};
+  Json assigned = consumer_->Expect(201, "POST", path, spec);
+  EXPECT_EQ(assigned["status"], "running");
+  Json again = consumer_->Expect(409, "POST", path, spec);
+  EXPECT_EQ(again["error"]["code"], "task_already_assigned");
+
+  std::optional<Json> task = ReceiveType(*agent, "task");
+  ASSERT_TRUE(task.has_value());
+  EXPECT_EQ((*task)["lease"], lease);
+  EXPECT_EQ((*task)["spec"], spec) << task->dump();
+  // A reconnecting agent finds the task in its welcome.
+  Json welcome;
+  auto second = Agent(&welcome);
+  ASSERT_NE(second, nullptr);
+  ASSERT_EQ(welcome["leases"].size(), 1u);
+  EXPECT_EQ(welcome["leases"][0]["task"], spec) << welcome.dump();
+
+  // Output is relayed live to the buyer, only for the machine's own leases.
+  Send(*agent, Json{{"type", "task_log"}, {"lease", lease}, {"stream", "stdout"},
+                    {"data", "hello\n"}});
+  std::optional<Json> log = ReceiveType(*stream, "task_log");
+  ASSERT_TRUE(log.has_value());
+  EXPECT_EQ((*log)["lease"], lease);
+  EXPECT_EQ((*log)["stream"], "stdout");
+  EXPECT_EQ((*log)["data"], "hello\n");
+  Send(*agent, Json{{"type", "task_log"}, {"id", 5}, {"lease", lease + 100}, {"stream", "stdout"},
+                    {"data", "x"}});
+  std::optional<Json> refused = ReceiveType(*agent, "error");
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ((*refused)["error"]["code"], "unknown_lease");
+
+  const Json result{{"status", "succeeded"}, {"exit_code", 0}, {"outputs", Json::array()}};
+  Send(*agent, Json{{"type", "task_result"}, {"id", 6}, {"lease", lease}, {"result", result}});
+  std::optional<Json> ack = ReceiveType(*agent, "ack");
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ((*ack)["id"], 6);
+  std::optional<Json> finished = ReceiveType(*stream, "task_finished");
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ((*finished)["result"], result);
+  Json got = consumer_->Expect(200, "GET", path);
+  EXPECT_EQ(got["task"]["status"], "finished") << got.dump();
+  EXPECT_EQ(got["task"]["spec"], spec);
+  EXPECT_EQ(got["task"]["result"], result);
+  // The seller reads it too; a stranger does not.
+  EXPECT_EQ(provider_->Expect(200, "GET", path)["task"]["status"], "finished");
+  const AccountHandle stranger = CreateAccount(*op_, "consumer", "stranger");
+  ApiClient outsider(server_->url(), stranger.token);
+  outsider.Expect(404, "GET", path);
+  // A second result is refused.
+  Send(*agent, Json{{"type", "task_result"}, {"id", 7}, {"lease", lease}, {"result", result}});
+  std::optional<Json> twice = ReceiveType(*agent, "error");
+  ASSERT_TRUE(twice.has_value());
+  EXPECT_EQ((*twice)["error"]["code"], "unknown_task");
+}
+
 }  // namespace
 }  // namespace ocx::api_test

@@ -40,6 +40,8 @@ const std::set<std::pair<std::string, std::string>>& RouteTable() {
       {"get", "/v1/leases"},
       {"get", "/v1/leases/{id}"},
       {"get", "/v1/leases/{id}/usage"},
+      {"post", "/v1/leases/{id}/task"},
+      {"get", "/v1/leases/{id}/task"},
       {"post", "/v1/leases/{id}/release"},
       {"post", "/v1/leases/{id}/reclaim"},
       {"post", "/v1/blobs"},

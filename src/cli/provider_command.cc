@@ -1,16 +1,24 @@
-// `ocx provider ...`: the provider's side. Today `ocx provider discover` shows what this machine
-// has, its standard-vCPU factor (RULEBOOK section 1) and what it would offer in each market of
-// the default exchange configuration. Later `ocx provider --exchange URL` runs the agent.
+// `ocx provider ...`: the provider's side. `ocx provider discover` shows what this machine has,
+// its standard-vCPU factor (RULEBOOK section 1) and what it would offer in each market of the
+// default exchange configuration; `ocx provider run --exchange URL` runs the agent
+// (src/agent/agent.h) until SIGTERM or SIGINT.
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "src/agent/agent.h"
 #include "src/agent/discovery.h"
+#include "src/agent/policy.h"
+#include "src/sandbox/bubblewrap_sandbox.h"
 #include "src/base/decimal.h"
 #include "src/cli/commands.h"
 
@@ -172,12 +180,99 @@ int RunDiscover(const DiscoverOptions& options) {
   return 0;
 }
 
+struct RunOptions {
+  std::string exchange;
+  std::string token_file;
+  std::string data_dir = "./ocx-provider";
+  std::string policy_file;
+  std::string market = "cpu";
+};
+
+// `ocx provider run`: the agent, until SIGTERM or SIGINT.
+int RunAgent(const RunOptions& options) {
+  auto fail = [](const std::string& message) {
+    std::fprintf(stderr, "ocx provider run: %s\n", message.c_str());
+    return 2;
+  };
+  if (options.exchange.empty()) return fail("--exchange URL is required");
+  std::string token;
+  if (const char* env = std::getenv("OCX_TOKEN"); env != nullptr && env[0] != '\0') token = env;
+  if (!options.token_file.empty()) {
+    std::ifstream in(options.token_file);
+    if (!in || !std::getline(in, token)) {
+      return fail("cannot read the provider token from " + options.token_file);
+    }
+  }
+  if (token.empty()) {
+    return fail("the provider account's API token is needed: --token-file FILE or OCX_TOKEN");
+  }
+  agent::OwnerPolicy policy = agent::DefaultOwnerPolicy();
+  if (!options.policy_file.empty()) {
+    auto loaded = agent::LoadOwnerPolicy(options.policy_file);
+    if (!loaded.ok()) return fail(std::string(loaded.status().message()));
+    policy = *loaded;
+  }
+  if (::geteuid() != 0) {
+    return fail("the agent runs jobs under an unprivileged uid of their own with cgroup "
+                "limits, which needs root");
+  }
+  auto sandbox = sandbox::BubblewrapSandbox::Create({});
+  if (!sandbox.ok()) return fail("the sandbox is not usable: " + sandbox.status().ToString());
+
+  // Signals are taken synchronously by this thread; the agent's threads inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  agent::AgentOptions agent_options;
+  agent_options.exchange_url = options.exchange;
+  agent_options.provider_token = token;
+  agent_options.data_dir = options.data_dir;
+  agent_options.policy = policy;
+  agent_options.market = options.market;
+  agent_options.sandbox = sandbox->get();
+  agent_options.log = [](const std::string& line) {
+    std::fprintf(stderr, "ocx provider: %s\n", line.c_str());
+  };
+  auto started = agent::Agent::Start(std::move(agent_options));
+  if (!started.ok()) return fail(started.status().ToString());
+  std::unique_ptr<agent::Agent> running = std::move(*started);
+  std::fprintf(stderr, "ocx provider: machine %llu is connecting to %s (Ctrl-C stops)\n",
+               static_cast<unsigned long long>(running->machine()), options.exchange.c_str());
+  running->RunInBackground();
+  int received = 0;
+  sigwait(&signals, &received);
+  std::fprintf(stderr, "ocx provider: stopping (running jobs are killed)\n");
+  running->Stop();
+  return 0;
+}
+
 }  // namespace
 
 void RegisterProvider(CLI::App& app, Registry& registry) {
   CLI::App* provider = app.add_subcommand("provider", "Sell this machine's compute");
-  // Only `discover` today; the agent itself (`ocx provider --exchange URL`) comes later.
   provider->require_subcommand(1);
+
+  auto run = std::make_shared<RunOptions>();
+  CLI::App* run_command = provider->add_subcommand(
+      "run", "Run the provider agent: register, offer capacity, run leased jobs");
+  run_command->add_option("--exchange", run->exchange, "The exchange's URL")->required();
+  run_command->add_option("--token-file", run->token_file,
+                          "File holding the provider account's API token (or set OCX_TOKEN)");
+  run_command->add_option("--data-dir", run->data_dir,
+                          "The machine's identity and the jobs' directories")
+      ->capture_default_str();
+  run_command->add_option("--policy", run->policy_file,
+                          "Owner policy TOML (docs/formats/provider-policy.md); default: share "
+                          "everything, always, at 0.05");
+  run_command->add_option("--market", run->market, "The market to sell in")->capture_default_str();
+  run_command->footer(
+      "Needs root (jobs run in the bubblewrap sandbox under a uid of their own).\n"
+      "Example: ocx provider run --exchange http://127.0.0.1:8080 --token-file bob.token \\\n"
+      "           --policy examples/provider/policy.toml");
+  registry.Add(run_command, [run] { return RunAgent(*run); });
 
   auto options = std::make_shared<DiscoverOptions>();
   CLI::App* discover = provider->add_subcommand(

@@ -14,4 +14,12 @@ if(OCX_BUILD_TESTS)
     LIBS ocx_client ocx_api ocx_base)
   add_dependencies(ocx_api_integration_test ocx)
   target_compile_definitions(ocx_api_integration_test PRIVATE OCX_BINARY="$<TARGET_FILE:ocx>")
+
+  # The provider agent (src/agent/agent.h) with the real sandbox against the real exchange.
+  ocx_test(ocx_provider_integration_test
+    SOURCES api_test_util.cc provider_agent_test.cc
+    LIBS ocx_agent_runtime ocx_client ocx_api ocx_base)
+  add_dependencies(ocx_provider_integration_test ocx)
+  target_compile_definitions(ocx_provider_integration_test PRIVATE
+    OCX_BINARY="$<TARGET_FILE:ocx>")
 endif()

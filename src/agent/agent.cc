@@ -1,0 +1,742 @@
+#include "src/agent/agent.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "src/agent/discovery.h"
+#include "src/agent/task_runner.h"
+#include "src/agent/task_spec.h"
+#include "src/api/auth.h"
+#include "src/base/decimal.h"
+#include "src/base/status.h"
+#include "src/client/exchange_client.h"
+#include "src/client/url.h"
+#include "src/client/websocket_client.h"
+#include "src/core/exchange.h"
+
+namespace ocx::agent {
+namespace {
+
+using Json = nlohmann::json;
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t UnixMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError("cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Written whole under a temporary name, then renamed: a crash leaves the old file or the new.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text, mode_t mode) {
+  const std::string temporary = path + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return absl::PermissionDeniedError("cannot write " + temporary);
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || !synced || ::rename(temporary.c_str(), path.c_str()) != 0) {
+    return absl::InternalError("cannot write " + path);
+  }
+  return absl::OkStatus();
+}
+
+// Bytes from a job's stream as valid UTF-8 for JSON: every byte that does not start a
+// well-formed sequence (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF)
+// becomes U+FFFD. A character split across two chunks is replaced too (live view only: the
+// whole stream comes back byte for byte as a blob).
+std::string ValidUtf8(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  size_t i = 0;
+  while (i < bytes.size()) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    const size_t length = c < 0x80                 ? 1
+                          : c >= 0xC2 && c <= 0xDF ? 2
+                          : (c & 0xF0) == 0xE0     ? 3
+                          : c >= 0xF0 && c <= 0xF4 ? 4
+                                                   : 0;
+    bool valid = length != 0 && i + length <= bytes.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      valid = (static_cast<unsigned char>(bytes[i + k]) & 0xC0) == 0x80;
+    }
+    if (valid && length >= 3) {
+      const auto second = static_cast<unsigned char>(bytes[i + 1]);
+      if ((c == 0xE0 && second < 0xA0) || (c == 0xED && second >= 0xA0) ||
+          (c == 0xF0 && second < 0x90) || (c == 0xF4 && second >= 0x90)) {
+        valid = false;
+      }
+    }
+    if (!valid) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    out.append(bytes.substr(i, length));
+    i += length;
+  }
+  return out;
+}
+
+std::string ToHex(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : bytes) {
+    out.push_back(kHex[static_cast<unsigned char>(c) >> 4]);
+    out.push_back(kHex[static_cast<unsigned char>(c) & 15]);
+  }
+  return out;
+}
+
+std::optional<std::string> FromHex(std::string_view hex) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (hex.size() % 2 != 0) return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int high = nibble(hex[i]), low = nibble(hex[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out.push_back(static_cast<char>(high << 4 | low));
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Agent::LeaseState {
+  core::LeaseId lease = 0;
+  core::Quantity slots = 0;
+  int32_t max_hours = 1;
+  core::Timestamp start = 0;  // Exchange time (Unix microseconds).
+  std::unique_ptr<sandbox::CancelToken> cancel;
+  bool task_started = false;
+  bool ended = false;  // The exchange ended it (or the agent did and the exchange agreed).
+  int64_t kill_at_ms = 0;  // Reclaimed: the job's notice runs out then (steady clock).
+  std::thread thread;
+  // From the finished job, for the usage reports.
+  int64_t cpu_seconds = 0;
+  int64_t peak_memory_mib = 0;
+  // Live output waiting to be sent.
+  std::mutex log_mu;
+  std::string pending_log[2];
+  int64_t last_flush_ms = 0;
+};
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
+  if (options.sandbox == nullptr) return absl::InvalidArgumentError("the agent needs a sandbox");
+  if (options.provider_token.empty()) {
+    return absl::InvalidArgumentError("the agent needs the provider account's API token");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir + "/jobs", ec);
+  if (ec) return absl::PermissionDeniedError("cannot create " + options.data_dir + ": " + ec.message());
+  ::chmod(options.data_dir.c_str(), 0711);  // The job's uid passes through to its directory.
+  ::chmod((options.data_dir + "/jobs").c_str(), 0711);
+  std::unique_ptr<Agent> agent(new Agent(std::move(options)));
+  // Jobs of a previous run that died with it: nothing of them may stay on disk.
+  for (const auto& entry : std::filesystem::directory_iterator(agent->options_.data_dir + "/jobs", ec)) {
+    (void)sandbox::Wipe(entry.path().string());
+  }
+  client::HttpClientOptions http_options;
+  http_options.bearer_token = agent->options_.provider_token;
+  auto http = client::ExchangeClient::Connect(agent->options_.exchange_url, http_options);
+  if (!http.ok()) return http.status();
+  agent->http_ = std::move(*http);
+  OCX_RETURN_IF_ERROR(agent->LoadOrCreateIdentity());
+  OCX_RETURN_IF_ERROR(agent->RegisterIfNeeded());
+  agent->governor_ = std::make_unique<LoadGovernor>(agent->options_.policy.load);
+  return agent;
+}
+
+Agent::~Agent() { Stop(); }
+
+absl::Status Agent::LoadOrCreateIdentity() {
+  const std::string path = options_.data_dir + "/machine.key";
+  auto text = ReadSmallFile(path);
+  if (text.ok()) {
+    const Json key = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    const auto secret = key.is_object() && key["secret_key"].is_string()
+                            ? FromHex(key["secret_key"].get<std::string>())
+                            : std::nullopt;
+    if (!secret || secret->size() != 64 || !key["public_key"].is_string()) {
+      return absl::DataLossError(path + " is not a machine key file");
+    }
+    secret_key_ = *secret;
+    public_key_ = key["public_key"].get<std::string>();
+    return absl::OkStatus();
+  }
+  const api::MachineKeyPair pair = api::NewMachineKeyPair();
+  secret_key_ = pair.secret_key;
+  public_key_ = pair.public_key_hex;
+  Log("created the machine's Ed25519 identity in " + path);
+  return WriteFileAtomically(
+      path, Json{{"secret_key", ToHex(secret_key_)}, {"public_key", public_key_}}.dump() + "\n",
+      0600);
+}
+
+absl::Status Agent::RegisterIfNeeded() {
+  const std::string path = options_.data_dir + "/machine.json";
+  if (auto text = ReadSmallFile(path); text.ok()) {
+    const Json saved = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (!saved.is_discarded() && saved.value("exchange", "") == options_.exchange_url &&
+        saved.value("public_key", "") == public_key_) {
+      machine_ = saved.value("machine", uint64_t{0});
+      capacity_ = saved.value("capacity", int64_t{0});
+      if (machine_ != 0) return absl::OkStatus();
+    }
+  }
+  core::MachineSpec spec;
+  if (options_.spec) {
+    spec = *options_.spec;
+  } else {
+    DiscoveryOptions discovery;
+    discovery.disk_dir = options_.data_dir;
+    auto facts = Discover(discovery);
+    if (!facts.ok()) return facts.status();
+    spec = ToMachineSpec(*facts, options_.policy.share, core::ExchangeConfig::Default());
+  }
+  if (!options_.policy.name.empty()) spec.name = options_.policy.name;
+  if (spec.name.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    spec.name = host;
+  }
+  Json attributes = Json::object();
+  for (const auto& [key, value] : spec.attributes) {
+    attributes[key] = value.is_number ? Json::parse(base::FormatMicros(value.number_micros))
+                                      : Json(value.text);
+  }
+  if (!options_.policy.region.empty()) attributes["region"] = options_.policy.region;
+  for (const auto& [key, value] : options_.policy.labels) attributes[key] = value;
+  Json capacity = Json::object();
+  for (const auto& [market, slots] : spec.capacity) capacity[market] = slots;
+  const Json body{{"name", spec.name},
+                  {"public_key", public_key_},
+                  {"attributes", attributes},
+                  {"capacity", capacity}};
+  auto registered = http_->Call("POST", "/v1/machines", &body, {201});
+  if (!registered.ok()) return registered.status();
+  machine_ = (*registered)["machine"]["id"].get<uint64_t>();
+  const auto it = spec.capacity.find(options_.market);
+  capacity_ = it == spec.capacity.end() ? 0 : it->second;
+  Log("registered machine " + std::to_string(machine_) + " (" + spec.name + ", " +
+      std::to_string(capacity_) + " " + options_.market + " slots)");
+  return WriteFileAtomically(path,
+                             Json{{"exchange", options_.exchange_url},
+                                  {"public_key", public_key_},
+                                  {"machine", machine_},
+                                  {"capacity", capacity_}}
+                                     .dump() +
+                                 "\n",
+                             0600);
+}
+
+void Agent::RunInBackground() {
+  {
+    std::lock_guard lock(mu_);
+    status_.machine = machine_;
+  }
+  connection_thread_ = std::thread([this] { ConnectionLoop(); });
+}
+
+void Agent::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !connection_thread_.joinable()) return;
+    stopping_ = true;
+    for (auto& [id, state] : leases_) {
+      if (state->cancel) state->cancel->Cancel();
+    }
+  }
+  stop_cv_.notify_all();
+  if (connection_thread_.joinable()) connection_thread_.join();
+  std::map<core::LeaseId, std::shared_ptr<LeaseState>> leases;
+  {
+    std::lock_guard lock(mu_);
+    leases = leases_;
+  }
+  for (auto& [id, state] : leases) {
+    if (state->thread.joinable()) state->thread.join();
+  }
+  std::lock_guard lock(mu_);
+  if (ws_) {
+    (void)ws_->Close();
+    ws_.reset();
+  }
+}
+
+AgentStatus Agent::status() const {
+  std::lock_guard lock(mu_);
+  AgentStatus out = status_;
+  out.active_leases = 0;
+  for (const auto& [id, state] : leases_) out.active_leases += !state->ended;
+  return out;
+}
+
+void Agent::Log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
+int64_t Agent::NowMs() const { return SteadyMs(); }
+
+void Agent::ConnectionLoop() {
+  int64_t delay_ms = kReconnectDelayMinMs;
+  std::mt19937_64 jitter(std::random_device{}());
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) break;
+    }
+    const int64_t began = NowMs();
+    const absl::Status ended = Session();
+    {
+      std::lock_guard lock(mu_);
+      status_.connected = false;
+      ws_.reset();
+      if (stopping_) break;
+    }
+    Log("connection to the exchange lost: " + ended.ToString());
+    if (NowMs() - began > 60'000) delay_ms = kReconnectDelayMinMs;  // It had been working.
+    const int64_t wait = delay_ms / 2 + static_cast<int64_t>(jitter() % (delay_ms / 2 + 1));
+    std::unique_lock lock(mu_);
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(wait), [this] { return stopping_; });
+    delay_ms = std::min(delay_ms * 2, kReconnectDelayMaxMs);
+  }
+  // Withdraw the offer on the way out, when the exchange can be reached.
+  core::OrderId sell = 0;
+  {
+    std::lock_guard lock(mu_);
+    sell = status_.sell_order;
+    status_.sell_order = 0;
+  }
+  if (sell != 0) (void)http_->Call("DELETE", "/v1/orders/" + std::to_string(sell));
+}
+
+absl::Status Agent::Session() {
+  auto endpoint = client::ParseUrl(options_.exchange_url);
+  if (!endpoint.ok()) return endpoint.status();
+  auto connected = client::WebSocketClient::Connect(*endpoint, "/v1/agent");
+  if (!connected.ok()) return connected.status();
+  std::shared_ptr<client::WebSocketClient> ws = std::move(*connected);
+  auto challenge_text = ws->Receive(10'000);
+  if (!challenge_text.ok()) return challenge_text.status();
+  const Json challenge = Json::parse(*challenge_text, nullptr, /*allow_exceptions=*/false);
+  if (challenge.is_discarded() || challenge.value("type", "") != "challenge") {
+    return absl::UnavailableError("the exchange did not send a challenge");
+  }
+  const std::string nonce = challenge.value("nonce", "");
+  OCX_RETURN_IF_ERROR(ws->Send(
+      Json{{"type", "auth"},
+           {"machine", machine_},
+           {"signature", api::SignHex(secret_key_, api::AgentAuthMessage(machine_, nonce))}}
+          .dump()));
+  auto welcome_text = ws->Receive(10'000);
+  if (!welcome_text.ok()) return welcome_text.status();
+  const Json welcome = Json::parse(*welcome_text, nullptr, /*allow_exceptions=*/false);
+  if (welcome.is_discarded() || welcome.value("type", "") != "welcome") {
+    return absl::UnauthenticatedError("the exchange refused the machine's key: " + *welcome_text);
+  }
+  {
+    std::lock_guard lock(mu_);
+    ws_ = ws;
+    status_.connected = true;
+    ++status_.connections;
+    results_in_flight_.clear();  // Unanswered on the last connection: send them again.
+  }
+  Log("connected to the exchange as machine " + std::to_string(machine_));
+  // Leases the exchange still has for us (after a reconnect, or a restart of the agent).
+  std::set<core::LeaseId> active;
+  for (const Json& lease : welcome.value("leases", Json::array())) {
+    active.insert(lease.value("lease", uint64_t{0}));
+    TrackLease(lease);
+    if (lease.contains("task")) StartTask(lease["lease"].get<uint64_t>(), lease["task"]);
+  }
+  {
+    // Leases we run that the exchange no longer has ended while we were away.
+    std::vector<core::LeaseId> gone;
+    std::lock_guard lock(mu_);
+    for (const auto& [id, state] : leases_) {
+      if (!state->ended && !active.contains(id)) gone.push_back(id);
+    }
+    for (core::LeaseId id : gone) {
+      leases_[id]->ended = true;
+      if (leases_[id]->cancel) leases_[id]->cancel->Cancel();
+    }
+  }
+  int64_t next_heartbeat = 0, next_usage = NowMs() + kUsageIntervalMs, next_market = 0;
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return absl::OkStatus();
+    }
+    const int64_t now = NowMs();
+    if (now >= next_heartbeat) {
+      Send(Json{{"type", "heartbeat"}});
+      std::lock_guard lock(mu_);
+      ++status_.heartbeats_sent;
+      next_heartbeat = now + kHeartbeatIntervalMs;
+    }
+    if (now >= next_usage) {
+      SendUsageReports(now);
+      next_usage = now + kUsageIntervalMs;
+    }
+    if (now >= next_market) {
+      MaintainMarket(now);
+      next_market = now + kMarketIntervalMs;
+    }
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, state] : leases_) {
+        if (state->kill_at_ms != 0 && now >= state->kill_at_ms) {
+          state->kill_at_ms = 0;
+          if (state->cancel) state->cancel->Cancel();
+        }
+      }
+    }
+    // Results not yet acknowledged, and buffered output.
+    {
+      std::vector<std::pair<core::LeaseId, Json>> results;
+      std::vector<std::shared_ptr<LeaseState>> states;
+      {
+        std::lock_guard lock(mu_);
+        for (const auto& [id, result] : pending_results_) {
+          if (!results_in_flight_.contains(id)) results.emplace_back(id, result);
+        }
+        for (const auto& [id, state] : leases_) states.push_back(state);
+      }
+      for (const auto& state : states) {
+        std::lock_guard log_lock(state->log_mu);
+        for (int stream = 0; stream < 2; ++stream) {
+          std::string& pending = state->pending_log[stream];
+          while (!pending.empty()) {
+            const size_t take = std::min(pending.size(), kLogChunkBytes);
+            Send(Json{{"type", "task_log"},
+                      {"lease", state->lease},
+                      {"stream", stream == 0 ? "stdout" : "stderr"},
+                      {"data", ValidUtf8(std::string_view(pending).substr(0, take))}});
+            pending.erase(0, take);
+          }
+        }
+      }
+      for (const auto& [lease, result] : results) {
+        Send(Json{{"type", "task_result"},
+                  {"id", "result-" + std::to_string(lease)},
+                  {"lease", lease},
+                  {"result", result}});
+        // Kept until the exchange answers (ack or refusal): a connection lost before that
+        // sends it again on the next one.
+        std::lock_guard lock(mu_);
+        results_in_flight_.insert(lease);
+      }
+    }
+    const int64_t wait = std::max<int64_t>(
+        1, std::min({next_heartbeat, next_usage, next_market, NowMs() + kLogFlushMs}) - NowMs());
+    auto text = ws->Receive(wait);
+    if (!text.ok()) {
+      if (absl::IsDeadlineExceeded(text.status())) continue;
+      return text.status();
+    }
+    const Json message = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (!message.is_discarded() && message.is_object()) HandleMessage(message);
+  }
+}
+
+void Agent::Send(const Json& message) {
+  std::shared_ptr<client::WebSocketClient> ws;
+  {
+    std::lock_guard lock(mu_);
+    ws = ws_;
+  }
+  if (ws) (void)ws->Send(message.dump());
+}
+
+void Agent::TrackLease(const Json& lease) {
+  const core::LeaseId id = lease.value("lease", uint64_t{0});
+  if (id == 0) return;
+  std::lock_guard lock(mu_);
+  if (leases_.contains(id)) return;  // A lease in the welcome and in lease_started.
+  auto state = std::make_shared<LeaseState>();
+  state->lease = id;
+  state->slots = lease.value("slots", int64_t{1});
+  state->max_hours = lease.value("max_hours", 1);
+  state->start = lease.value("start", int64_t{0});
+  auto cancel = sandbox::CancelToken::Create();
+  if (cancel.ok()) state->cancel = std::move(*cancel);
+  leases_[id] = state;
+  Log("lease " + std::to_string(id) + " started: " + std::to_string(state->slots) + " slots");
+}
+
+void Agent::HandleMessage(const Json& message) {
+  const std::string type = message.value("type", "");
+  if (type == "lease_started") {
+    TrackLease(message);
+  } else if (type == "task") {
+    StartTask(message.value("lease", uint64_t{0}), message.value("spec", Json()));
+  } else if (type == "lease_ended") {
+    EndedByExchange(message.value("lease", uint64_t{0}), message.value("reason", ""));
+  } else if (type == "ack" || type == "error") {
+    const Json id = message.value("id", Json());
+    if (id.is_string() && id.get<std::string>().starts_with("result-")) {
+      // Answered: accepted, or refused for good (the task's grace ran out, say).
+      const core::LeaseId lease = std::stoull(id.get<std::string>().substr(7));
+      std::lock_guard lock(mu_);
+      pending_results_.erase(lease);
+      results_in_flight_.erase(lease);
+    }
+    if (type == "error") Log("the exchange refused a message: " + message.dump());
+  }
+}
+
+void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
+  std::shared_ptr<LeaseState> state;
+  {
+    std::lock_guard lock(mu_);
+    const auto it = leases_.find(lease);
+    if (it == leases_.end() || it->second->task_started || it->second->ended) return;
+    state = it->second;
+    state->task_started = true;
+    ++status_.tasks_started;
+  }
+  // The task spec travels with the thread; a bad one is reported as an error result.
+  state->thread = std::thread([this, state, spec_text = spec_json.dump()] {
+    const auto spec = ParseTaskSpec(spec_text);
+    Json result;
+    if (!spec.ok()) {
+      result = Json{{"status", "error"},
+                    {"exit_code", -1},
+                    {"message", std::string(spec.status().message())}};
+    } else {
+      TaskRunOptions run;
+      run.work_root = options_.data_dir + "/jobs";
+      run.slots = static_cast<int>(state->slots);
+      run.network_allowed = options_.policy.network;
+      run.cancel = state->cancel.get();
+      run.on_started = [this, lease = state->lease] {
+        if (options_.on_job_started) options_.on_job_started(lease);
+      };
+      run.on_log = [state](std::string_view stream, std::string_view chunk) {
+        std::lock_guard lock(state->log_mu);
+        std::string& pending = state->pending_log[stream == "stdout" ? 0 : 1];
+        // Bounded: past 1 MiB waiting, live output is dropped (the whole stream still comes
+        // back as a blob in the result).
+        if (pending.size() < (size_t{1} << 20)) pending.append(chunk);
+      };
+      // Blobs go through a connection of this thread's own (the HTTP client is not shared).
+      client::HttpClientOptions http_options;
+      http_options.bearer_token = options_.provider_token;
+      auto http = client::ExchangeClient::Connect(options_.exchange_url, http_options);
+      TaskBlobs blobs;
+      blobs.fetch = [&http](const std::string& sha256, const std::string& dest) -> absl::Status {
+        if (!http.ok()) return http.status();
+        auto response = (*http)->http().Get("/v1/blobs/" + sha256);
+        if (!response.ok()) return response.status();
+        if (response->status != 200) {
+          return absl::NotFoundError("blob " + sha256 + ": HTTP " + std::to_string(response->status));
+        }
+        std::ofstream out(dest, std::ios::binary | std::ios::trunc);
+        out.write(response->body.data(), static_cast<std::streamsize>(response->body.size()));
+        return out.good() ? absl::OkStatus() : absl::InternalError("cannot write " + dest);
+      };
+      blobs.upload = [&http](const std::string& path) -> absl::StatusOr<std::string> {
+        if (!http.ok()) return http.status();
+        auto bytes = ReadSmallFile(path);
+        if (!bytes.ok()) return bytes.status();
+        auto response = (*http)->http().Request("POST", "/v1/blobs", *bytes, {},
+                                                 "application/octet-stream");
+        if (!response.ok()) return response.status();
+        const Json body = Json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+        if (response->status / 100 != 2 || body.is_discarded() || !body.contains("sha256")) {
+          return absl::UnavailableError("blob upload: HTTP " + std::to_string(response->status));
+        }
+        return body["sha256"].get<std::string>();
+      };
+      result = RunTask(*options_.sandbox, state->lease, *spec, run, blobs);
+    }
+    {
+      std::lock_guard lock(mu_);
+      state->cpu_seconds = result.value("cpu_ms", int64_t{0}) / 1000;
+      state->peak_memory_mib = result.value("peak_memory_mib", int64_t{0});
+      pending_results_[state->lease] = result;
+      ++status_.tasks_finished;
+    }
+    // Give the connection thread a moment to flush the output before the result and the
+    // end of the lease (they travel on the same connection, in order).
+    std::this_thread::sleep_for(std::chrono::milliseconds(2 * kLogFlushMs));
+    bool ended = false;
+    {
+      std::lock_guard lock(mu_);
+      // Stopping: the agent says nothing more; the exchange ends the lease when the machine
+      // goes quiet, billing up to the last report.
+      ended = state->ended || stopping_;
+    }
+    if (!ended) {
+      // A final usage report, then the lease ends: billing stops now.
+      SendUsageReports(NowMs());
+      std::this_thread::sleep_for(std::chrono::milliseconds(kLogFlushMs));
+      Send(Json{{"type", "end_lease"}, {"lease", state->lease}, {"reason", "finished"}});
+    }
+  });
+}
+
+void Agent::EndedByExchange(core::LeaseId lease, const std::string& reason) {
+  std::lock_guard lock(mu_);
+  const auto it = leases_.find(lease);
+  if (it == leases_.end()) return;
+  it->second->ended = true;
+  // Billing stopped at the end. A reclaimed spot lease's job gets its notice (RULEBOOK 4)
+  // and is killed when it runs out; released or expired, the job stops now.
+  if (reason == "reclaimed" && it->second->task_started) {
+    it->second->kill_at_ms = NowMs() + kReclaimNoticeMs;
+  } else if (it->second->cancel) {
+    it->second->cancel->Cancel();
+  }
+  Log("lease " + std::to_string(lease) + " ended (" + reason + ")");
+}
+
+void Agent::SendUsageReports(int64_t) {
+  std::vector<std::shared_ptr<LeaseState>> states;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, state] : leases_) {
+      if (!state->ended) states.push_back(state);
+    }
+  }
+  const int64_t now_us = UnixMicros();
+  const core::MarketConfig* market = nullptr;
+  static const core::ExchangeConfig kConfig = core::ExchangeConfig::Default();
+  for (const auto& m : kConfig.markets) {
+    if (m.name == options_.market) market = &m;
+  }
+  for (const auto& state : states) {
+    core::ReportUsage usage;
+    usage.machine = machine_;
+    usage.lease = state->lease;
+    usage.wall_seconds = std::clamp<int64_t>((now_us - state->start) / 1'000'000, 0,
+                                             int64_t{state->max_hours} * 3600);
+    {
+      std::lock_guard lock(mu_);
+      const int64_t vcpus = market ? market->slot.vcpus : 1;
+      const int64_t mem = market ? market->slot.mem_mib : 2048;
+      usage.cpu_seconds = std::min(state->cpu_seconds, usage.wall_seconds * state->slots * vcpus);
+      usage.peak_memory_mib = std::min(state->peak_memory_mib, state->slots * mem);
+    }
+    Send(Json{{"type", "usage"},
+              {"lease", usage.lease},
+              {"wall_seconds", usage.wall_seconds},
+              {"cpu_seconds", usage.cpu_seconds},
+              {"peak_memory_mib", usage.peak_memory_mib},
+              {"gpu_seconds", usage.gpu_seconds},
+              {"signature", api::SignHex(secret_key_, api::UsageMessage(machine_, usage))}});
+    std::lock_guard lock(mu_);
+    ++status_.usage_reports_sent;
+  }
+}
+
+void Agent::MaintainMarket(int64_t now_ms) {
+  // The owner's own load, from /proc/stat (what our jobs use is counted as the owner's here:
+  // a known overestimate, documented, that errs on the owner's side).
+  bool paused = false;
+  if (auto sample = ReadCpuSample(); sample.ok()) {
+    if (last_cpu_) {
+      if (auto busy = OwnerBusyFraction(*last_cpu_, *sample, 0, ::sysconf(_SC_CLK_TCK))) {
+        paused = governor_->Observe(now_ms, *busy);
+      } else {
+        paused = governor_->paused();
+      }
+    }
+    last_cpu_ = *sample;
+  }
+  const int64_t now_s = UnixMicros() / 1'000'000;
+  const bool available = IsAvailable(options_.policy, now_s) && !paused &&
+                         OffersMarket(options_.policy, options_.market);
+  core::Quantity leased = 0;
+  core::OrderId sell = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, state] : leases_) {
+      if (!state->ended) leased += state->slots;
+    }
+    sell = status_.sell_order;
+  }
+  // What the exchange still has open of our sell (partly filled, cancelled when offline).
+  core::Quantity open = 0;
+  if (sell != 0) {
+    auto order = http_->Call("GET", "/v1/orders/" + std::to_string(sell));
+    if (order.ok() && (*order)["order"].value("status", "") == "open") {
+      open = (*order)["order"].value("remaining", int64_t{0});
+    } else if (order.ok() || client::GetApiError(order.status())) {
+      sell = 0;
+    } else {
+      return;  // The exchange is unreachable; try again later.
+    }
+  }
+  const core::Quantity free = std::max<core::Quantity>(0, capacity_ - leased);
+  const auto ask = AskPriceMicros(PricingFor(options_.policy, options_.market), std::nullopt, 100);
+  const core::Quantity want = available && ask ? free : 0;
+  if (open == want && (sell != 0 || want == 0)) {
+    std::lock_guard lock(mu_);
+    status_.sell_order = sell;
+    status_.offered_slots = open;
+    return;
+  }
+  if (sell != 0) (void)http_->Call("DELETE", "/v1/orders/" + std::to_string(sell));
+  sell = 0;
+  if (want > 0) {
+    const Json body{{"market", options_.market},
+                    {"side", "sell"},
+                    {"price", base::FormatMicros(*ask)},
+                    {"quantity", want},
+                    {"machine", machine_}};
+    auto placed = http_->Call("POST", "/v1/orders", &body, {201});
+    if (placed.ok()) {
+      sell = (*placed)["order"]["id"].get<uint64_t>();
+      Log("offering " + std::to_string(want) + " slots at " + base::FormatMicros(*ask));
+    } else {
+      Log("could not offer capacity: " + placed.status().ToString());
+    }
+  }
+  // Paused for the owner: running leases are reclaimed when the policy says so.
+  if (paused && options_.policy.load.on_pause == PauseAction::kReclaim) {
+    std::vector<core::LeaseId> running;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [id, state] : leases_) {
+        if (!state->ended) running.push_back(id);
+      }
+    }
+    for (core::LeaseId id : running) {
+      Send(Json{{"type", "end_lease"}, {"lease", id}, {"reason", "reclaimed"}});
+    }
+  }
+  std::lock_guard lock(mu_);
+  status_.sell_order = sell;
+  status_.offered_slots = sell != 0 ? want : 0;
+}
+
+}  // namespace ocx::agent

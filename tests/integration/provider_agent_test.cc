@@ -1,0 +1,215 @@
+// The provider agent against a real `ocx exchange` on loopback, running jobs in the real
+// bubblewrap sandbox: registration, heartbeats, the offer of its capacity, a lease's task run
+// to completion (inputs in, live output, outputs back as blobs, usage billed, the lease
+// ended, the job's directory wiped), and an agent that dies mid-lease (the exchange marks the
+// machine offline after 15 s and billing stops at the last report).
+//
+// Needs root: the sandbox runs each job under an unprivileged uid of its own.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "src/agent/agent.h"
+#include "src/agent/policy.h"
+#include "src/sandbox/bubblewrap_sandbox.h"
+#include "tests/integration/api_test_util.h"
+
+namespace ocx::api_test {
+namespace {
+
+constexpr int64_t kWaitMs = 30'000;
+
+// Polls `done` every 50 ms until it holds or `deadline_ms` passes.
+bool WaitFor(const std::function<bool()>& done, int64_t deadline_ms = kWaitMs) {
+  const int64_t end = NowMs() + deadline_ms;
+  while (NowMs() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+class ProviderAgentTest : public ExchangeTest {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) {
+      GTEST_SKIP() << "needs root: the sandbox runs each job under an unprivileged uid of its "
+                      "own, with cgroup limits";
+    }
+    ExchangeTest::SetUp();
+    if (HasFatalFailure()) return;
+    // The job's uid passes through (but cannot list) the directories above its own.
+    ASSERT_EQ(::chmod(dir_->path().c_str(), 0711), 0);
+    auto sandbox = sandbox::BubblewrapSandbox::Create({});
+    ASSERT_TRUE(sandbox.ok()) << sandbox.status();
+    sandbox_ = std::move(*sandbox);
+    consumer_ = CreateAccount(*op_, "consumer", "buyer");
+    provider_ = CreateAccount(*op_, "provider", "seller");
+    op_->Expect(201, "POST", "/v1/accounts/" + std::to_string(consumer_.id) + "/deposits",
+                Json{{"amount", "100"}});
+    buyer_ = ClientFor(consumer_);
+    seller_ = ClientFor(provider_);
+  }
+
+  void TearDown() override {
+    if (agent_) agent_->Stop();
+    agent_.reset();
+    if (server_) ExchangeTest::TearDown();
+  }
+
+  agent::AgentOptions Options() {
+    agent::AgentOptions options;
+    options.exchange_url = server_->url();
+    options.provider_token = provider_.token;
+    options.data_dir = dir_->path() + "/agent";
+    options.policy = agent::DefaultOwnerPolicy();  // Fixed 0.05, always, all of it.
+    options.policy.region = "eu";
+    core::MachineSpec spec;
+    spec.name = "test-box";
+    spec.capacity["cpu"] = 4;
+    options.spec = spec;
+    options.sandbox = sandbox_.get();
+    return options;
+  }
+
+  void StartAgent() {
+    auto agent = agent::Agent::Start(Options());
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    agent_ = std::move(*agent);
+    agent_->RunInBackground();
+    ASSERT_TRUE(WaitFor([&] { return agent_->status().sell_order != 0; }))
+        << "the agent never offered its capacity";
+  }
+
+  // Buys one slot from the agent's offer; returns the lease.
+  uint64_t BuyOneSlot() {
+    Json bought = buyer_->Expect(201, "POST", "/v1/orders", BuyOrder("0.05", 1));
+    EXPECT_EQ(bought["fills"].size(), 1u) << bought.dump();
+    return bought["fills"][0]["lease"].get<uint64_t>();
+  }
+
+  std::string UploadBlob(const std::string& bytes) {
+    Reply uploaded = buyer_->Raw("POST", "/v1/blobs", bytes, {}, "application/octet-stream");
+    EXPECT_EQ(uploaded.status, 201) << uploaded.raw;
+    return uploaded.body.value("sha256", "");
+  }
+
+  std::unique_ptr<sandbox::BubblewrapSandbox> sandbox_;
+  AccountHandle consumer_, provider_;
+  std::unique_ptr<ApiClient> buyer_, seller_;
+  std::unique_ptr<agent::Agent> agent_;
+};
+
+TEST_F(ProviderAgentTest, RegistersHeartbeatsAndOffersItsCapacity) {
+  StartAgent();
+  const uint64_t machine = agent_->machine();
+  Json got = op_->Expect(200, "GET", "/v1/machines/" + std::to_string(machine));
+  EXPECT_EQ(got["machine"]["name"], "test-box") << got.dump();
+  EXPECT_EQ(got["machine"]["online"], true);
+  EXPECT_EQ(got["machine"]["attributes"]["region"], "eu");
+  Json book = op_->Expect(200, "GET", "/v1/markets/cpu/book");
+  ASSERT_EQ(book["asks"].size(), 1u) << book.dump();
+  EXPECT_EQ(book["asks"][0][0], "0.05");
+  EXPECT_EQ(book["asks"][0][1], 4);
+  // Heartbeats keep it online past the exchange's 15 s timeout... measured over a shorter
+  // span here: two heartbeats within 6 s.
+  const int64_t before = agent_->status().heartbeats_sent;
+  EXPECT_TRUE(WaitFor([&] { return agent_->status().heartbeats_sent >= before + 1; }, 6'000));
+  // The identity is kept: a restarted agent is the same machine.
+  agent_->Stop();
+  agent_.reset();
+  StartAgent();
+  EXPECT_EQ(agent_->machine(), machine);
+}
+
+TEST_F(ProviderAgentTest, ALeaseTaskRunsToCompletionAndIsBilled) {
+  StartAgent();
+  const std::string input = "hello from the buyer\n";
+  const std::string digest = UploadBlob(input);
+  auto stream = ConnectWebSocket(server_->url(), "/v1/stream", consumer_.token);
+  ASSERT_NE(stream, nullptr);
+  ASSERT_TRUE(stream->Send(Json{{"op", "subscribe"}, {"channel", "leases"}}.dump()).ok());
+  ASSERT_TRUE(ReceiveType(*stream, "subscribed").has_value());
+
+  const uint64_t lease = BuyOneSlot();
+  const std::string task_path = "/v1/leases/" + std::to_string(lease) + "/task";
+  const Json spec{{"command", {"sh", "-c", "cat in.txt; mkdir out; echo done > out/result.txt; "
+                                           "sleep 1"}},
+                  {"inputs", {{{"path", "in.txt"}, {"sha256", digest}}}},
+                  {"outputs", {"out", "missing.txt"}}};
+  buyer_->Expect(201, "POST", task_path, spec);
+
+  // The job's output arrives live.
+  std::optional<Json> log = ReceiveUntil(
+      *stream, [](const Json& m) { return m.value("type", "") == "task_log"; }, kWaitMs);
+  ASSERT_TRUE(log.has_value());
+  EXPECT_EQ((*log)["data"], input);
+  std::optional<Json> finished = ReceiveType(*stream, "task_finished", kWaitMs);
+  ASSERT_TRUE(finished.has_value());
+  const Json result = (*finished)["result"];
+  EXPECT_EQ(result["status"], "succeeded") << result.dump();
+  EXPECT_EQ(result["exit_code"], 0);
+  ASSERT_EQ(result["outputs"].size(), 1u) << result.dump();
+  EXPECT_EQ(result["outputs"][0]["path"], "out/result.txt");
+  EXPECT_EQ(result["outputs"][0]["sha256"], Sha256Hex("done\n"));
+  EXPECT_EQ(result["missing_outputs"], Json::array({"missing.txt"}));
+  Reply output = buyer_->Raw("GET", "/v1/blobs/" + Sha256Hex("done\n"), "", {}, "");
+  EXPECT_EQ(output.raw, "done\n");
+  Reply out_log = buyer_->Raw("GET", "/v1/blobs/" + result["stdout"]["sha256"].get<std::string>(),
+                              "", {}, "");
+  EXPECT_EQ(out_log.raw, input);
+
+  // The agent ended the lease (finished) after a last usage report; it was billed.
+  ASSERT_TRUE(WaitFor([&] {
+    return buyer_->Expect(200, "GET", "/v1/leases/" + std::to_string(lease))["lease"]["status"] ==
+           "ended";
+  }));
+  Json ended = buyer_->Expect(200, "GET", "/v1/leases/" + std::to_string(lease));
+  EXPECT_EQ(ended["lease"]["end_reason"], "finished") << ended.dump();
+  const int64_t billed = Micros(ended["lease"]["billed_total"]);
+  EXPECT_GT(billed, 0) << ended.dump();  // At least a second of 0.05/hour.
+  EXPECT_EQ(buyer_->Expect(200, "GET", task_path)["task"]["status"], "finished");
+  const Balances seller = GetBalances(*seller_, provider_.id);
+  EXPECT_EQ(seller.earnings, billed);  // The maker's fee is 0.
+  EXPECT_EQ(GetBalances(*buyer_, consumer_.id).escrow, 0);
+  EXPECT_TRUE(LedgerIsBalanced(*op_, 100'000'000));
+  // Nothing of the job is left on disk.
+  EXPECT_TRUE(std::filesystem::is_empty(dir_->path() + "/agent/jobs"));
+}
+
+TEST_F(ProviderAgentTest, AnAgentThatDiesMidLeaseGoesOfflineAndBillingStopsAtItsLastReport) {
+  StartAgent();
+  const uint64_t lease = BuyOneSlot();
+  buyer_->Expect(201, "POST", "/v1/leases/" + std::to_string(lease) + "/task",
+                 Json{{"command", {"sleep", "600"}}});
+  // Let it run and report usage at least once.
+  ASSERT_TRUE(WaitFor([&] { return agent_->status().usage_reports_sent >= 1; }, 15'000));
+  ASSERT_TRUE(WaitFor([&] {
+    return buyer_->Expect(200, "GET", "/v1/leases/" + std::to_string(lease))["lease"]
+                              ["reported_wall_seconds"]
+               .get<int64_t>() >= 1;
+  }));
+  agent_->Stop();  // Its job is killed; it says nothing more to the exchange.
+  agent_.reset();
+  const Json before = buyer_->Expect(200, "GET", "/v1/leases/" + std::to_string(lease));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return buyer_->Expect(200, "GET", "/v1/leases/" + std::to_string(lease))["lease"]
+                   ["status"] == "ended";
+      },
+      25'000));
+  Json ended = buyer_->Expect(200, "GET", "/v1/leases/" + std::to_string(lease));
+  EXPECT_EQ(ended["lease"]["end_reason"], "offline") << ended.dump();
+  EXPECT_EQ(ended["lease"]["billed_total"], before["lease"]["billed_total"]) << ended.dump();
+  EXPECT_EQ(ended["lease"]["billed_seconds"], before["lease"]["billed_seconds"]);
+  EXPECT_EQ(GetBalances(*buyer_, consumer_.id).escrow, 0);
+  EXPECT_TRUE(LedgerIsBalanced(*op_, 100'000'000));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_->path() + "/agent/jobs"));
+}
+
+}  // namespace
+}  // namespace ocx::api_test

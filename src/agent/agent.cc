@@ -406,9 +406,9 @@ absl::Status Agent::Session() {
       SendUsageReports(now);
       next_usage = now + kUsageIntervalMs;
     }
-    if (now >= next_market) {
+    if (now >= next_market || market_dirty_.exchange(false)) {
       MaintainMarket(now);
-      next_market = now + kMarketIntervalMs;
+      next_market = now + options_.market_interval_ms;
     }
     {
       std::lock_guard lock(mu_);
@@ -609,6 +609,7 @@ void Agent::EndedByExchange(core::LeaseId lease, const std::string& reason) {
   const auto it = leases_.find(lease);
   if (it == leases_.end()) return;
   it->second->ended = true;
+  market_dirty_ = true;
   // Billing stopped at the end. A reclaimed spot lease's job gets its notice (RULEBOOK 4)
   // and is killed when it runs out; released or expired, the job stops now.
   if (reason == "reclaimed" && it->second->task_started) {

@@ -64,6 +64,9 @@ struct AgentOptions {
   sandbox::Sandbox* sandbox = nullptr;  // Not owned; required.
   // Called when a job's process is about to start in the sandbox (dispatch latency).
   std::function<void(core::LeaseId)> on_job_started;
+  // How often the offer is checked against free capacity and the policy (also right after a
+  // lease ends, so freed capacity is offered again at once).
+  int64_t market_interval_ms = kMarketIntervalMs;
   // Called with every state change worth a log line ("registered machine 3", ...).
   std::function<void(const std::string&)> log;
 };
@@ -139,6 +142,7 @@ class Agent {
   std::optional<CpuSample> last_cpu_;                         // Connection thread only.
   std::thread connection_thread_;
   std::atomic<uint64_t> next_message_id_{1};
+  std::atomic<bool> market_dirty_{false};  // A lease ended: look at the offer now.
 };
 
 }  // namespace ocx::agent

@@ -132,6 +132,7 @@ void RegisterBench(CLI::App& app, Registry& registry) {
   RegisterJournalBench(bench, registry);
   RegisterSequencerBench(bench, registry);
   RegisterApiBench(bench, registry);
+  RegisterDispatchBench(bench, registry);
   auto options = std::make_shared<EngineBenchOptions>();
   CLI::App* engine = bench->add_subcommand(
       "engine", "Time the matching engine alone: commands/s and per-command latency");

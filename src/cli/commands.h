@@ -38,5 +38,6 @@ void RegisterProvider(CLI::App& app, Registry& registry);
 void RegisterExchange(CLI::App& app, Registry& registry);
 void RegisterSequencerBench(CLI::App* bench, Registry& registry);
 void RegisterApiBench(CLI::App* bench, Registry& registry);
+void RegisterDispatchBench(CLI::App* bench, Registry& registry);
 
 }  // namespace ocx::cli

@@ -10,15 +10,18 @@
 namespace ocx::bench {
 
 struct DispatchBenchOptions {
-  int leases = 200;           // Measured leases (one slot each, one after the other).
-  int slots = 4;              // The agent machine's cpu slots.
-  std::string data_dir;       // The exchange's and the agent's directories go below it.
+  int leases = 200;      // Measured leases (one slot each, one after the other).
+  int slots = 4;         // The agent machine's cpu slots.
+  std::string data_dir;  // The exchange's and the agent's directories go below it.
 };
 
 struct DispatchBenchResult {
   int leases = 0;
-  // Trade (the buy that filled was sent) -> the agent starts the job's sandbox.
+  // Trade (the buy that filled was sent) -> the job's first output reaches the agent (the
+  // job's process is running in the sandbox).
   double p50_ms = 0, p90_ms = 0, p99_ms = 0, max_ms = 0;
+  // Trade -> the agent hands the job to the sandbox (before bubblewrap starts).
+  double launch_p50_ms = 0, launch_p99_ms = 0;
   // Of that: the buyer's POST of the task after its trade returned.
   double task_post_p50_ms = 0;
   int retries = 0;  // Buys that found no offer (capacity not yet offered again) and retried.
@@ -26,7 +29,7 @@ struct DispatchBenchResult {
 };
 
 // Starts an exchange and an agent in this process (root: the real sandbox), a funded buyer,
-// and runs `leases` leases each with the task {"command":["true"]}.
+// and runs `leases` leases each with the task {"command":["echo","running"]}.
 absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions& options);
 
 }  // namespace ocx::bench

@@ -540,7 +540,10 @@ void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
       run.on_started = [this, lease = state->lease] {
         if (options_.on_job_started) options_.on_job_started(lease);
       };
-      run.on_log = [state](std::string_view stream, std::string_view chunk) {
+      run.on_log = [this, state, first = true](std::string_view stream,
+                                               std::string_view chunk) mutable {
+        if (first && options_.on_job_first_output) options_.on_job_first_output(state->lease);
+        first = false;
         std::lock_guard lock(state->log_mu);
         std::string& pending = state->pending_log[stream == "stdout" ? 0 : 1];
         // Bounded: past 1 MiB waiting, live output is dropped (the whole stream still comes

@@ -62,8 +62,10 @@ struct AgentOptions {
   // Measured facts are discovered unless given (tests pass small, fixed machines).
   std::optional<core::MachineSpec> spec;
   sandbox::Sandbox* sandbox = nullptr;  // Not owned; required.
-  // Called when a job's process is about to start in the sandbox (dispatch latency).
+  // Called when a job's process is about to start in the sandbox, and when its first output
+  // arrives (the job is running): dispatch latency (`ocx bench dispatch`).
   std::function<void(core::LeaseId)> on_job_started;
+  std::function<void(core::LeaseId)> on_job_first_output;
   // How often the offer is checked against free capacity and the policy (also right after a
   // lease ends, so freed capacity is offered again at once).
   int64_t market_interval_ms = kMarketIntervalMs;

@@ -616,7 +616,7 @@ void Agent::EndedByExchange(core::LeaseId lease, const std::string& reason) {
   // Billing stopped at the end. A reclaimed spot lease's job gets its notice (RULEBOOK 4)
   // and is killed when it runs out; released or expired, the job stops now.
   if (reason == "reclaimed" && it->second->task_started) {
-    it->second->kill_at_ms = NowMs() + kReclaimNoticeMs;
+    it->second->kill_at_ms = NowMs() + options_.reclaim_notice_ms;
   } else if (it->second->cancel) {
     it->second->cancel->Cancel();
   }

@@ -69,6 +69,8 @@ struct AgentOptions {
   // How often the offer is checked against free capacity and the policy (also right after a
   // lease ends, so freed capacity is offered again at once).
   int64_t market_interval_ms = kMarketIntervalMs;
+  // How long a reclaimed lease's job may still run (RULEBOOK section 4: 30 s).
+  int64_t reclaim_notice_ms = kReclaimNoticeMs;
   // Called with every state change worth a log line ("registered machine 3", ...).
   std::function<void(const std::string&)> log;
 };

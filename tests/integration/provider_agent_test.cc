@@ -211,5 +211,40 @@ TEST_F(ProviderAgentTest, AnAgentThatDiesMidLeaseGoesOfflineAndBillingStopsAtIts
   EXPECT_TRUE(std::filesystem::is_empty(dir_->path() + "/agent/jobs"));
 }
 
+TEST_F(ProviderAgentTest, AReclaimedLeaseStopsBillingAtOnceAndItsJobGetsItsNotice) {
+  agent::AgentOptions options = Options();
+  options.reclaim_notice_ms = 2'000;  // 30 s in production.
+  auto started = agent::Agent::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  agent_ = std::move(*started);
+  agent_->RunInBackground();
+  ASSERT_TRUE(WaitFor([&] { return agent_->status().sell_order != 0; }));
+  const uint64_t lease = BuyOneSlot();
+  const std::string lease_path = "/v1/leases/" + std::to_string(lease);
+  buyer_->Expect(201, "POST", lease_path + "/task",
+                 Json{{"command", {"sh", "-c", "echo started; sleep 600"}}});
+  ASSERT_TRUE(WaitFor([&] { return agent_->status().tasks_started == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Only the seller reclaims.
+  buyer_->Expect(403, "POST", lease_path + "/reclaim");
+  Json reclaimed = seller_->Expect(200, "POST", lease_path + "/reclaim");
+  EXPECT_EQ(reclaimed["reason"], "reclaimed") << reclaimed.dump();
+  const Json at_reclaim = buyer_->Expect(200, "GET", lease_path);
+  EXPECT_EQ(at_reclaim["lease"]["status"], "ended");
+  // The job runs out its notice, then is killed; its result still reaches the buyer.
+  ASSERT_TRUE(WaitFor([&] {
+    return buyer_->Expect(200, "GET", lease_path + "/task")["task"]["status"] == "finished";
+  }));
+  const Json task = buyer_->Expect(200, "GET", lease_path + "/task");
+  EXPECT_EQ(task["task"]["result"]["status"], "cancelled") << task.dump();
+  EXPECT_GE(task["task"]["result"]["wall_ms"].get<int64_t>(), 2'000) << task.dump();
+  // Nothing was billed after the reclaim.
+  EXPECT_EQ(buyer_->Expect(200, "GET", lease_path)["lease"]["billed_total"],
+            at_reclaim["lease"]["billed_total"]);
+  EXPECT_EQ(GetBalances(*buyer_, consumer_.id).escrow, 0);
+  EXPECT_TRUE(LedgerIsBalanced(*op_, 100'000'000));
+  EXPECT_TRUE(WaitFor([&] { return std::filesystem::is_empty(dir_->path() + "/agent/jobs"); }));
+}
+
 }  // namespace
 }  // namespace ocx::api_test

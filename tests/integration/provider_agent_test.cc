@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -124,6 +125,31 @@ TEST_F(ProviderAgentTest, RegistersHeartbeatsAndOffersItsCapacity) {
   agent_.reset();
   StartAgent();
   EXPECT_EQ(agent_->machine(), machine);
+}
+
+TEST_F(ProviderAgentTest, OutsideItsAvailabilityTheAgentOffersNothing) {
+  agent::AgentOptions options = Options();
+  // Available every day but today (UTC), all day: not now (unless midnight passes while
+  // the test runs, which the check below allows for).
+  const int64_t now = std::time(nullptr);
+  const int today = static_cast<int>((now / 86'400 + 3) % 7);  // 1970-01-01 was a Thursday.
+  options.policy.utc = true;
+  options.policy.windows = {agent::AvailabilityWindow{
+      static_cast<uint8_t>(agent::kEveryDay & ~(1 << today)), 0, agent::kMinutesPerDay}};
+  ASSERT_FALSE(agent::IsAvailable(options.policy, now));
+  auto started = agent::Agent::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  agent_ = std::move(*started);
+  agent_->RunInBackground();
+  ASSERT_TRUE(WaitFor([&] { return agent_->status().heartbeats_sent >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  if (agent::IsAvailable(options.policy, std::time(nullptr))) GTEST_SKIP() << "midnight passed";
+  EXPECT_EQ(agent_->status().sell_order, 0u);
+  Json book = op_->Expect(200, "GET", "/v1/markets/cpu/book");
+  EXPECT_TRUE(book["asks"].empty()) << book.dump();
+  // The machine is online all the same (heartbeats), only not for sale.
+  Json machine = op_->Expect(200, "GET", "/v1/machines/" + std::to_string(agent_->machine()));
+  EXPECT_EQ(machine["machine"]["online"], true);
 }
 
 TEST_F(ProviderAgentTest, ALeaseTaskRunsToCompletionAndIsBilled) {

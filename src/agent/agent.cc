@@ -701,9 +701,24 @@ void Agent::MaintainMarket(int64_t now_ms) {
     }
   }
   const core::Quantity free = std::max<core::Quantity>(0, capacity_ - leased);
-  const auto ask = AskPriceMicros(PricingFor(options_.policy, options_.market), std::nullopt, 100);
+  // The market's tick. A spot_margin rule asks its fallback price for now: the exchange does
+  // not publish a spot index yet, and the last trade is no substitute (our own sales would
+  // move it, and the ask with it, by the margin at every trade).
+  const std::optional<int64_t> spot;
+  int64_t tick = 100;
+  if (auto markets = http_->Call("GET", "/v1/markets"); markets.ok()) {
+    for (const Json& market : (*markets).value("items", Json::array())) {
+      if (market.value("name", "") != options_.market || !market.contains("tick") ||
+          !market["tick"].is_string()) {
+        continue;
+      }
+      const base::ParsedMicros parsed = base::ParseMicros(market["tick"].get<std::string>());
+      if (parsed.ok() && parsed.micros > 0) tick = parsed.micros;
+    }
+  }
+  const auto ask = AskPriceMicros(PricingFor(options_.policy, options_.market), spot, tick);
   const core::Quantity want = available && ask ? free : 0;
-  if (open == want && (sell != 0 || want == 0)) {
+  if (open == want && (sell != 0 || want == 0) && (want == 0 || offered_price_ == *ask)) {
     std::lock_guard lock(mu_);
     status_.sell_order = sell;
     status_.offered_slots = open;
@@ -720,6 +735,7 @@ void Agent::MaintainMarket(int64_t now_ms) {
     auto placed = http_->Call("POST", "/v1/orders", &body, {201});
     if (placed.ok()) {
       sell = (*placed)["order"]["id"].get<uint64_t>();
+      offered_price_ = *ask;
       Log("offering " + std::to_string(want) + " slots at " + base::FormatMicros(*ask));
     } else {
       Log("could not offer capacity: " + placed.status().ToString());

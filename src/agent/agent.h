@@ -144,6 +144,7 @@ class Agent {
   AgentStatus status_;                                        // Guarded by mu_.
   std::unique_ptr<LoadGovernor> governor_;                    // Connection thread only.
   std::optional<CpuSample> last_cpu_;                         // Connection thread only.
+  int64_t offered_price_ = 0;  // Of the open sell. Connection thread only.
   std::thread connection_thread_;
   std::atomic<uint64_t> next_message_id_{1};
   std::atomic<bool> market_dirty_{false};  // A lease ended: look at the offer now.

@@ -136,6 +136,7 @@ struct Agent::LeaseState {
   bool task_started = false;
   bool ended = false;  // The exchange ended it (or the agent did and the exchange agreed).
   int64_t kill_at_ms = 0;  // Reclaimed: the job's notice runs out then (steady clock).
+  std::atomic<bool> thread_done{false};  // The task's thread has nothing left to do.
   std::thread thread;
   // From the finished job, for the usage reports.
   int64_t cpu_seconds = 0;
@@ -411,12 +412,27 @@ absl::Status Agent::Session() {
       next_market = now + options_.market_interval_ms;
     }
     {
-      std::lock_guard lock(mu_);
-      for (auto& [id, state] : leases_) {
-        if (state->kill_at_ms != 0 && now >= state->kill_at_ms) {
-          state->kill_at_ms = 0;
-          if (state->cancel) state->cancel->Cancel();
+      // Notices that ran out; and leases that are over, with their task's thread done, are
+      // forgotten (their threads joined), so a long-running agent holds only live ones.
+      std::vector<std::shared_ptr<LeaseState>> finished;
+      {
+        std::lock_guard lock(mu_);
+        for (auto it = leases_.begin(); it != leases_.end();) {
+          LeaseState& state = *it->second;
+          if (state.kill_at_ms != 0 && now >= state.kill_at_ms) {
+            state.kill_at_ms = 0;
+            if (state.cancel) state.cancel->Cancel();
+          }
+          if (state.ended && (!state.task_started || state.thread_done)) {
+            finished.push_back(it->second);
+            it = leases_.erase(it);
+          } else {
+            ++it;
+          }
         }
+      }
+      for (const auto& state : finished) {
+        if (state->thread.joinable()) state->thread.join();
       }
     }
     // Results not yet acknowledged, and buffered output.
@@ -604,6 +620,7 @@ void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
       std::this_thread::sleep_for(std::chrono::milliseconds(kLogFlushMs));
       Send(Json{{"type", "end_lease"}, {"lease", state->lease}, {"reason", "finished"}});
     }
+    state->thread_done = true;
   });
 }
 

@@ -124,6 +124,14 @@ absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions&
   const auto give_up = began + std::chrono::seconds(60 + options.leases);
   while (static_cast<int>(latencies.size()) < options.leases) {
     if (Clock::now() > give_up) return absl::DeadlineExceededError("the leases took too long");
+    // Each lease starts on an idle agent: wait (reading, which journals nothing) until the
+    // agent offers capacity again after the previous lease ended.
+    auto book = (*buyer)->Call("GET", "/v1/markets/cpu/book?depth=1");
+    if (!book.ok()) return book.status();
+    if ((*book)["asks"].empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
     const auto trade = Clock::now();
     auto bought = (*buyer)->Call("POST", "/v1/orders", &buy, {201});
     if (!bought.ok()) return bought.status();
@@ -145,6 +153,15 @@ absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions&
     }
     latencies.push_back(Ms(started[lease] - trade));
     to_launch.push_back(Ms(launching[lease] - trade));
+    lock.unlock();
+    // The job ends, the agent reports and ends the lease (and offers the slot again).
+    while (true) {
+      auto got = (*buyer)->Call("GET", "/v1/leases/" + std::to_string(lease));
+      if (!got.ok()) return got.status();
+      if ((*got)["lease"].value("status", "") == "ended") break;
+      if (Clock::now() > give_up) return absl::DeadlineExceededError("a lease never ended");
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
   result.seconds = std::chrono::duration<double>(Clock::now() - began).count();
   (*agent)->Stop();

@@ -24,7 +24,7 @@ struct DispatchBenchResult {
   double launch_p50_ms = 0, launch_p99_ms = 0;
   // Of that: the buyer's POST of the task after its trade returned.
   double task_post_p50_ms = 0;
-  int retries = 0;  // Buys that found no offer (capacity not yet offered again) and retried.
+  int retries = 0;  // Buys that found no offer (another buyer's doing; none here) and retried.
   double seconds = 0;
 };
 

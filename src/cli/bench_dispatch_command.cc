@@ -27,7 +27,8 @@ int RunDispatchBenchCommand(bench::DispatchBenchOptions options) {
     return result.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   std::printf(
-      "workload: %d leases of 1 slot, one after the other, each with the task "
+      "workload: %d leases of 1 slot, each on an idle agent (after the last ended), each with the "
+      "task "
       "{\"command\":[\"echo\",\"running\"]}; in-process exchange (journal fsync, SQLite store), a "
       "local "
       "agent with %d slots and the bubblewrap sandbox, buyer over loopback HTTP\n"

@@ -1,6 +1,9 @@
 #include "bench/dispatch_workload.h"
 
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,18 +51,43 @@ absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions&
     return absl::InvalidArgumentError("--leases and --slots must be at least 1");
   }
   ::chmod(options.data_dir.c_str(), 0711);  // The job's uid passes through to its directory.
-  base::SystemClock clock;
-  server::ExchangeServerOptions server_options;
-  server_options.clock = &clock;
-  server_options.config.log_level = "warn";
-  server_options.config.data_dir = options.data_dir + "/exchange";
-  server_options.config.listen_address = "127.0.0.1";
-  server_options.config.port = 0;
-  auto server = server::ExchangeServer::Start(server_options);
-  if (!server.ok()) return server.status();
-  const std::string url = (*server)->url();
+  // The exchange runs in a process of its own (`ocx exchange`, this very binary), as it does
+  // in production: the agent's process stays small, and the sandbox forks from it.
+  const std::string exchange_dir = options.data_dir + "/exchange";
+  const std::string port_file = options.data_dir + "/exchange.port";
+  const std::string log_file = options.data_dir + "/exchange.log";
+  const pid_t child = ::fork();
+  if (child < 0) return absl::InternalError("fork failed");
+  if (child == 0) {
+    const int log = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log >= 0) {
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+    }
+    ::execl("/proc/self/exe", "ocx", "exchange", "--data-dir", exchange_dir.c_str(), "--port",
+            "0", "--port-file", port_file.c_str(), "--log-level", "warn",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  struct ChildGuard {
+    pid_t pid;
+    ~ChildGuard() {
+      ::kill(pid, SIGTERM);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+    }
+  } guard{child};
+  std::string port;
+  for (int i = 0; i < 400 && port.empty(); ++i) {
+    std::ifstream(port_file) >> port;
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (port.empty()) {
+    return absl::UnavailableError("the exchange did not start; see its log in " + log_file);
+  }
+  const std::string url = "http://127.0.0.1:" + port;
   std::string operator_token;
-  std::ifstream((*server)->operator_token_path()) >> operator_token;
+  std::ifstream(exchange_dir + "/operator.token") >> operator_token;
 
   auto anonymous = client::ExchangeClient::Connect(url);
   if (!anonymous.ok()) return anonymous.status();
@@ -165,7 +193,6 @@ absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions&
   }
   result.seconds = std::chrono::duration<double>(Clock::now() - began).count();
   (*agent)->Stop();
-  (void)(*server)->Stop();
   result.leases = static_cast<int>(latencies.size());
   result.p50_ms = Percentile(latencies, 0.50);
   result.p90_ms = Percentile(latencies, 0.90);

@@ -17,59 +17,15 @@
 #include "src/base/decimal.h"
 #include "src/base/status.h"
 #include "src/base/strings.h"
+#include "src/base/toml_report.h"
 #include "src/base/unique_fd.h"
 
 namespace ocx::agent {
 namespace {
 
-// ---- Error reporting, as in src/api/server_config.cc ----------------------------------------
-
-// "source:line:column: message", the form compilers use, so editors can jump to it.
-std::string AtSource(const toml::source_region& region, std::string_view source_name,
-                     std::string_view message) {
-  std::string out(source_name);
-  out += ':';
-  out += std::to_string(region.begin.line);
-  out += ':';
-  out += std::to_string(region.begin.column);
-  out += ": ";
-  out += message;
-  return out;
-}
-
-std::string_view TypeName(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
-
-// Shortest decimal that reads back as `value` ("0.6", not to_string's "0.600000").
-std::string FormatNumber(double value) {
-  char buffer[64];
-  const std::to_chars_result result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  if (result.ec != std::errc()) return std::to_string(value);
-  return std::string(buffer, result.ptr);
-}
+// Error reporting: the same wording as the exchange's config (src/base/toml_report.h).
+using base::AtSource;
+using base::FormatShortestDouble;
 
 std::string Quoted(std::string_view text) {
   std::string out = "\"";
@@ -91,8 +47,8 @@ class Source {
   }
   absl::Status WrongType(const toml::node& node, const std::string& name,
                          std::string_view want) const {
-    return Error(node,
-                 name + " must be " + std::string(want) + ", not " + std::string(TypeName(node)));
+    return Error(node, name + " must be " + std::string(want) + ", not " +
+                           std::string(base::TomlTypeName(node)));
   }
   absl::Status UnknownKey(const toml::key& key, const std::string& name) const {
     return Error(key.source(), "unknown key " + name);
@@ -153,7 +109,7 @@ absl::Status ReadFraction(const Source& source, const toml::node& node, const st
   if (!ok) {
     return source.Error(node, name + " must be a fraction in " +
                                   (zero_allowed ? "[0, 1]" : "(0, 1]") + ", not " +
-                                  FormatNumber(v));
+                                  FormatShortestDouble(v));
   }
   *out = v;
   return absl::OkStatus();
@@ -167,7 +123,7 @@ absl::Status ReadShare(const Source& source, const toml::node& node, const std::
   const int64_t rounded = std::llround(v * static_cast<double>(base::kMicrosPerUnit));
   if (rounded < 1) {
     return source.Error(
-        node, name + " must be a fraction in (0, 1], not " + FormatNumber(v) + " (below 0.000001)");
+        node, name + " must be a fraction in (0, 1], not " + FormatShortestDouble(v) + " (below 0.000001)");
   }
   *micros = rounded;
   return absl::OkStatus();
@@ -178,8 +134,8 @@ absl::Status ReadMicros(const Source& source, const toml::node& node, const std:
                         int64_t min, int64_t max, std::string_view range_text, int64_t* micros) {
   const toml::value<std::string>* value = node.as_string();
   if (value == nullptr) {
-    return source.Error(
-        node, name + " must be a decimal string like \"0.05\", not " + std::string(TypeName(node)));
+    return source.Error(node, name + " must be a decimal string like \"0.05\", not " +
+                                  std::string(base::TomlTypeName(node)));
   }
   const std::string& text = value->get();
   const base::ParsedMicros parsed = base::ParseMicros(text);
@@ -366,8 +322,8 @@ absl::Status ParseLoadTable(const Source& source, const toml::table& table, Load
     load->resume_below = *load->pause_above / 2;
   } else if (load->resume_below >= *load->pause_above) {
     return source.Error(*resume_below_node, "load.resume_below must be below load.pause_above (" +
-                                                FormatNumber(*load->pause_above) + "), not " +
-                                                FormatNumber(load->resume_below));
+                                                FormatShortestDouble(*load->pause_above) + "), not " +
+                                                FormatShortestDouble(load->resume_below));
   }
   return absl::OkStatus();
 }

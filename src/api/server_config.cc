@@ -14,56 +14,20 @@
 #include <vector>
 
 #include "src/base/status.h"
+#include "src/base/toml_report.h"
 #include "src/base/unique_fd.h"
 
 namespace ocx::api {
 namespace {
 
-// "source:line:column: message", the form compilers use, so editors can jump to it.
-std::string AtSource(const toml::source_region& region, std::string_view source_name,
-                     std::string_view message) {
-  std::string out(source_name);
-  out += ':';
-  out += std::to_string(region.begin.line);
-  out += ':';
-  out += std::to_string(region.begin.column);
-  out += ": ";
-  out += message;
-  return out;
-}
-
-std::string_view TypeName(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
+using base::AtSource;
 
 // Reads one value into its field. `name` is the dotted key ("server.port"); returns the
 // message of an error without its location (the caller adds it), or "" when it is stored.
 using FieldReader = std::function<std::string(const toml::node& node, const std::string& name)>;
 
 std::string WrongType(const toml::node& node, const std::string& name, std::string_view want) {
-  return name + " must be " + std::string(want) + ", not " + std::string(TypeName(node));
+  return name + " must be " + std::string(want) + ", not " + std::string(base::TomlTypeName(node));
 }
 
 FieldReader StringField(std::string* out) {
@@ -187,14 +151,6 @@ absl::Status ApplyTable(const toml::table& root, std::string_view source_name,
   return absl::OkStatus();
 }
 
-// Shortest decimal that reads back as `value` ("0.001", not to_string's "0.001000").
-std::string FormatNumber(double value) {
-  char buffer[64];
-  const std::to_chars_result result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  if (result.ec != std::errc()) return std::to_string(value);
-  return std::string(buffer, result.ptr);
-}
-
 // The checks below return OK or an InvalidArgument naming the key.
 absl::Status CheckRange(std::string_view name, uint64_t value, uint64_t min, uint64_t max) {
   if (value >= min && value <= max) return absl::OkStatus();
@@ -211,8 +167,8 @@ absl::Status CheckSignedRange(std::string_view name, int64_t value, int64_t min,
 absl::Status CheckRate(std::string_view name, double value, double min, double max) {
   if (std::isfinite(value) && value >= min && value <= max) return absl::OkStatus();
   return absl::InvalidArgumentError(std::string(name) + " must be a number in " +
-                                    FormatNumber(min) + ".." + FormatNumber(max) + ", not " +
-                                    FormatNumber(value));
+                                    base::FormatShortestDouble(min) + ".." + base::FormatShortestDouble(max) + ", not " +
+                                    base::FormatShortestDouble(value));
 }
 
 absl::Status CheckNotEmpty(std::string_view name, const std::string& value) {

@@ -17,6 +17,7 @@
 #include "src/agent/task_spec.h"
 #include "src/api/auth.h"
 #include "src/base/decimal.h"
+#include "src/base/files.h"
 #include "src/base/status.h"
 #include "src/client/exchange_client.h"
 #include "src/client/url.h"
@@ -40,26 +41,14 @@ int64_t UnixMicros() {
       .count();
 }
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+// A whole file: the identity and registration files, and a job's output for its upload
+// (the exchange bounds blobs at 64 MiB).
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError("cannot read " + path);
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-// Written whole under a temporary name, then renamed: a crash leaves the old file or the new.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text, mode_t mode) {
-  const std::string temporary = path + ".tmp";
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return absl::PermissionDeniedError("cannot write " + temporary);
-  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!written || !synced || ::rename(temporary.c_str(), path.c_str()) != 0) {
-    return absl::InternalError("cannot write " + path);
-  }
-  return absl::OkStatus();
 }
 
 // Bytes from a job's stream as valid UTF-8 for JSON: every byte that does not start a
@@ -179,7 +168,7 @@ Agent::~Agent() { Stop(); }
 
 absl::Status Agent::LoadOrCreateIdentity() {
   const std::string path = options_.data_dir + "/machine.key";
-  auto text = ReadSmallFile(path);
+  auto text = ReadWholeFile(path);
   if (text.ok()) {
     const Json key = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
     const auto secret = key.is_object() && key["secret_key"].is_string()
@@ -196,14 +185,14 @@ absl::Status Agent::LoadOrCreateIdentity() {
   secret_key_ = pair.secret_key;
   public_key_ = pair.public_key_hex;
   Log("created the machine's Ed25519 identity in " + path);
-  return WriteFileAtomically(
+  return base::WriteFileAtomically(
       path, Json{{"secret_key", ToHex(secret_key_)}, {"public_key", public_key_}}.dump() + "\n",
       0600);
 }
 
 absl::Status Agent::RegisterIfNeeded() {
   const std::string path = options_.data_dir + "/machine.json";
-  if (auto text = ReadSmallFile(path); text.ok()) {
+  if (auto text = ReadWholeFile(path); text.ok()) {
     const Json saved = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
     if (!saved.is_discarded() && saved.value("exchange", "") == options_.exchange_url &&
         saved.value("public_key", "") == public_key_) {
@@ -248,7 +237,7 @@ absl::Status Agent::RegisterIfNeeded() {
   capacity_ = it == spec.capacity.end() ? 0 : it->second;
   Log("registered machine " + std::to_string(machine_) + " (" + spec.name + ", " +
       std::to_string(capacity_) + " " + options_.market + " slots)");
-  return WriteFileAtomically(path,
+  return base::WriteFileAtomically(path,
                              Json{{"exchange", options_.exchange_url},
                                   {"public_key", public_key_},
                                   {"machine", machine_},
@@ -584,7 +573,7 @@ void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
       };
       blobs.upload = [&http](const std::string& path) -> absl::StatusOr<std::string> {
         if (!http.ok()) return http.status();
-        auto bytes = ReadSmallFile(path);
+        auto bytes = ReadWholeFile(path);
         if (!bytes.ok()) return bytes.status();
         auto response = (*http)->http().Request("POST", "/v1/blobs", *bytes, {},
                                                  "application/octet-stream");

@@ -1372,17 +1372,13 @@ void Api::GetTask(const CallPtr& call) {
       if (task.status().code() != absl::StatusCode::kNotFound) return StatusError(task.status());
       return ErrorResponse(404, "unknown_task", "This lease has no task yet.");
     }
-    auto document = [](const std::string& text) {
-      Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-      return parsed.is_discarded() ? Json(text) : parsed;
-    };
     Json out{{"lease", task->lease},
              {"machine", task->machine},
              {"status", task->status},
-             {"spec", document(task->spec)},
+             {"spec", TaskDocumentJson(task->spec)},
              {"assigned_sequence", task->assigned_sequence},
              {"assigned_time", task->assigned_time}};
-    if (!task->result.empty()) out["result"] = document(task->result);
+    if (!task->result.empty()) out["result"] = TaskDocumentJson(task->result);
     if (task->finished_sequence != 0) {
       out["finished_sequence"] = task->finished_sequence;
       out["finished_time"] = task->finished_time;

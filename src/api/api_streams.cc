@@ -307,8 +307,7 @@ class AgentHandler : public WsHandler,
                         {"max_hours", l.max_hours},
                         {"start", l.start}});
       if (auto spec = api_->deps_.market_data->OpenTaskSpec(l.lease)) {
-        Json parsed = Json::parse(*spec, nullptr, /*allow_exceptions=*/false);
-        leases.back()["task"] = parsed.is_discarded() ? Json(*spec) : parsed;
+        leases.back()["task"] = TaskDocumentJson(*spec);
       }
     }
     Reply(Json{{"type", "welcome"}, {"machine", machine}, {"leases", leases}});

@@ -49,18 +49,16 @@ Json LeaseJson(const core::LeaseStarted& l) {
       {"escrow", Price(l.escrow)}, {"buy_order", l.buy_order}, {"sell_order", l.sell_order}};
 }
 
-// A task document as JSON (the API validated it before it was journaled; a document that
-// does not parse, from a replayed journal say, is passed on as a string).
-Json DocumentJson(const std::string& text) {
-  Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) return Json(text);
-  return parsed;
-}
-
 // (side, price) of a level touched by one command, with its quantity before the command.
 using LevelKey = std::tuple<std::string, int, core::PriceMicros>;
 
 }  // namespace
+
+Json TaskDocumentJson(const std::string& text) {
+  Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return Json(text);
+  return parsed;
+}
 
 std::string MarketData::OrdersChannel(core::AccountId account) {
   return "orders@" + std::to_string(account);
@@ -293,7 +291,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
       leases_.erase(it);
     } else if (const auto* assigned = std::get_if<core::TaskAssigned>(&event)) {
       task_specs_[assigned->lease] = assigned->spec;
-      const Json spec = DocumentJson(assigned->spec);
+      const Json spec = TaskDocumentJson(assigned->spec);
       Send(MachineChannel(assigned->machine), Json{{"type", "task"},
                                                    {"sequence", sequence},
                                                    {"lease", assigned->lease},
@@ -307,7 +305,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
     } else if (const auto* finished = std::get_if<core::TaskFinished>(&event)) {
       task_specs_.erase(finished->lease);
       Json m{{"type", "task_finished"}, {"sequence", sequence}, {"lease", finished->lease}};
-      m["result"] = finished->result.empty() ? Json() : DocumentJson(finished->result);
+      m["result"] = finished->result.empty() ? Json() : TaskDocumentJson(finished->result);
       Send(LeasesChannel(finished->buyer), m.dump());
     }
   }

@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "nlohmann/json.hpp"
 #include "src/core/events.h"
 #include "src/core/types.h"
 
@@ -68,6 +69,11 @@ struct LeaseRoute {
   core::AccountId seller = 0;
   core::MachineId machine = 0;
 };
+
+// A task document (spec or result, docs/formats/task.md) as JSON: the API validated it before
+// it was journaled; one that does not parse (from a hand-made journal, say) is passed on as a
+// string rather than dropped.
+nlohmann::json TaskDocumentJson(const std::string& text);
 
 class MarketData {
  public:

@@ -8,6 +8,7 @@
 
 #include "spdlog/spdlog.h"
 #include "src/api/auth.h"
+#include "src/base/files.h"
 #include "src/base/status.h"
 #include "src/server/project_journal.h"
 
@@ -17,20 +18,6 @@ namespace {
 constexpr char kOperatorName[] = "operator";
 // The query store commits at most this often under load (reads that need it current flush).
 constexpr int64_t kStoreCommitIntervalMs = 100;
-
-// Writes `text` to `path` with mode 0600, atomically (temp file, fsync, rename).
-absl::Status WriteSecretFile(const std::string& path, const std::string& text) {
-  const std::string temp = path + ".tmp";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::PermissionDeniedError("cannot create " + temp);
-  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                       ::fsync(fd) == 0;
-  ::close(fd);
-  if (!written || ::rename(temp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError("cannot write " + path);
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -182,7 +169,7 @@ absl::Status ExchangeServer::BootstrapOperator() {
     return absl::FailedPreconditionError("cannot create the operator account: " +
                                          acked->output.result.message);
   }
-  OCX_RETURN_IF_ERROR(WriteSecretFile(operator_token_path(), token + "\n"));
+  OCX_RETURN_IF_ERROR(base::WriteFileAtomically(operator_token_path(), token + "\n", 0600));
   spdlog::info("created the operator account {}; its token is in {}",
                acked->output.result.account, operator_token_path());
   return absl::OkStatus();

@@ -8,7 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libabsl-dev nlohmann-json3-dev libcli11-dev libsodium-dev libsqlite3-dev
   bubblewrap libseccomp-dev
-  libboost1.81-dev libssl-dev libspdlog-dev libtomlplusplus-dev curl
+  libboost1.81-dev libssl-dev libspdlog-dev libtomlplusplus-dev libre2-dev curl
 )
 
 missing=()

@@ -57,6 +57,11 @@ constexpr Names<LeaseEndReason, 5> kEndReasons{{{{LeaseEndReason::kFinished, "fi
                                                  {LeaseEndReason::kReclaimed, "reclaimed"},
                                                  {LeaseEndReason::kExpired, "expired"},
                                                  {LeaseEndReason::kOffline, "offline"}}}};
+constexpr Names<JobTaskState, 5> kJobTaskStates{{{{JobTaskState::kWaiting, "waiting"},
+                                                   {JobTaskState::kRunning, "running"},
+                                                   {JobTaskState::kFinished, "finished"},
+                                                   {JobTaskState::kLost, "lost"},
+                                                   {JobTaskState::kCancelled, "cancelled"}}}};
 
 Json AttributesToJson(const std::map<std::string, AttributeValue>& attributes) {
   Json out = Json::object();
@@ -269,6 +274,7 @@ struct Encoder {
   void operator()(const PlaceOrder& c) const {
     w.UInt("actor", c.actor);
     w.Str("client_order_id", c.client_order_id);
+    if (!c.constraints.empty()) w.Str("constraints", c.constraints);
     if (c.expiry) w.Int("expiry", *c.expiry);
     w.Int("lot", c.lot);
     w.UInt("machine", c.machine);
@@ -322,6 +328,23 @@ struct Encoder {
     w.Str("result", c.result);
     w.Str("type", "finish_task");
   }
+  void operator()(const SubmitJob& c) const {
+    w.UInt("actor", c.actor);
+    w.Str("client_job_id", c.client_job_id);
+    if (!c.constraints.empty()) w.Str("constraints", c.constraints);
+    w.Str("market", c.market);
+    w.Int("max_hours", c.max_hours);
+    w.Int("max_price", c.max_price);
+    w.Int("slots_per_task", c.slots_per_task);
+    w.Str("task_spec", c.task_spec);
+    w.Int("tasks", c.tasks);
+    w.Str("type", "submit_job");
+  }
+  void operator()(const CancelJob& c) const {
+    w.UInt("actor", c.actor);
+    w.UInt("job", c.job);
+    w.Str("type", "cancel_job");
+  }
 };
 
 bool Utf8Valid(std::string_view text) {
@@ -358,7 +381,7 @@ std::string_view CommandName(const CommandBody& command) {
       "create_account", "deposit",       "withdraw",      "register_machine",
       "heartbeat",      "place_order",   "cancel_order",  "replace_order",
       "report_usage",   "end_lease",     "tick",          "assign_task",
-      "finish_task"};
+      "finish_task",    "submit_job",    "cancel_job"};
   static_assert(std::size(kNames) == std::variant_size_v<CommandBody>);
   return kNames[command.index()];
 }
@@ -380,7 +403,11 @@ bool TextIsValid(const CommandBody& command) {
         if constexpr (std::is_same_v<T, CreateAccount>) {
           return Utf8Valid(c.name) && Utf8Valid(c.token_hash);
         } else if constexpr (std::is_same_v<T, PlaceOrder>) {
-          return Utf8Valid(c.market) && Utf8Valid(c.client_order_id);
+          return Utf8Valid(c.market) && Utf8Valid(c.client_order_id) &&
+                 Utf8Valid(c.constraints);
+        } else if constexpr (std::is_same_v<T, SubmitJob>) {
+          return Utf8Valid(c.market) && Utf8Valid(c.client_job_id) && Utf8Valid(c.constraints) &&
+                 Utf8Valid(c.task_spec);
         } else if constexpr (std::is_same_v<T, AssignTask>) {
           return Utf8Valid(c.spec);
         } else if constexpr (std::is_same_v<T, FinishTask>) {
@@ -439,6 +466,7 @@ absl::StatusOr<CommandBody> DecodeCommand(std::string_view payload) {
     c.max_hours = r.Int<int32_t>("max_hours");
     c.machine = r.Int<MachineId>("machine");
     if (r.Has("expiry")) c.expiry = r.Int<Timestamp>("expiry");
+    if (r.Has("constraints")) c.constraints = r.Str("constraints");
     out = c;
   } else if (type == "cancel_order") {
     out = CancelOrder{r.Int<AccountId>("actor"), r.Int<OrderId>("order")};
@@ -462,6 +490,20 @@ absl::StatusOr<CommandBody> DecodeCommand(std::string_view payload) {
     out = AssignTask{r.Int<AccountId>("actor"), r.Int<LeaseId>("lease"), r.Str("spec")};
   } else if (type == "finish_task") {
     out = FinishTask{r.Int<MachineId>("machine"), r.Int<LeaseId>("lease"), r.Str("result")};
+  } else if (type == "submit_job") {
+    SubmitJob c;
+    c.actor = r.Int<AccountId>("actor");
+    c.client_job_id = r.Str("client_job_id");
+    c.market = r.Str("market");
+    c.slots_per_task = r.Int<Quantity>("slots_per_task");
+    c.tasks = r.Int<int32_t>("tasks");
+    c.max_price = r.Int<PriceMicros>("max_price");
+    c.max_hours = r.Int<int32_t>("max_hours");
+    if (r.Has("constraints")) c.constraints = r.Str("constraints");
+    c.task_spec = r.Str("task_spec");
+    out = c;
+  } else if (type == "cancel_job") {
+    out = CancelJob{r.Int<AccountId>("actor"), r.Int<JobId>("job")};
   } else {
     return absl::DataLossError("unknown command type \"" + type + "\"");
   }
@@ -510,6 +552,7 @@ class SnapshotCodec {
                     {"hold_price", s.hold_price},
                     {"max_hours", s.max_hours},
                     {"hold", s.hold}};
+          if (!s.constraints.empty()) o["constraints"] = s.constraints;
           orders.push_back(std::move(o));
         });
       }
@@ -577,8 +620,44 @@ class SnapshotCodec {
                          {"spec", t.spec},
                          {"assigned", t.assigned},
                          {"lease_ended", t.lease_ended}});
+        if (t.job != 0) {
+          tasks.back()["job"] = t.job;
+          tasks.back()["task_index"] = t.task_index;
+        }
       }
       snapshot["tasks"] = std::move(tasks);
+    }
+    // Also only when there are some (snapshots of states without jobs stay the same).
+    if (x.next_job_ != 1) {
+      snapshot["next_job"] = x.next_job_;
+      Json jobs = Json::array();
+      for (const auto& [id, job] : x.jobs_) {
+        Json tasks = Json::array();
+        for (const JobTask& t : job.tasks) {
+          tasks.push_back({{"state", kJobTaskStates.Name(t.state)},
+                           {"attempts", t.attempts},
+                           {"order", t.order},
+                           {"lease", t.lease},
+                           {"machine", t.machine}});
+        }
+        jobs.push_back({{"id", id},
+                        {"owner", job.spec.actor},
+                        {"client_job_id", job.spec.client_job_id},
+                        {"market", job.spec.market},
+                        {"slots_per_task", job.spec.slots_per_task},
+                        {"max_price", job.spec.max_price},
+                        {"max_hours", job.spec.max_hours},
+                        {"constraints", job.spec.constraints},
+                        {"task_spec", job.spec.task_spec},
+                        {"submitted", job.submitted},
+                        {"tasks", std::move(tasks)}});
+      }
+      snapshot["jobs"] = std::move(jobs);
+      Json client_job_ids = Json::array();
+      for (const auto& [key, job] : x.client_job_ids_) {
+        client_job_ids.push_back({key.first, key.second, job});
+      }
+      snapshot["client_job_ids"] = std::move(client_job_ids);
     }
     return snapshot;
   }
@@ -666,7 +745,14 @@ class SnapshotCodec {
       s.max_hours = orr.Int<int32_t>("max_hours");
       s.hold = orr.Int<Micros>("hold");
       s.machine = v.machine;
+      if (o.contains("constraints")) s.constraints = orr.Str("constraints");
       if (!orr.ok()) return absl::DataLossError("snapshot order: " + orr.error());
+      if (!s.constraints.empty()) {
+        const std::string error = x.CheckConstraints(s.constraints);
+        if (!error.empty()) return absl::DataLossError("snapshot order constraints: " + error);
+        v.constraint = x.CompileConstraint(s.constraints);
+        s.constraint_handle = v.constraint;
+      }
       if (market >= x.books_.size() || !x.accounts_.contains(v.account) ||
           (v.side == engine::Side::kSell && !x.machines_.contains(v.machine))) {
         return absl::DataLossError("snapshot order " + std::to_string(v.id) + " is inconsistent");
@@ -730,6 +816,10 @@ class SnapshotCodec {
         task.spec = tr.Str("spec");
         task.assigned = tr.Int<Timestamp>("assigned");
         task.lease_ended = tr.Int<Timestamp>("lease_ended");
+        if (t.contains("job")) {
+          task.job = tr.Int<JobId>("job");
+          task.task_index = tr.Int<int32_t>("task_index");
+        }
         if (!tr.ok()) return absl::DataLossError("snapshot task: " + tr.error());
         const bool active = x.leases_.contains(task.lease);
         if (active != (task.lease_ended == 0)) {
@@ -740,6 +830,44 @@ class SnapshotCodec {
           x.task_deadlines_.insert({task.lease_ended + x.config_.task_result_grace, task.lease});
         }
         x.open_tasks_[task.lease] = std::move(task);
+      }
+    }
+    if (j.contains("next_job")) {
+      x.next_job_ = r.Int<JobId>("next_job");
+      for (const Json& jj : r.Sub("jobs")) {
+        Reader jr(jj);
+        Job job;
+        job.id = jr.Int<JobId>("id");
+        job.spec.actor = jr.Int<AccountId>("owner");
+        job.spec.client_job_id = jr.Str("client_job_id");
+        job.spec.market = jr.Str("market");
+        job.spec.slots_per_task = jr.Int<Quantity>("slots_per_task");
+        job.spec.max_price = jr.Int<PriceMicros>("max_price");
+        job.spec.max_hours = jr.Int<int32_t>("max_hours");
+        job.spec.constraints = jr.Str("constraints");
+        job.spec.task_spec = jr.Str("task_spec");
+        job.submitted = jr.Int<Timestamp>("submitted");
+        for (const Json& t : jr.Sub("tasks")) {
+          Reader tr(t);
+          JobTask task;
+          task.state = tr.Enum("state", kJobTaskStates);
+          task.attempts = tr.Int<int32_t>("attempts");
+          task.order = tr.Int<OrderId>("order");
+          task.lease = tr.Int<LeaseId>("lease");
+          task.machine = tr.Int<MachineId>("machine");
+          if (!tr.ok()) return absl::DataLossError("snapshot job task: " + tr.error());
+          const int32_t index = static_cast<int32_t>(job.tasks.size());
+          if (task.state == JobTaskState::kWaiting) x.job_orders_[task.order] = {job.id, index};
+          if (task.state == JobTaskState::kRunning) x.job_leases_[task.lease] = {job.id, index};
+          job.tasks.push_back(task);
+        }
+        if (!jr.ok()) return absl::DataLossError("snapshot job: " + jr.error());
+        job.spec.tasks = static_cast<int32_t>(job.tasks.size());
+        x.jobs_[job.id] = std::move(job);
+      }
+      for (const Json& c : r.Sub("client_job_ids")) {
+        if (!c.is_array() || c.size() != 3) return absl::DataLossError("snapshot client job id");
+        x.client_job_ids_[{c[0].get<AccountId>(), c[1].get<std::string>()}] = c[2].get<JobId>();
       }
     }
     if (!r.ok()) return absl::DataLossError("snapshot: " + r.error());

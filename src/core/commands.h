@@ -59,6 +59,9 @@ struct PlaceOrder {
   int32_t max_hours = 1;               // Buys: the longest lease it pays for.
   std::optional<Timestamp> expiry;     // gtd.
   MachineId machine = 0;               // Sells: the machine whose capacity backs it.
+  // Buys: a discovery query (docs/formats/query.md) a machine must match for this order to
+  // trade with its sells; empty for any machine.
+  std::string constraints;
 };
 
 struct CancelOrder {
@@ -118,8 +121,32 @@ struct FinishTask {
   std::string result;
 };
 
+// A job (docs/formats/job.md): `tasks` copies of one task spec, each on a lease of
+// `slots_per_task` slots. The exchange places one buy per task (limit max_price, lot = the
+// whole order, so one fill is one lease on one machine), gives each fill its task, places a
+// task again when its machine was lost or reclaimed (at most kJobTaskAttemptsMax times in
+// all), and ends the job once every task is over.
+struct SubmitJob {
+  AccountId actor = 0;
+  std::string client_job_id;  // Unique per account, forever (idempotency).
+  std::string market;
+  Quantity slots_per_task = 1;
+  int32_t tasks = 1;
+  PriceMicros max_price = 0;
+  int32_t max_hours = 1;
+  std::string constraints;  // As PlaceOrder::constraints.
+  std::string task_spec;    // docs/formats/task.md: validated by the API, opaque here.
+};
+
+// The job's owner (or an operator) stops it: waiting orders are cancelled, running leases
+// released (their machines kill the tasks).
+struct CancelJob {
+  AccountId actor = 0;
+  JobId job = 0;
+};
+
 using CommandBody = std::variant<CreateAccount, Deposit, Withdraw, RegisterMachine, Heartbeat,
                                  PlaceOrder, CancelOrder, ReplaceOrder, ReportUsage, EndLease,
-                                 Tick, AssignTask, FinishTask>;
+                                 Tick, AssignTask, FinishTask, SubmitJob, CancelJob>;
 
 }  // namespace ocx::core

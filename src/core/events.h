@@ -87,6 +87,8 @@ struct TaskAssigned {
   AccountId buyer;
   MachineId machine;
   std::string spec;  // docs/formats/task.md
+  JobId job = 0;             // The job it belongs to, 0 for a task given by hand.
+  int32_t task_index = 0;    // Its place in the job, 0-based.
 };
 
 // A task is over: its machine reported `result`, or (result empty) none came within
@@ -98,9 +100,44 @@ struct TaskFinished {
   std::string result;  // docs/formats/task.md; empty: never reported.
 };
 
+enum class JobTaskState : uint8_t {
+  kWaiting,    // Its buy order rests in the book.
+  kRunning,    // It has a lease (or its lease ended and its result may still come).
+  kFinished,   // Its machine reported a result.
+  kLost,       // No result, and no attempt left (or no funds for another).
+  kCancelled,  // The job was cancelled, or its order was (self-trade prevention, an operator).
+};
+enum class JobState : uint8_t { kActive, kDone, kCancelled };
+
+struct JobSubmitted {
+  JobId job;
+  AccountId owner;
+  SubmitJob spec;  // As submitted (actor = owner).
+  Timestamp submitted;
+};
+
+// One task of a job changed state, or moved to a new order (attempt) or lease.
+struct JobTaskChanged {
+  JobId job;
+  int32_t task_index;
+  JobTaskState state;
+  int32_t attempts;  // Orders placed for it so far.
+  OrderId order;     // Its current (or last) buy order.
+  LeaseId lease;     // Its current lease, 0 before the first fill.
+  MachineId machine;
+};
+
+struct JobEnded {
+  JobId job;
+  AccountId owner;
+  JobState state;  // kDone or kCancelled.
+  Timestamp end;
+};
+
 using CoreEvent = std::variant<AccountCreated, LedgerTransfer, MachineRegistered,
                                MachineStatusChanged, OrderEvent, LeaseStarted, UsageRecorded,
-                               LeaseEnded, TaskAssigned, TaskFinished>;
+                               LeaseEnded, TaskAssigned, TaskFinished, JobSubmitted,
+                               JobTaskChanged, JobEnded>;
 
 // The answer to the command's sender. A rejection changed nothing.
 struct CommandResult {
@@ -110,6 +147,7 @@ struct CommandResult {
   AccountId account = 0;
   MachineId machine = 0;
   OrderId order = 0;
+  JobId job = 0;
 };
 
 struct ApplyOutput {

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <limits>
+#include <unordered_map>
 
 #include "src/base/assert.h"
 #include "src/base/decimal.h"
+#include "src/query/query.h"
 
 namespace ocx::core {
 namespace {
@@ -20,6 +22,8 @@ constexpr size_t kClientOrderIdMax = 64;
 constexpr size_t kAttributesMax = 64;
 constexpr size_t kTokenHashHexLength = 64;   // BLAKE2b-256.
 constexpr size_t kPublicKeyHexLength = 64;   // Ed25519, 32 bytes.
+constexpr size_t kClientJobIdMax = 64;
+constexpr std::string_view kJobOrderPrefix = "job:";
 
 bool IsLowerHex(const std::string& text, size_t length) {
   return text.size() == length && std::all_of(text.begin(), text.end(), [](char c) {
@@ -46,6 +50,59 @@ bool ValidName(const std::string& name) {
 
 }  // namespace
 
+// Evaluates buy constraints for the books: a pure function of the query text, the sell's
+// machine attributes and the sell's price, so matching stays deterministic.
+class Exchange::ConstraintOracle final : public engine::EligibilityOracle {
+ public:
+  explicit ConstraintOracle(const Exchange& exchange) : exchange_(exchange) {}
+
+  bool CanTrade(const engine::OrderView& buy, const engine::OrderView& sell) const override {
+    const auto query = queries_.find(buy.constraint);
+    OCX_ASSERT_MSG(query != queries_.end(), "a buy with an unknown constraint handle");
+    const auto machine = exchange_.machines_.find(sell.machine);
+    if (machine == exchange_.machines_.end()) return false;
+    const query::Value price = query::Value::Number(sell.price);
+    const auto& attributes = machine->second.spec.attributes;
+    return query->second.Matches([&](std::string_view name) -> const query::Value* {
+      if (name == "price") return &price;
+      const auto it = attributes.find(std::string(name));
+      return it == attributes.end() ? nullptr : &it->second;
+    });
+  }
+
+  uint32_t Add(query::Query query) {
+    while (next_ == 0 || queries_.contains(next_)) ++next_;
+    queries_.emplace(next_, std::move(query));
+    return next_++;
+  }
+  void Remove(uint32_t handle) { queries_.erase(handle); }
+
+ private:
+  const Exchange& exchange_;
+  std::unordered_map<uint32_t, query::Query> queries_;
+  uint32_t next_ = 1;
+};
+
+std::string Exchange::CheckConstraints(const std::string& text) const {
+  if (text.empty()) return {};
+  auto parsed = query::Query::Parse(text);
+  if (const auto* error = std::get_if<query::SyntaxError>(&parsed)) {
+    return "The constraints are not a valid query: column " + std::to_string(error->column) +
+           ": " + error->message;
+  }
+  return {};
+}
+
+uint32_t Exchange::CompileConstraint(const std::string& text) {
+  auto parsed = query::Query::Parse(text);
+  OCX_ASSERT_MSG(std::holds_alternative<query::Query>(parsed), "compiling unchecked constraints");
+  return oracle_->Add(std::move(std::get<query::Query>(parsed)));
+}
+
+void Exchange::ReleaseConstraint(uint32_t handle) {
+  if (handle != 0) oracle_->Remove(handle);
+}
+
 struct Exchange::Ctx {
   ApplyOutput* out;
   std::vector<OrderId> touched;  // Orders whose engine events this command processed.
@@ -63,16 +120,32 @@ ExchangeConfig ExchangeConfig::Default() {
   return config;
 }
 
-Exchange::Exchange(ExchangeConfig config) : config_(std::move(config)) {
+Exchange::Exchange(ExchangeConfig config)
+    : config_(std::move(config)), oracle_(std::make_unique<ConstraintOracle>(*this)) {
   for (const MarketConfig& market : config_.markets) {
     engine::BookConfig book;
     book.tick_micros = market.tick_micros;
     book.expected_orders = 1024;
     book.expected_levels = 256;
     books_.push_back(std::make_unique<engine::OrderBook>(book));
+    books_.back()->SetEligibilityOracle(oracle_.get());
   }
   engine_events_.reserve(256);
 }
+
+PriceMicros Exchange::BestAsk(const Machine& machine, size_t market) const {
+  PriceMicros best = 0;
+  for (const OrderId id : machine.sells) {
+    const OrderState& order = orders_.at(id);
+    if (order.market != market || order.remaining <= 0) continue;
+    engine::OrderView view;
+    if (!books_[market]->Find(id, &view)) continue;
+    if (best == 0 || view.price < best) best = view.price;
+  }
+  return best;
+}
+
+Exchange::~Exchange() = default;
 
 int Exchange::MarketIndex(const std::string& name) const {
   for (size_t i = 0; i < config_.markets.size(); ++i) {
@@ -151,6 +224,10 @@ void Exchange::AdvanceTime(Ctx& ctx) {
     const OpenTask& task = open_tasks_.at(id);
     ctx.out->events.push_back(TaskFinished{id, task.buyer, task.machine, {}});
     open_tasks_.erase(id);
+    if (const auto job = job_leases_.find(id); job != job_leases_.end()) {
+      const auto [job_id, index] = job->second;
+      RetryJobTask(jobs_.at(job_id), index, ctx);
+    }
   }
   FinishTouchedOrders(ctx);
 }
@@ -167,6 +244,7 @@ void Exchange::SetOffline(Machine& machine, Ctx& ctx) {
   OCX_ASSERT(machine.online);
   heartbeat_deadlines_.erase({machine.last_heartbeat + config_.heartbeat_timeout, machine.id});
   machine.online = false;
+  machine.changed_sequence = last_sequence_;
   ctx.out->events.push_back(MachineStatusChanged{machine.id, false});
   // Its asks are cancelled; its leases end at the last reported usage (RULEBOOK 4).
   const std::vector<OrderId> sells(machine.sells.begin(), machine.sells.end());
@@ -288,6 +366,7 @@ void Exchange::Do(const RegisterMachine& c, Ctx& ctx) {
   machine.online = false;
   ScheduleHeartbeatDeadline(machine, now_);  // Registering counts as a heartbeat.
   machine.online = true;
+  machine.changed_sequence = last_sequence_;
   ctx.out->result.machine = machine.id;
   ctx.out->events.push_back(MachineRegistered{machine.id, machine.owner, machine.spec.name,
                                                     machine.spec.public_key});
@@ -302,12 +381,23 @@ void Exchange::Do(const Heartbeat& c, Ctx& ctx) {
   const bool was_online = machine.online;
   ScheduleHeartbeatDeadline(machine, now_);
   machine.online = true;
-  if (!was_online) ctx.out->events.push_back(MachineStatusChanged{machine.id, true});
+  if (!was_online) {
+    machine.changed_sequence = last_sequence_;
+    ctx.out->events.push_back(MachineStatusChanged{machine.id, true});
+  }
 }
 
 // ---------------------------------------------------------------- orders
 
 void Exchange::Do(const PlaceOrder& c, Ctx& ctx) {
+  if (c.client_order_id.starts_with(kJobOrderPrefix)) {
+    return Reject(ctx, "invalid_client_order_id",
+                  "Client order ids starting with \"job:\" are the exchange's own, for jobs.");
+  }
+  PlaceOrderChecked(c, ctx);
+}
+
+void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
   const Account* actor = FindAccount(c.actor);
   if (actor == nullptr) return Reject(ctx, "unknown_account", "No account has this id.");
   const int market_index = MarketIndex(c.market);
@@ -337,6 +427,14 @@ void Exchange::Do(const PlaceOrder& c, Ctx& ctx) {
   order.quantity = c.quantity;
   order.lot = c.lot;
   order.expiry = c.expiry;
+  if (!c.constraints.empty()) {
+    if (c.side != Side::kBuy) {
+      return Reject(ctx, "invalid_constraints", "Only a buy order has constraints.");
+    }
+    if (const std::string error = CheckConstraints(c.constraints); !error.empty()) {
+      return Reject(ctx, "invalid_constraints", error);
+    }
+  }
 
   OrderState state;
   state.id = order.id;
@@ -404,6 +502,11 @@ void Exchange::Do(const PlaceOrder& c, Ctx& ctx) {
     ctx.out->events.push_back(OrderEvent{config.name, rejected});
     return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
   }
+  if (!c.constraints.empty()) {
+    state.constraints = c.constraints;
+    state.constraint_handle = CompileConstraint(c.constraints);
+    order.constraint = state.constraint_handle;
+  }
   // Hold first: trades in the engine call below draw on it.
   orders_[order.id] = state;
   Transfer({c.actor, BalanceKind::kAvailable}, {c.actor, BalanceKind::kHeld}, state.hold,
@@ -429,6 +532,10 @@ void Exchange::Do(const CancelOrder& c, Ctx& ctx) {
   if (actor == nullptr || (it->second.account != c.actor && actor->role != Role::kOperator)) {
     return Reject(ctx, "not_authorized", "Only the order's owner or an operator may cancel it.");
   }
+  if (const auto job = job_orders_.find(c.order); job != job_orders_.end()) {
+    return Reject(ctx, "job_order", "This order belongs to job " +
+                                        std::to_string(job->second.first) + ": cancel the job.");
+  }
   const size_t market = it->second.market;
   engine_events_.clear();
   books_[market]->Cancel(c.order, now_, &engine_events_);
@@ -445,6 +552,11 @@ void Exchange::Do(const ReplaceOrder& c, Ctx& ctx) {
   OrderState& state = it->second;
   if (state.account != c.actor) {
     return Reject(ctx, "not_authorized", "Only the order's owner may replace it.");
+  }
+  if (const auto job = job_orders_.find(c.order); job != job_orders_.end()) {
+    return Reject(ctx, "job_order", "This order belongs to job " +
+                                        std::to_string(job->second.first) +
+                                        ": the exchange manages it.");
   }
   const size_t market = state.market;
   const MarketConfig& config = config_.markets[market];
@@ -509,6 +621,15 @@ void Exchange::ProcessEngineEvents(size_t market, Ctx& ctx) {
   const MarketConfig& config = config_.markets[market];
   for (const engine::Event& e : engine_events_) {
     ctx.out->events.push_back(OrderEvent{config.name, e});
+    if (e.type != EventType::kRejected) {
+      // A sell's machine changes its asks (for a trade, the maker may be the sell).
+      for (const OrderId id : {e.id, e.maker_id}) {
+        const auto order = orders_.find(id);
+        if (order != orders_.end() && order->second.side == Side::kSell) {
+          machines_.at(order->second.machine).changed_sequence = last_sequence_;
+        }
+      }
+    }
     switch (e.type) {
       case EventType::kAccepted: {
         OrderState& state = orders_.at(e.id);
@@ -559,7 +680,16 @@ void Exchange::FinishTouchedOrders(Ctx& ctx) {
              state.hold, TransferKind::kRelease, id, ctx);
     --accounts_.at(state.account).open_orders;
     if (state.side == Side::kSell) machines_.at(state.machine).sells.erase(id);
+    ReleaseConstraint(state.constraint_handle);
     orders_.erase(it);
+    // A job's order leaves the book filled (StartLease took it out of job_orders_) or
+    // cancelled by something other than the job (self-trade prevention): its task ends.
+    if (const auto job = job_orders_.find(id); job != job_orders_.end()) {
+      const auto [job_id, index] = job->second;
+      job_orders_.erase(job);
+      SetJobTask(jobs_.at(job_id), index, JobTaskState::kCancelled, ctx);
+      EndJobIfOver(job_id, ctx);
+    }
   }
   ctx.touched.clear();
 }
@@ -618,6 +748,11 @@ void Exchange::StartLease(size_t market, const engine::Event& trade, Ctx& ctx) {
                                          config.name, slots, lease.price, lease.max_hours,
                                          lease.start, escrow, buy_id, sell_id});
   leases_.emplace(lease.id, lease);
+  if (const auto job = job_orders_.find(buy_id); job != job_orders_.end()) {
+    const auto [job_id, index] = job->second;
+    job_orders_.erase(job);
+    AssignJobTask(jobs_.at(job_id), index, leases_.at(lease.id), ctx);
+  }
 }
 
 void Exchange::ChargeFee(AccountId payer, Micros fee_total, Micros* fee_charged,
@@ -691,6 +826,15 @@ void Exchange::EndLeaseNow(LeaseId id, LeaseEndReason reason, Ctx& ctx) {
   if (const auto task = open_tasks_.find(id); task != open_tasks_.end()) {
     task->second.lease_ended = now_;
     task_deadlines_.insert({now_ + config_.task_result_grace, id});
+  }
+  // A job's task whose machine went away (or was taken back) before it reported runs again
+  // elsewhere; a result that still comes for this lease is kept but no longer counts.
+  if (reason == LeaseEndReason::kOffline || reason == LeaseEndReason::kReclaimed) {
+    if (const auto job = job_leases_.find(id);
+        job != job_leases_.end() && open_tasks_.contains(id)) {
+      const auto [job_id, index] = job->second;
+      RetryJobTask(jobs_.at(job_id), index, ctx);
+    }
   }
 }
 
@@ -788,7 +932,187 @@ void Exchange::Do(const FinishTask& c, Ctx& ctx) {
     task_deadlines_.erase({task.lease_ended + config_.task_result_grace, task.lease});
   }
   ctx.out->events.push_back(TaskFinished{task.lease, task.buyer, task.machine, c.result});
+  const LeaseId lease = task.lease;
   open_tasks_.erase(it);
+  if (const auto job = job_leases_.find(lease); job != job_leases_.end()) {
+    const auto [job_id, index] = job->second;
+    job_leases_.erase(job);
+    SetJobTask(jobs_.at(job_id), index, JobTaskState::kFinished, ctx);
+    EndJobIfOver(job_id, ctx);
+  }
+}
+
+// ---------------------------------------------------------------- jobs
+
+JobId Exchange::FindClientJob(AccountId account, const std::string& client_job_id) const {
+  const auto it = client_job_ids_.find({account, client_job_id});
+  return it == client_job_ids_.end() ? 0 : it->second;
+}
+
+void Exchange::Do(const SubmitJob& c, Ctx& ctx) {
+  const Account* actor = FindAccount(c.actor);
+  if (actor == nullptr) return Reject(ctx, "unknown_account", "No account has this id.");
+  if (c.client_job_id.empty() || c.client_job_id.size() > kClientJobIdMax) {
+    return Reject(ctx, "invalid_client_job_id", "A client job id is 1 to 64 characters.");
+  }
+  if (const JobId used = FindClientJob(c.actor, c.client_job_id); used != 0) {
+    ctx.out->result.job = used;  // The API answers an idempotent retry with this job.
+    return Reject(ctx, "duplicate_client_job_id", "This account already used this client job id.");
+  }
+  const int market_index = MarketIndex(c.market);
+  if (market_index < 0) return Reject(ctx, "unknown_market", "No market has this name.");
+  const MarketConfig& market = config_.markets[static_cast<size_t>(market_index)];
+  if (c.tasks < 1 || c.tasks > kJobTasksMax) {
+    return Reject(ctx, "invalid_tasks", "A job has 1 to 1,000 tasks.");
+  }
+  if (c.slots_per_task < 1 || c.slots_per_task > kCapacityMax) {
+    return Reject(ctx, "invalid_slots", "slots_per_task is 1 to 1,000,000.");
+  }
+  if (c.max_price <= 0 || c.max_price % market.tick_micros != 0) {
+    return Reject(ctx, "invalid_price",
+                  "max_price must be positive and a multiple of the market's tick.");
+  }
+  if (c.max_hours < 1 || c.max_hours > config_.max_hours_max) {
+    return Reject(ctx, "invalid_max_hours", "max_hours must be from 1 to 744.");
+  }
+  if (c.task_spec.empty()) return Reject(ctx, "invalid_task", "The task spec is empty.");
+  if (c.task_spec.size() > config_.task_document_bytes_max) {
+    return Reject(ctx, "task_too_large", "The task spec is longer than the exchange accepts.");
+  }
+  if (const std::string error = CheckConstraints(c.constraints); !error.empty()) {
+    return Reject(ctx, "invalid_constraints", error);
+  }
+  if (actor->open_orders + static_cast<size_t>(c.tasks) > config_.open_orders_per_account_max) {
+    return Reject(ctx, "too_many_orders",
+                  "The job's orders would pass the account's maximum of open orders.");
+  }
+  const Micros hold_each = HoldFor(c.max_price, c.slots_per_task, c.max_hours, market.taker_fee_bps);
+  if (hold_each > kAmountMax || hold_each * c.tasks > kAmountMax) {
+    return Reject(ctx, "order_too_large", "The job's value exceeds 1e9 credits.");
+  }
+  if (Balance({c.actor, BalanceKind::kAvailable}) < hold_each * c.tasks) {
+    return Reject(ctx, "insufficient_funds",
+                  "The available balance does not cover tasks * max_price * slots_per_task * "
+                  "max_hours plus the taker fee.");
+  }
+  Job job;
+  job.id = next_job_++;
+  job.spec = c;
+  job.submitted = now_;
+  job.tasks.resize(static_cast<size_t>(c.tasks));
+  client_job_ids_[{c.actor, c.client_job_id}] = job.id;
+  const JobId id = job.id;
+  jobs_.emplace(id, std::move(job));
+  ctx.out->events.push_back(JobSubmitted{id, c.actor, c, now_});
+  for (int32_t i = 0; i < c.tasks && jobs_.contains(id); ++i) {
+    Job& live = jobs_.at(id);
+    if (live.tasks[i].state == JobTaskState::kWaiting && live.tasks[i].attempts == 0) {
+      RetryJobTask(live, i, ctx);
+    }
+  }
+  ctx.out->result = CommandResult{};
+  ctx.out->result.job = id;
+}
+
+void Exchange::Do(const CancelJob& c, Ctx& ctx) {
+  const auto it = jobs_.find(c.job);
+  if (it == jobs_.end()) return Reject(ctx, "unknown_job", "No job that is still running has this id.");
+  Job& job = it->second;
+  const Account* actor = FindAccount(c.actor);
+  if (actor == nullptr || (job.spec.actor != c.actor && actor->role != Role::kOperator)) {
+    return Reject(ctx, "not_authorized", "Only the job's owner or an operator may cancel it.");
+  }
+  for (int32_t i = 0; i < static_cast<int32_t>(job.tasks.size()); ++i) {
+    JobTask& task = job.tasks[i];
+    if (task.state == JobTaskState::kWaiting) {
+      job_orders_.erase(task.order);
+      SetJobTask(job, i, JobTaskState::kCancelled, ctx);
+      if (const auto order = orders_.find(task.order); order != orders_.end()) {
+        const size_t market = order->second.market;
+        engine_events_.clear();
+        books_[market]->Cancel(task.order, now_, &engine_events_);
+        ProcessEngineEvents(market, ctx);
+        FinishTouchedOrders(ctx);
+      }
+    } else if (task.state == JobTaskState::kRunning) {
+      job_leases_.erase(task.lease);
+      SetJobTask(job, i, JobTaskState::kCancelled, ctx);
+      if (leases_.contains(task.lease)) EndLeaseNow(task.lease, LeaseEndReason::kReleased, ctx);
+    }
+  }
+  ctx.out->events.push_back(JobEnded{job.id, job.spec.actor, JobState::kCancelled, now_});
+  jobs_.erase(it);
+  ctx.out->result.job = c.job;
+}
+
+bool Exchange::PlaceJobOrder(Job& job, int32_t index, Ctx& ctx) {
+  JobTask& task = job.tasks[index];
+  PlaceOrder order;
+  order.actor = job.spec.actor;
+  order.market = job.spec.market;
+  order.client_order_id = std::string(kJobOrderPrefix) + std::to_string(job.id) + ":" +
+                          std::to_string(index) + ":" + std::to_string(task.attempts + 1);
+  order.side = Side::kBuy;
+  order.type = engine::OrderType::kLimit;
+  order.tif = engine::TimeInForce::kGtc;
+  order.price = job.spec.max_price;
+  order.quantity = job.spec.slots_per_task;
+  order.lot = job.spec.slots_per_task;  // One fill, one machine, one lease.
+  order.max_hours = job.spec.max_hours;
+  order.constraints = job.spec.constraints;
+  const OrderId id = next_order_;
+  ++task.attempts;
+  task.order = id;
+  task.lease = 0;
+  task.machine = 0;
+  SetJobTask(job, index, JobTaskState::kWaiting, ctx);
+  // Registered before the order goes in: it may trade at once, and StartLease looks it up.
+  job_orders_[id] = {job.id, index};
+  const CommandResult saved = ctx.out->result;
+  PlaceOrderChecked(order, ctx);
+  const bool placed = ctx.out->result.accepted;
+  ctx.out->result = saved;
+  if (!placed) job_orders_.erase(id);
+  return placed;
+}
+
+void Exchange::RetryJobTask(Job& job, int32_t index, Ctx& ctx) {
+  const JobId id = job.id;
+  JobTask& task = job.tasks[index];
+  if (task.lease != 0) job_leases_.erase(task.lease);
+  if (task.attempts >= kJobTaskAttemptsMax || !PlaceJobOrder(job, index, ctx)) {
+    SetJobTask(job, index, JobTaskState::kLost, ctx);
+  }
+  EndJobIfOver(id, ctx);
+}
+
+void Exchange::AssignJobTask(Job& job, int32_t index, const Lease& lease, Ctx& ctx) {
+  JobTask& task = job.tasks[index];
+  task.lease = lease.id;
+  task.machine = lease.machine;
+  job_leases_[lease.id] = {job.id, index};
+  open_tasks_.emplace(lease.id, OpenTask{lease.id, lease.buyer, lease.machine, job.spec.task_spec,
+                                         now_, 0, job.id, index});
+  ctx.out->events.push_back(
+      TaskAssigned{lease.id, lease.buyer, lease.machine, job.spec.task_spec, job.id, index});
+  SetJobTask(job, index, JobTaskState::kRunning, ctx);
+}
+
+void Exchange::SetJobTask(Job& job, int32_t index, JobTaskState state, Ctx& ctx) {
+  JobTask& task = job.tasks[index];
+  task.state = state;
+  ctx.out->events.push_back(
+      JobTaskChanged{job.id, index, state, task.attempts, task.order, task.lease, task.machine});
+}
+
+void Exchange::EndJobIfOver(JobId id, Ctx& ctx) {
+  const auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  for (const JobTask& task : it->second.tasks) {
+    if (task.state == JobTaskState::kWaiting || task.state == JobTaskState::kRunning) return;
+  }
+  ctx.out->events.push_back(JobEnded{id, it->second.spec.actor, JobState::kDone, now_});
+  jobs_.erase(it);
 }
 
 // ---------------------------------------------------------------- invariants
@@ -839,6 +1163,30 @@ void Exchange::CheckInvariants() const {
     }
   }
   OCX_ASSERT(task_deadlines_.size() == ended);
+  // A waiting job task has a resting order, a running one a lease (active, or ended with its
+  // result still awaited); the lookups hold exactly those.
+  size_t waiting = 0, running = 0;
+  for (const auto& [id, job] : jobs_) {
+    bool live = false;
+    for (int32_t i = 0; i < static_cast<int32_t>(job.tasks.size()); ++i) {
+      const JobTask& task = job.tasks[i];
+      OCX_ASSERT(task.attempts >= 0 && task.attempts <= kJobTaskAttemptsMax);
+      if (task.state == JobTaskState::kWaiting) {
+        ++waiting;
+        live = true;
+        OCX_ASSERT_MSG(orders_.contains(task.order), "a waiting job task without its order");
+        OCX_ASSERT(job_orders_.at(task.order) == std::make_pair(id, i));
+      } else if (task.state == JobTaskState::kRunning) {
+        ++running;
+        live = true;
+        OCX_ASSERT(job_leases_.at(task.lease) == std::make_pair(id, i));
+        OCX_ASSERT_MSG(leases_.contains(task.lease) || open_tasks_.contains(task.lease),
+                       "a running job task with neither a lease nor an open task");
+      }
+    }
+    OCX_ASSERT_MSG(live, "a job that is over is still kept");
+  }
+  OCX_ASSERT(job_orders_.size() == waiting && job_leases_.size() == running);
 }
 
 // ---------------------------------------------------------------- names
@@ -876,6 +1224,26 @@ std::string_view TransferKindName(TransferKind kind) {
     case TransferKind::kFee: return "fee";
     case TransferKind::kInsurance: return "insurance";
     case TransferKind::kRefund: return "refund";
+  }
+  return "unknown";
+}
+
+std::string_view JobTaskStateName(JobTaskState state) {
+  switch (state) {
+    case JobTaskState::kWaiting: return "waiting";
+    case JobTaskState::kRunning: return "running";
+    case JobTaskState::kFinished: return "finished";
+    case JobTaskState::kLost: return "lost";
+    case JobTaskState::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::string_view JobStateName(JobState state) {
+  switch (state) {
+    case JobState::kActive: return "active";
+    case JobState::kDone: return "done";
+    case JobState::kCancelled: return "cancelled";
   }
   return "unknown";
 }

@@ -54,6 +54,8 @@ struct OrderState {
   int32_t max_hours = 0;
   Micros hold = 0;
   MachineId machine = 0;  // Sells.
+  std::string constraints;  // Buys: PlaceOrder::constraints, empty for none.
+  uint32_t constraint_handle = 0;  // Its compiled form (not state: rebuilt on restore).
 };
 
 struct Machine {
@@ -67,6 +69,9 @@ struct Machine {
   bool online = true;
   std::set<OrderId> sells;
   std::set<LeaseId> leases;
+  // The last command that changed what discovery shows of it (registration, online status,
+  // its asks). Not state: 0 after a restore, so readers refresh everything then.
+  uint64_t changed_sequence = 0;
 };
 
 struct Lease {
@@ -102,11 +107,33 @@ struct OpenTask {
   std::string spec;
   Timestamp assigned = 0;
   Timestamp lease_ended = 0;  // 0 while the lease is active.
+  JobId job = 0;              // As TaskAssigned.
+  int32_t task_index = 0;
+};
+
+inline constexpr int32_t kJobTaskAttemptsMax = 3;
+inline constexpr int32_t kJobTasksMax = 1000;
+
+struct JobTask {
+  JobTaskState state = JobTaskState::kWaiting;
+  int32_t attempts = 0;
+  OrderId order = 0;
+  LeaseId lease = 0;
+  MachineId machine = 0;
+};
+
+// A job that is not over yet (over: every task finished, lost or cancelled).
+struct Job {
+  JobId id = 0;
+  SubmitJob spec;  // actor = the owner.
+  Timestamp submitted = 0;
+  std::vector<JobTask> tasks;
 };
 
 class Exchange {
  public:
   explicit Exchange(ExchangeConfig config);
+  ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
@@ -124,8 +151,13 @@ class Exchange {
   const std::map<AccountId, Account>& accounts() const { return accounts_; }
   const std::map<OrderId, OrderState>& orders() const { return orders_; }
   const std::map<MachineId, Machine>& machines() const { return machines_; }
+  // The machine's lowest ask in a market, or 0 when it has none.
+  PriceMicros BestAsk(const Machine& machine, size_t market) const;
   const std::map<LeaseId, Lease>& leases() const { return leases_; }
   const std::map<LeaseId, OpenTask>& open_tasks() const { return open_tasks_; }
+  const std::map<JobId, Job>& jobs() const { return jobs_; }
+  // The job submitted with this client job id by this account (live or over), or 0.
+  JobId FindClientJob(AccountId account, const std::string& client_job_id) const;
   const std::map<BalanceRef, Micros>& balances() const { return balances_; }
   // The order placed with this client order id by this account (live or finished), or 0.
   OrderId FindClientOrder(AccountId account, const std::string& client_order_id) const;
@@ -178,10 +210,30 @@ class Exchange {
   void Do(const Tick& c, Ctx& ctx);
   void Do(const AssignTask& c, Ctx& ctx);
   void Do(const FinishTask& c, Ctx& ctx);
+  void Do(const SubmitJob& c, Ctx& ctx);
+  void Do(const CancelJob& c, Ctx& ctx);
 
+  void PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx);
+  // Places the buy for a job's task (a new attempt); false when it could not (funds, limits).
+  bool PlaceJobOrder(Job& job, int32_t index, Ctx& ctx);
+  void AssignJobTask(Job& job, int32_t index, const Lease& lease, Ctx& ctx);
+  void SetJobTask(Job& job, int32_t index, JobTaskState state, Ctx& ctx);
+  // A running task lost its lease without a result (machine offline, reclaimed) or its result
+  // never came: place it again while attempts remain.
+  void RetryJobTask(Job& job, int32_t index, Ctx& ctx);
+  void EndJobIfOver(JobId id, Ctx& ctx);
   const Account* FindAccount(AccountId id) const;
 
+  // Constraints (docs/formats/query.md). CheckConstraints: "" when `text` is empty or a
+  // valid query, else the error sentence. CompileConstraint: the engine's handle of a valid,
+  // non-empty query; the eligibility oracle evaluates it against a sell's machine.
+  std::string CheckConstraints(const std::string& text) const;
+  uint32_t CompileConstraint(const std::string& text);
+  void ReleaseConstraint(uint32_t handle);
+  class ConstraintOracle;
+
   ExchangeConfig config_;
+  std::unique_ptr<ConstraintOracle> oracle_;  // The books' eligibility oracle.
   std::vector<std::unique_ptr<engine::OrderBook>> books_;  // Per market index.
   std::vector<engine::Event> engine_events_;               // Reused scratch.
 
@@ -208,11 +260,20 @@ class Exchange {
   std::map<LeaseId, OpenTask> open_tasks_;
   // Tasks of ended leases: lease end + task_result_grace.
   std::set<std::pair<Timestamp, LeaseId>> task_deadlines_;
+  JobId next_job_ = 1;
+  std::map<JobId, Job> jobs_;  // Not over yet.
+  std::map<std::pair<AccountId, std::string>, JobId> client_job_ids_;
+  // Derived from jobs_ (rebuilt on restore): the waiting tasks' orders, the running tasks'
+  // leases, each -> (job, task index).
+  std::map<OrderId, std::pair<JobId, int32_t>> job_orders_;
+  std::map<LeaseId, std::pair<JobId, int32_t>> job_leases_;
 };
 
 std::string_view RoleName(Role role);
 std::string_view BalanceKindName(BalanceKind kind);
 std::string_view TransferKindName(TransferKind kind);
 std::string_view LeaseEndReasonName(LeaseEndReason reason);
+std::string_view JobTaskStateName(JobTaskState state);
+std::string_view JobStateName(JobState state);
 
 }  // namespace ocx::core

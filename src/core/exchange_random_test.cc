@@ -33,6 +33,7 @@ class Generator {
       m.spec.name = "m" + std::to_string(i);
       m.spec.capacity["cpu"] = 8 + i;
       m.spec.capacity["gpu.h100"] = i % 2;
+      m.spec.attributes["region"] = AttributeValue::Text(i % 2 == 0 ? "eu" : "us");
       out.push_back(m);
     }
     return out;
@@ -75,6 +76,7 @@ class Generator {
       }
       if (c.tif == engine::TimeInForce::kGtd) c.expiry = now_ + rng_.Between(1, 120) * kSecond;
       c.machine = c.side == engine::Side::kSell ? machine : 0;
+      if (c.side == engine::Side::kBuy && rng_.Percent(15)) c.constraints = Constraints();
       return c;
     }
     if (roll < 55 && !x.orders().empty()) {
@@ -108,8 +110,36 @@ class Generator {
     }
     if (roll < 93) return Withdraw{1, consumer, rng_.Between(1, 2'000'000), BalanceKind::kAvailable};
     if (roll < 95) return Withdraw{1, provider, rng_.Between(1, 200'000), BalanceKind::kEarnings};
-    if (roll < 97) return Deposit{1, consumer, rng_.Between(1, 10'000'000)};
+    if (roll < 96) return Deposit{1, consumer, rng_.Between(1, 10'000'000)};
+    if (roll < 97) {
+      SubmitJob c;
+      c.actor = consumer;
+      c.client_job_id = "j" + std::to_string(++orders_);
+      c.market = "cpu";
+      c.tasks = static_cast<int32_t>(rng_.Between(1, 3));
+      c.slots_per_task = rng_.Between(1, 2);
+      c.max_price = rng_.Between(90, 110) * 1000;
+      c.max_hours = static_cast<int32_t>(rng_.Between(1, 2));
+      c.constraints = rng_.Percent(50) ? Constraints() : "";
+      c.task_spec = R"({"command":["true"]})";
+      return c;
+    }
+    if (roll < 99 && !x.open_tasks().empty()) {
+      const auto it = Pick(x.open_tasks());
+      return FinishTask{it->second.machine, it->first, R"({"status":"succeeded"})"};
+    }
+    if (!x.jobs().empty() && rng_.Percent(50)) {
+      const auto it = Pick(x.jobs());
+      return CancelJob{rng_.Percent(90) ? it->second.spec.actor : consumer, it->first};
+    }
     return Tick{};
+  }
+
+  std::string Constraints() {
+    static constexpr const char* kQueries[] = {R"(region == "eu")", "price <= 0.1",
+                                               R"(region in ["us"] || price < 0.095)",
+                                               R"(!(region =~ "^e"))"};
+    return kQueries[rng_.Below(4)];
   }
 
   Timestamp AdvanceTime() {
@@ -145,7 +175,7 @@ void RunRandomStream(uint64_t seed, int commands) {
   std::unique_ptr<Exchange> restored;
   Generator gen(seed);
   uint64_t sequence = 0;
-  size_t leases_started = 0, bills = 0, rejections = 0;
+  size_t leases_started = 0, bills = 0, rejections = 0, job_tasks_run = 0, jobs_ended = 0;
   std::set<LeaseEndReason> end_reasons;
   auto apply = [&](const CommandBody& command) {
     ++sequence;
@@ -158,6 +188,8 @@ void RunRandomStream(uint64_t seed, int commands) {
       leases_started += std::holds_alternative<LeaseStarted>(e);
       if (const auto* ended = std::get_if<LeaseEnded>(&e)) end_reasons.insert(ended->reason);
       if (const auto* t = std::get_if<LedgerTransfer>(&e)) bills += t->kind == TransferKind::kBill;
+      if (const auto* t = std::get_if<TaskAssigned>(&e)) job_tasks_run += t->job != 0;
+      jobs_ended += std::holds_alternative<JobEnded>(e);
     }
     // The replica sees the command as the journal stores it.
     const absl::StatusOr<CommandBody> decoded = DecodeCommand(EncodeCommand(command));
@@ -190,6 +222,8 @@ void RunRandomStream(uint64_t seed, int commands) {
   EXPECT_GT(leases_started, static_cast<size_t>(commands) / 200);
   EXPECT_GT(bills, static_cast<size_t>(commands) / 200);
   EXPECT_GT(rejections, 0u);
+  EXPECT_GT(job_tasks_run, static_cast<size_t>(commands) / 1000);
+  EXPECT_GT(jobs_ended, static_cast<size_t>(commands) / 1000);
   std::string seen;
   for (LeaseEndReason reason : end_reasons) seen += std::string(LeaseEndReasonName(reason)) + " ";
   EXPECT_EQ(end_reasons.size(), 5u) << "every way a lease ends should occur; seen: " << seen;

@@ -595,5 +595,230 @@ TEST_F(ExchangeTest, RestoreRefusesASnapshotOfOtherMarkets) {
   EXPECT_FALSE(Exchange::Restore(ExchangeConfig::Default(), "{\"version\":1").ok());
 }
 
+// ---- Jobs (docs/formats/job.md): one buy per task, each fill gets its task.
+
+class JobTest : public ExchangeTest {
+ protected:
+  SubmitJob Job(int32_t tasks, Quantity slots, PriceMicros price, std::string constraints = {}) {
+    SubmitJob c;
+    c.actor = alice_;
+    c.client_job_id = "job" + std::to_string(++client_id_);
+    c.market = "cpu";
+    c.slots_per_task = slots;
+    c.tasks = tasks;
+    c.max_price = price;
+    c.max_hours = 1;
+    c.constraints = std::move(constraints);
+    c.task_spec = R"({"command":["true"]})";
+    return c;
+  }
+  template <typename E>
+  static std::vector<E> Events(const ApplyOutput& out) {
+    std::vector<E> found;
+    for (const CoreEvent& event : out.events) {
+      if (const auto* e = std::get_if<E>(&event)) found.push_back(*e);
+    }
+    return found;
+  }
+  MachineId RegisterIn(AccountId owner, Quantity slots, const std::string& region) {
+    RegisterMachine c;
+    c.actor = owner;
+    c.spec.name = "m" + std::to_string(seq_);
+    c.spec.capacity["cpu"] = slots;
+    c.spec.attributes["region"] = AttributeValue{false, 0, region};
+    const ApplyOutput out = Run(c);
+    EXPECT_TRUE(out.result.accepted) << out.result.code;
+    return out.result.machine;
+  }
+};
+
+TEST_F(JobTest, EachTaskGetsItsOwnBuyAndEveryFillItsTask) {
+  Fund(alice_, 10 * kCredit);
+  const ApplyOutput submitted = Run(Job(3, 2, 50'000));
+  ASSERT_TRUE(submitted.result.accepted) << submitted.result.code;
+  const JobId job = submitted.result.job;
+  ASSERT_EQ(x_.jobs().size(), 1u);
+  EXPECT_EQ(x_.orders().size(), 3u);  // One per task, each held on its own.
+  EXPECT_EQ(Held(alice_), 3 * Exchange::HoldFor(50'000, 2, 1, 20));
+  // 5 slots for sale: two whole tasks fit (a fill is always the whole task), the third waits.
+  const ApplyOutput sold = Sell(prov_, machine_, 40'000, 5);
+  const auto assigned = Events<TaskAssigned>(sold);
+  ASSERT_EQ(assigned.size(), 2u);
+  EXPECT_EQ(assigned[0].job, job);
+  EXPECT_EQ(assigned[0].task_index, 0);
+  EXPECT_EQ(assigned[1].task_index, 1);
+  EXPECT_EQ(assigned[0].spec, R"({"command":["true"]})");
+  EXPECT_EQ(x_.leases().size(), 2u);
+  for (const auto& [id, lease] : x_.leases()) EXPECT_EQ(lease.slots, 2);
+  EXPECT_EQ(x_.jobs().at(job).tasks[2].state, JobTaskState::kWaiting);
+  // The buyer cannot add a second task to a job's lease, nor cancel a job's order.
+  EXPECT_EQ(Run(AssignTask{alice_, assigned[0].lease, "{}"}).result.code,
+            "task_already_assigned");
+  EXPECT_EQ(Run(CancelOrder{alice_, x_.jobs().at(job).tasks[2].order}).result.code, "job_order");
+  // Results come in; the third task trades on another machine; the job is done.
+  EXPECT_TRUE(Run(FinishTask{machine_, assigned[0].lease, "{\"exit_code\":0}"}).result.accepted);
+  EXPECT_TRUE(Run(FinishTask{machine_, assigned[1].lease, "{\"exit_code\":1}"}).result.accepted);
+  EXPECT_EQ(x_.jobs().at(job).tasks[0].state, JobTaskState::kFinished);
+  const MachineId second = Register(other_prov_, 2);
+  const ApplyOutput third = Sell(other_prov_, second, 45'000, 2);
+  ASSERT_EQ(Events<TaskAssigned>(third).size(), 1u);
+  const LeaseId last = Events<TaskAssigned>(third)[0].lease;
+  const ApplyOutput done = Run(FinishTask{second, last, "{\"exit_code\":0}"});
+  ASSERT_EQ(Events<JobEnded>(done).size(), 1u);
+  EXPECT_EQ(Events<JobEnded>(done)[0].state, JobState::kDone);
+  EXPECT_TRUE(x_.jobs().empty());
+}
+
+TEST_F(JobTest, ASubmissionIsCheckedWholeAndChangesNothingWhenRefused) {
+  Fund(alice_, 1 * kCredit);
+  const Micros before = Avail(alice_);
+  // 3 tasks at 0.2 credit * 2 slots: 1.2 credits plus fee is more than alice has.
+  EXPECT_EQ(Run(Job(3, 2, 200'000)).result.code, "insufficient_funds");
+  EXPECT_EQ(Run(Job(0, 1, 10'000)).result.code, "invalid_tasks");
+  EXPECT_EQ(Run(Job(kJobTasksMax + 1, 1, 10'000)).result.code, "invalid_tasks");
+  EXPECT_EQ(Run(Job(1, 0, 10'000)).result.code, "invalid_slots");
+  EXPECT_EQ(Run(Job(1, 1, 10'050)).result.code, "invalid_price");
+  EXPECT_EQ(Run(Job(1, 1, 10'000, "region ==")).result.code, "invalid_constraints");
+  SubmitJob empty = Job(1, 1, 10'000);
+  empty.task_spec.clear();
+  EXPECT_EQ(Run(empty).result.code, "invalid_task");
+  SubmitJob bad_market = Job(1, 1, 10'000);
+  bad_market.market = "nope";
+  EXPECT_EQ(Run(bad_market).result.code, "unknown_market");
+  EXPECT_EQ(Avail(alice_), before);
+  EXPECT_TRUE(x_.jobs().empty());
+  EXPECT_TRUE(x_.orders().empty());
+  // A client job id is taken once: a retry names the job it made.
+  SubmitJob once = Job(1, 1, 10'000);
+  const ApplyOutput first = Run(once);
+  ASSERT_TRUE(first.result.accepted);
+  const ApplyOutput again = Run(once);
+  EXPECT_EQ(again.result.code, "duplicate_client_job_id");
+  EXPECT_EQ(again.result.job, first.result.job);
+  // The exchange's own client order ids cannot be taken by hand.
+  PlaceOrder mine;
+  mine.actor = alice_;
+  mine.market = "cpu";
+  mine.client_order_id = "job:1:0:2";
+  mine.price = 10'000;
+  mine.quantity = 1;
+  EXPECT_EQ(Run(mine).result.code, "invalid_client_order_id");
+}
+
+TEST_F(JobTest, ATaskWhoseMachineGoesOfflineRunsAgainElsewhereThenIsLost) {
+  Fund(alice_, 10 * kCredit);
+  const JobId job = Run(Job(1, 1, 50'000)).result.job;
+  const MachineId first = machine_;
+  Sell(prov_, first, 40'000, 1);
+  ASSERT_EQ(x_.jobs().at(job).tasks[0].state, JobTaskState::kRunning);
+  const MachineId second = Register(other_prov_, 1);
+  Sell(other_prov_, second, 40'000, 1);
+  // The first machine goes quiet: its lease ends offline and the task trades on the second.
+  now_ += x_.config().heartbeat_timeout - 5 * kSecond;
+  Run(Heartbeat{second});
+  now_ += 5 * kSecond;
+  Run(Heartbeat{second});
+  const JobTask& task = x_.jobs().at(job).tasks[0];
+  EXPECT_EQ(task.state, JobTaskState::kRunning);
+  EXPECT_EQ(task.attempts, 2);
+  EXPECT_EQ(task.machine, second);
+  // A late result from the first machine is kept for its lease but does not finish the task.
+  // The second machine is reclaimed by its owner: the third and last attempt waits.
+  ASSERT_TRUE(Run(EndLease{other_prov_, 0, task.lease, LeaseEndReason::kReclaimed}).result.accepted);
+  EXPECT_EQ(x_.jobs().at(job).tasks[0].state, JobTaskState::kWaiting);
+  EXPECT_EQ(x_.jobs().at(job).tasks[0].attempts, 3);
+  const MachineId third = Register(other_prov_, 1);
+  Sell(other_prov_, third, 40'000, 1);
+  ASSERT_EQ(x_.jobs().at(job).tasks[0].state, JobTaskState::kRunning);
+  ASSERT_TRUE(Run(EndLease{other_prov_, 0, x_.jobs().at(job).tasks[0].lease,
+                           LeaseEndReason::kReclaimed}).result.accepted);
+  // No attempt left: lost, and the job is over with nothing held for it.
+  EXPECT_TRUE(x_.jobs().empty());
+  EXPECT_EQ(Held(alice_), 0);
+}
+
+TEST_F(JobTest, CancellingAJobWithdrawsItsOrdersAndReleasesItsLeases) {
+  Fund(alice_, 10 * kCredit);
+  const JobId job = Run(Job(3, 4, 50'000)).result.job;
+  Sell(prov_, machine_, 40'000, 4);
+  ASSERT_EQ(x_.leases().size(), 1u);
+  EXPECT_EQ(Run(CancelJob{bob_, job}).result.code, "not_authorized");
+  EXPECT_EQ(Run(CancelJob{alice_, job + 1}).result.code, "unknown_job");
+  const ApplyOutput cancelled = Run(CancelJob{alice_, job});
+  ASSERT_TRUE(cancelled.result.accepted) << cancelled.result.code;
+  EXPECT_EQ(Events<LeaseEnded>(cancelled).size(), 1u);
+  EXPECT_EQ(Events<LeaseEnded>(cancelled)[0].reason, LeaseEndReason::kReleased);
+  ASSERT_EQ(Events<JobEnded>(cancelled).size(), 1u);
+  EXPECT_EQ(Events<JobEnded>(cancelled)[0].state, JobState::kCancelled);
+  EXPECT_TRUE(x_.jobs().empty());
+  EXPECT_TRUE(x_.orders().empty() || x_.orders().begin()->second.side == Side::kSell);
+  EXPECT_EQ(Held(alice_), 0);
+  EXPECT_EQ(Escrow(alice_), 0);
+  EXPECT_EQ(Run(CancelJob{alice_, job}).result.code, "unknown_job");
+}
+
+TEST_F(JobTest, ConstraintsSkipIneligibleMachinesAndKeepTheirPlace) {
+  Fund(alice_, 10 * kCredit);
+  Fund(bob_, 10 * kCredit);
+  const MachineId us = RegisterIn(other_prov_, 4, "us");
+  // Alice's constrained buy is first in time; Bob's plain buy at the same price comes second.
+  const JobId job = Run(Job(1, 1, 50'000, R"(region == "eu")")).result.job;
+  Buy(bob_, 50'000, 1);
+  // The cheaper US ask goes to Bob: Alice's constraint rules the US machine out.
+  Sell(other_prov_, us, 30'000, 1);
+  ASSERT_EQ(x_.leases().size(), 1u);
+  EXPECT_EQ(x_.leases().begin()->second.buyer, bob_);
+  EXPECT_EQ(x_.jobs().at(job).tasks[0].state, JobTaskState::kWaiting);
+  // An EU ask trades with Alice.
+  Sell(prov_, machine_, 45'000, 1);
+  EXPECT_EQ(x_.jobs().at(job).tasks[0].state, JobTaskState::kRunning);
+  EXPECT_EQ(x_.jobs().at(job).tasks[0].machine, machine_);
+  // A plain order's constraints use the same language.
+  PlaceOrder c;
+  c.actor = bob_;
+  c.market = "cpu";
+  c.client_order_id = "constrained";
+  c.price = 50'000;
+  c.quantity = 1;
+  c.constraints = "price <= 0.03";  // Credits: 0.03 = 30,000 micro-credits.
+  ASSERT_TRUE(Run(c).result.accepted);
+  Sell(prov_, machine_, 40'000, 1);  // Too dear for the constraint.
+  EXPECT_EQ(x_.leases().size(), 2u);
+  Sell(other_prov_, us, 30'000, 1);
+  EXPECT_EQ(x_.leases().size(), 3u);
+  c.client_order_id = "sell-with-constraints";
+  c.side = Side::kSell;
+  c.machine = machine_;
+  c.actor = prov_;
+  EXPECT_EQ(Run(c).result.code, "invalid_constraints");
+}
+
+TEST_F(JobTest, JobsAndConstraintsAreSnapshottedAndCarryOnAlike) {
+  Fund(alice_, 10 * kCredit);
+  Run(Job(3, 1, 50'000, R"(region in ["eu", "us"])"));
+  Sell(prov_, machine_, 40'000, 1);
+  ASSERT_EQ(x_.jobs().size(), 1u);
+  auto restored = Exchange::Restore(ExchangeConfig::Default(), x_.Serialize());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  (*restored)->CheckInvariants();
+  EXPECT_EQ((*restored)->StateHash(), x_.StateHash());
+  // The same sell fills the same constrained task on both, and the job goes on alike.
+  PlaceOrder sell;
+  sell.actor = prov_;
+  sell.market = "cpu";
+  sell.client_order_id = "after";
+  sell.side = Side::kSell;
+  sell.price = 40'000;
+  sell.quantity = 2;
+  sell.machine = machine_;
+  ApplyOutput a, b;
+  x_.Apply(seq_ + 1, now_, sell, &a);
+  (*restored)->Apply(seq_ + 1, now_, sell, &b);
+  (*restored)->CheckInvariants();
+  EXPECT_EQ(x_.StateHash(), (*restored)->StateHash());
+  EXPECT_EQ(Events<TaskAssigned>(a).size(), 2u);
+  EXPECT_EQ(Events<TaskAssigned>(b).size(), 2u);
+}
+
 }  // namespace
 }  // namespace ocx::core

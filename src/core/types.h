@@ -7,12 +7,14 @@
 #include <vector>
 
 #include "src/engine/types.h"
+#include "src/query/value.h"
 
 namespace ocx::core {
 
 using AccountId = uint32_t;  // 0: nobody (the system).
 using MachineId = uint64_t;  // 0: none.
 using LeaseId = uint64_t;
+using JobId = uint64_t;
 using OrderId = engine::OrderId;  // Assigned by the exchange: 1, 2, 3, ...
 using Micros = int64_t;           // Credits in micro-credits. Never a float.
 using PriceMicros = engine::PriceMicros;
@@ -61,13 +63,9 @@ struct ExchangeConfig {
   static ExchangeConfig Default();
 };
 
-// A machine attribute: a number (held exactly, in micro-units) or a string.
-struct AttributeValue {
-  bool is_number = false;
-  int64_t number_micros = 0;
-  std::string text;
-  bool operator==(const AttributeValue&) const = default;
-};
+// A machine attribute: a number (held exactly, in micro-units) or a string. The same type
+// the discovery query language evaluates (docs/formats/query.md).
+using AttributeValue = query::Value;
 
 struct MachineSpec {
   std::string name;

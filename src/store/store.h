@@ -178,6 +178,37 @@ struct TaskRow {
   bool operator==(const TaskRow&) const = default;
 };
 
+// A job (docs/formats/job.md) and its tasks, as submitted and as they went.
+struct JobTaskRow {
+  int32_t index = 0;
+  core::JobTaskState state = core::JobTaskState::kWaiting;
+  int32_t attempts = 0;
+  core::OrderId order = 0;     // The current (or last) attempt's buy order.
+  core::LeaseId lease = 0;     // The current (or last) attempt's lease, 0 before any fill.
+  core::MachineId machine = 0;
+  bool operator==(const JobTaskRow&) const = default;
+};
+
+struct JobRow {
+  core::JobId id = 0;  // The cursor.
+  core::AccountId owner = 0;
+  std::string client_job_id;
+  std::string market;
+  core::Quantity slots_per_task = 0;
+  int32_t tasks_count = 0;
+  core::PriceMicros max_price = 0;
+  int32_t max_hours = 0;
+  std::string constraints;
+  std::string task_spec;
+  core::JobState state = core::JobState::kActive;
+  uint64_t submitted_sequence = 0;
+  core::Timestamp submitted_time = 0;
+  uint64_t end_sequence = 0;  // 0 while active.
+  core::Timestamp end_time = 0;
+  std::vector<JobTaskRow> tasks;  // By index; ListJobs leaves it empty.
+  bool operator==(const JobRow&) const = default;
+};
+
 struct UsageRow {
   core::LeaseId lease = 0;
   uint64_t sequence = 0;  // The cursor within a lease.
@@ -264,6 +295,11 @@ class Store {
   virtual absl::StatusOr<LeaseRow> GetLease(core::LeaseId id) = 0;
   // NotFound for a lease without a task.
   virtual absl::StatusOr<TaskRow> GetTask(core::LeaseId lease) = 0;
+  // NotFound for a job never submitted. With its tasks.
+  virtual absl::StatusOr<JobRow> GetJob(core::JobId id) = 0;
+  // Jobs of `owner`, by id, without their tasks.
+  virtual absl::StatusOr<std::vector<JobRow>> ListJobs(core::AccountId owner, core::JobId after,
+                                                       size_t limit) = 0;
   // Usage reports of one lease, by sequence.
   virtual absl::StatusOr<std::vector<UsageRow>> ListUsage(core::LeaseId lease, uint64_t after,
                                                           size_t limit) = 0;

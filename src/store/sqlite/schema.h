@@ -159,6 +159,36 @@ CREATE TABLE tasks (
   finished_time INTEGER
 ) STRICT;
 CREATE INDEX tasks_buyer ON tasks (buyer);
+
+CREATE TABLE jobs (
+  id             INTEGER PRIMARY KEY,
+  owner          INTEGER NOT NULL,
+  client_job_id  TEXT NOT NULL,
+  market         TEXT NOT NULL,
+  slots_per_task INTEGER NOT NULL,
+  tasks_count    INTEGER NOT NULL,
+  max_price      INTEGER NOT NULL,
+  max_hours      INTEGER NOT NULL,
+  constraints    TEXT NOT NULL,
+  task_spec      TEXT NOT NULL,
+  state          TEXT NOT NULL,
+  submitted_seq  INTEGER NOT NULL,
+  submitted_time INTEGER NOT NULL,
+  end_seq        INTEGER,
+  end_time       INTEGER
+) STRICT;
+CREATE INDEX jobs_owner ON jobs (owner, id);
+
+CREATE TABLE job_tasks (
+  job      INTEGER NOT NULL,
+  idx      INTEGER NOT NULL,
+  state    TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  order_id INTEGER NOT NULL,
+  lease    INTEGER NOT NULL,
+  machine  INTEGER NOT NULL,
+  PRIMARY KEY (job, idx)
+) STRICT, WITHOUT ROWID;
 )sql";
 
 }  // namespace ocx::store::sqlite

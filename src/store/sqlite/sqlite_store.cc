@@ -122,6 +122,10 @@ constexpr char kUsageColumns[] =
     "lease, seq, time, wall_seconds, cpu_seconds, gpu_seconds, peak_memory_mib, billed_total";
 constexpr char kMachineColumns[] =
     "id, owner, name, online, registered_seq, registered_time, last_status_time";
+constexpr char kJobColumns[] =
+    "id, owner, client_job_id, market, slots_per_task, tasks_count, max_price, max_hours, "
+    "constraints, task_spec, state, submitted_seq, submitted_time, end_seq, end_time";
+constexpr char kJobTaskColumns[] = "idx, state, attempts, order_id, lease, machine";
 
 absl::Status ReadRow(const Stmt& r, AccountRow* out) {
   out->id = static_cast<core::AccountId>(r.Int(0));
@@ -248,6 +252,37 @@ absl::Status ReadRow(const Stmt& r, MachineRow* out) {
   return absl::OkStatus();
 }
 
+// Without its tasks (read separately, by job_tasks).
+absl::Status ReadRow(const Stmt& r, JobRow* out) {
+  out->id = static_cast<core::JobId>(r.Int(0));
+  out->owner = static_cast<core::AccountId>(r.Int(1));
+  out->client_job_id = r.Text(2);
+  out->market = r.Text(3);
+  out->slots_per_task = r.Int(4);
+  out->tasks_count = static_cast<int32_t>(r.Int(5));
+  out->max_price = r.Int(6);
+  out->max_hours = static_cast<int32_t>(r.Int(7));
+  out->constraints = r.Text(8);
+  out->task_spec = r.Text(9);
+  OCX_RETURN_IF_ERROR(ReadEnum(r, 10, &core::JobStateName, &out->state, "job state"));
+  out->submitted_sequence = static_cast<uint64_t>(r.Int(11));
+  out->submitted_time = r.Int(12);
+  out->end_sequence = static_cast<uint64_t>(r.Int(13));  // NULL reads as 0.
+  out->end_time = r.Int(14);
+  out->tasks.clear();
+  return absl::OkStatus();
+}
+
+absl::Status ReadRow(const Stmt& r, JobTaskRow* out) {
+  out->index = static_cast<int32_t>(r.Int(0));
+  OCX_RETURN_IF_ERROR(ReadEnum(r, 1, &core::JobTaskStateName, &out->state, "job task state"));
+  out->attempts = static_cast<int32_t>(r.Int(2));
+  out->order = r.Int(3);
+  out->lease = static_cast<core::LeaseId>(r.Int(4));
+  out->machine = static_cast<core::MachineId>(r.Int(5));
+  return absl::OkStatus();
+}
+
 // Steps a bound statement to the end, reading every row; resets it on the way out.
 template <typename Row>
 absl::StatusOr<std::vector<Row>> ReadAll(Stmt& statement) {
@@ -330,6 +365,7 @@ struct SqliteStore::WriteStatements {
   Stmt insert_trade, link_trade;
   Stmt insert_lease, usage_lease, insert_usage, end_lease;
   Stmt insert_task, finish_task;
+  Stmt insert_job, insert_job_task, change_job_task, end_job;
 };
 
 struct SqliteStore::ReadStatements {
@@ -337,6 +373,7 @@ struct SqliteStore::ReadStatements {
   Stmt first_entry_from, next_entry, deltas_since, statement_entries;
   Stmt list_trades, list_orders, list_orders_status, list_leases, get_lease, list_usage;
   Stmt list_machines, get_task;
+  Stmt get_job, list_job_tasks, list_jobs;
 };
 
 absl::Status SqliteStore::PrepareWriter() {
@@ -427,6 +464,26 @@ absl::Status SqliteStore::PrepareWriter() {
   OCX_RETURN_IF_ERROR(prepare(&w->finish_task,
                               "UPDATE tasks SET status = ?2, result = ?3, finished_seq = ?4, "
                               "finished_time = ?5 WHERE lease = ?1 AND status = 'running'"));
+  OCX_RETURN_IF_ERROR(prepare(&w->insert_job,
+                              "INSERT INTO jobs (id, owner, client_job_id, market, "
+                              "slots_per_task, tasks_count, max_price, max_hours, constraints, "
+                              "task_spec, state, submitted_seq, submitted_time, end_seq, "
+                              "end_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                              "'active', ?11, ?12, NULL, NULL)"));
+  OCX_RETURN_IF_ERROR(prepare(&w->insert_job_task,
+                              "INSERT INTO job_tasks (job, idx, state, attempts, order_id, lease, "
+                              "machine) VALUES (?1, ?2, 'waiting', 0, 0, 0, 0)"));
+  // Only a task still in play changes (waiting, running), and only in an active job: the
+  // core ends a job after its last task is over.
+  OCX_RETURN_IF_ERROR(prepare(&w->change_job_task,
+                              "UPDATE job_tasks SET state = ?3, attempts = ?4, order_id = ?5, "
+                              "lease = ?6, machine = ?7 "
+                              "WHERE job = ?1 AND idx = ?2 AND state IN ('waiting', 'running') "
+                              "AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND "
+                              "state = 'active')"));
+  OCX_RETURN_IF_ERROR(prepare(&w->end_job,
+                              "UPDATE jobs SET state = ?2, end_seq = ?3, end_time = ?4 "
+                              "WHERE id = ?1 AND owner = ?5 AND state = 'active'"));
   write_ = std::move(w);
   return absl::OkStatus();
 }
@@ -499,6 +556,14 @@ absl::Status SqliteStore::PrepareReader() {
                               "SELECT lease, buyer, machine, spec, status, COALESCE(result, ''), "
                               "assigned_seq, assigned_time, COALESCE(finished_seq, 0), "
                               "COALESCE(finished_time, 0) FROM tasks WHERE lease = ?1"));
+  const std::string jobs = kJobColumns;
+  OCX_RETURN_IF_ERROR(prepare(&r->get_job, "SELECT " + jobs + " FROM jobs WHERE id = ?1"));
+  OCX_RETURN_IF_ERROR(prepare(&r->list_job_tasks, std::string("SELECT ") + kJobTaskColumns +
+                                                      " FROM job_tasks WHERE job = ?1 "
+                                                      "ORDER BY idx"));
+  OCX_RETURN_IF_ERROR(prepare(&r->list_jobs, "SELECT " + jobs +
+                                                 " FROM jobs WHERE owner = ?1 AND id > ?2 "
+                                                 "ORDER BY id LIMIT ?3"));
   OCX_RETURN_IF_ERROR(prepare(&r->list_usage, std::string("SELECT ") + kUsageColumns +
                                                   " FROM usage WHERE lease = ?1 AND seq > ?2 "
                                                   "ORDER BY seq LIMIT ?3"));
@@ -994,6 +1059,57 @@ class EventProjector {
     return ExpectOneRow(w_.finish_task, "end of a task not running", e.lease);
   }
 
+  absl::Status operator()(const core::JobSubmitted& e) {
+    const core::SubmitJob& spec = e.spec;
+    // The core refuses other counts; the bound keeps a bad event from writing without end.
+    if (spec.tasks < 1 || spec.tasks > core::kJobTasksMax) {
+      return Problem("a job with a task count out of range", e.job);
+    }
+    OCX_RETURN_IF_ERROR(w_.insert_job.Bind(1, Key(e.job))
+                            .Bind(2, int64_t{e.owner})
+                            .Bind(3, spec.client_job_id)
+                            .Bind(4, spec.market)
+                            .Bind(5, spec.slots_per_task)
+                            .Bind(6, int64_t{spec.tasks})
+                            .Bind(7, spec.max_price)
+                            .Bind(8, int64_t{spec.max_hours})
+                            .Bind(9, spec.constraints)
+                            .Bind(10, spec.task_spec)
+                            .Bind(11, seq_)
+                            .Bind(12, e.submitted)
+                            .Run());
+    for (int32_t index = 0; index < spec.tasks; ++index) {
+      OCX_RETURN_IF_ERROR(w_.insert_job_task.Bind(1, Key(e.job)).Bind(2, int64_t{index}).Run());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const core::JobTaskChanged& e) {
+    OCX_RETURN_IF_ERROR(w_.change_job_task.Bind(1, Key(e.job))
+                            .Bind(2, int64_t{e.task_index})
+                            .Bind(3, core::JobTaskStateName(e.state))
+                            .Bind(4, int64_t{e.attempts})
+                            .Bind(5, e.order)
+                            .Bind(6, Key(e.lease))
+                            .Bind(7, Key(e.machine))
+                            .Run());
+    if (w_.change_job_task.changes() == 1) return absl::OkStatus();
+    return Inconsistent(command_, "change of task " + std::to_string(e.task_index) + " of job " +
+                                      std::to_string(e.job) +
+                                      ", not waiting or running in an active job");
+  }
+
+  absl::Status operator()(const core::JobEnded& e) {
+    if (e.state == core::JobState::kActive) return Problem("a job ended as active", e.job);
+    OCX_RETURN_IF_ERROR(w_.end_job.Bind(1, Key(e.job))
+                            .Bind(2, core::JobStateName(e.state))
+                            .Bind(3, seq_)
+                            .Bind(4, e.end)
+                            .Bind(5, int64_t{e.owner})
+                            .Run());
+    return ExpectOneRow(w_.end_job, "end of a job not active", e.job);
+  }
+
   // After the command's last event: every trade found its lease.
   absl::Status Finish() {
     if (pending_trade_ != 0) return Problem("a trade without its lease (trade row)", 0);
@@ -1210,6 +1326,28 @@ absl::StatusOr<TaskRow> SqliteStore::GetTask(core::LeaseId lease) {
   OCX_ASSIGN_OR_RETURN(std::vector<TaskRow> rows, ReadAll<TaskRow>(read_->get_task));
   if (rows.empty()) return absl::NotFoundError("no task on lease " + std::to_string(lease));
   return std::move(rows.front());
+}
+
+absl::StatusOr<JobRow> SqliteStore::GetJob(core::JobId id) {
+  OCX_STORE_READ_LOCK();
+  ReadStatements& r = *read_;
+  ReadTransaction transaction(read_db_);  // The job and its tasks from one committed state.
+  OCX_RETURN_IF_ERROR(transaction.Begin());
+  r.get_job.Bind(1, Key(id));
+  OCX_ASSIGN_OR_RETURN(std::vector<JobRow> rows, ReadAll<JobRow>(r.get_job));
+  if (rows.empty()) return absl::NotFoundError("no job " + std::to_string(id));
+  JobRow job = std::move(rows.front());
+  r.list_job_tasks.Bind(1, Key(id));
+  OCX_ASSIGN_OR_RETURN(job.tasks, ReadAll<JobTaskRow>(r.list_job_tasks));
+  return job;
+}
+
+absl::StatusOr<std::vector<JobRow>> SqliteStore::ListJobs(core::AccountId owner, core::JobId after,
+                                                          size_t limit) {
+  OCX_RETURN_IF_ERROR(CheckLimit(limit));
+  OCX_STORE_READ_LOCK();
+  read_->list_jobs.Bind(1, int64_t{owner}).Bind(2, Key(after)).Bind(3, static_cast<int64_t>(limit));
+  return ReadAll<JobRow>(read_->list_jobs);
 }
 
 absl::StatusOr<std::vector<UsageRow>> SqliteStore::ListUsage(core::LeaseId lease, uint64_t after,

@@ -42,7 +42,7 @@
 namespace ocx::store {
 
 // Version of the tables (docs/formats/store.md), kept in meta.schema_version.
-inline constexpr int64_t kSqliteSchemaVersion = 2;  // 2: tasks.
+inline constexpr int64_t kSqliteSchemaVersion = 3;  // 2: tasks; 3: jobs, job_tasks.
 // Named bounds and defaults for SqliteStoreOptions.
 inline constexpr size_t kDefaultQueueCommandsMax = 8192;
 inline constexpr size_t kDefaultBatchCommandsMax = 1024;
@@ -106,6 +106,9 @@ class SqliteStore final : public Store {
                                                    size_t limit) override;
   absl::StatusOr<LeaseRow> GetLease(core::LeaseId id) override;
   absl::StatusOr<TaskRow> GetTask(core::LeaseId lease) override;
+  absl::StatusOr<JobRow> GetJob(core::JobId id) override;
+  absl::StatusOr<std::vector<JobRow>> ListJobs(core::AccountId owner, core::JobId after,
+                                               size_t limit) override;
   absl::StatusOr<std::vector<UsageRow>> ListUsage(core::LeaseId lease, uint64_t after,
                                                   size_t limit) override;
   absl::StatusOr<std::vector<MachineRow>> ListMachines(core::MachineId after,

@@ -1,8 +1,9 @@
 // Seeded random command streams through a real core::Exchange, projected batch by batch
 // (randomly through the synchronous path or the background writer) into a real SQLite file.
-// After every batch the store's balances equal the core's; at the end its open orders,
-// active leases, machines, ledger sums and statements agree with the core, and a rebuild
-// and a reopen give identical query results. Set OCX_TEST_SEED=n to rerun one seed.
+// After every batch the store's balances and live jobs equal the core's; at the end its
+// open orders, active leases, machines, jobs, ledger sums and statements agree with the
+// core, and a rebuild and a reopen give identical query results. Set OCX_TEST_SEED=n to
+// rerun one seed.
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -84,6 +85,46 @@ void ExpectLeasesAndMachinesEqualCore(Store& store, const core::Exchange& x,
   }
 }
 
+// Every submitted job is listed under its owner; the core's live jobs are the store's active
+// ones, task by task; an ended job has every task over and its end recorded.
+void ExpectJobsEqualCore(Store& store, const core::Exchange& x, size_t jobs_submitted,
+                         size_t jobs_ended) {
+  size_t listed = 0, active = 0;
+  for (const core::AccountId owner : testing::AllOwners(x)) {
+    const std::vector<JobRow> jobs = ReadAllPages<JobRow>(
+        [&](uint64_t after, size_t n) { return store.ListJobs(owner, after, n); },
+        [](const JobRow& r) { return r.id; }, 5);
+    for (const JobRow& listed_row : jobs) {
+      ++listed;
+      EXPECT_EQ(listed_row.owner, owner);
+      EXPECT_TRUE(listed_row.tasks.empty());
+      absl::StatusOr<JobRow> job = store.GetJob(listed_row.id);
+      ASSERT_TRUE(job.ok()) << job.status();
+      JobRow without_tasks = *job;
+      without_tasks.tasks.clear();
+      EXPECT_EQ(without_tasks, listed_row);
+      ASSERT_EQ(job->tasks.size(), static_cast<size_t>(job->tasks_count));
+      if (job->state == core::JobState::kActive) {
+        ++active;
+        ASSERT_TRUE(x.jobs().contains(job->id)) << "job " << job->id;
+        testing::ExpectJobEqualsCore(*job, x.jobs().at(job->id));
+        continue;
+      }
+      EXPECT_FALSE(x.jobs().contains(job->id)) << "job " << job->id;
+      EXPECT_GE(job->end_sequence, job->submitted_sequence) << "job " << job->id;
+      EXPECT_NE(job->end_sequence, 0u) << "job " << job->id;
+      EXPECT_GE(job->end_time, job->submitted_time) << "job " << job->id;
+      for (const JobTaskRow& task : job->tasks) {
+        EXPECT_NE(task.state, core::JobTaskState::kWaiting) << "job " << job->id;
+        EXPECT_NE(task.state, core::JobTaskState::kRunning) << "job " << job->id;
+      }
+    }
+  }
+  EXPECT_EQ(listed, jobs_submitted);
+  EXPECT_EQ(active, x.jobs().size());
+  EXPECT_EQ(listed - active, jobs_ended);
+}
+
 // The ledger entries of every owner sum to its balances, and statements over random ranges
 // agree with sums of those entries.
 void ExpectLedgerAndStatementsAgree(Store& store, const core::Exchange& x, base::Rng& rng,
@@ -145,10 +186,16 @@ void RunRandomStream(uint64_t seed, int commands) {
   for (const core::CommandBody& command : gen.Setup()) d.Run(command);
   size_t projected = 0;
   size_t leases_started = 0, ended = 0, expired_orders = 0, rejections = 0;
+  size_t jobs_submitted = 0, jobs_ended = 0, job_tasks_finished = 0, live_jobs_compared = 0;
   auto count = [&](const AppliedCommand& command) {
     for (const core::CoreEvent& event : command.events) {
       leases_started += std::holds_alternative<core::LeaseStarted>(event);
       ended += std::holds_alternative<core::LeaseEnded>(event);
+      jobs_submitted += std::holds_alternative<core::JobSubmitted>(event);
+      jobs_ended += std::holds_alternative<core::JobEnded>(event);
+      if (const auto* e = std::get_if<core::JobTaskChanged>(&event)) {
+        job_tasks_finished += e->state == core::JobTaskState::kFinished;
+      }
       if (const auto* e = std::get_if<core::OrderEvent>(&event)) {
         expired_orders += e->event.type == engine::EventType::kExpired;
         rejections += e->event.type == engine::EventType::kRejected;
@@ -174,6 +221,12 @@ void RunRandomStream(uint64_t seed, int commands) {
     projected = d.history().size();
     ASSERT_EQ(store->last_projected_sequence(), d.sequence());
     testing::ExpectBalancesEqualCore(*store, d.exchange());
+    for (const auto& [id, job] : d.exchange().jobs()) {  // Live jobs, task by task.
+      absl::StatusOr<JobRow> row = store->GetJob(id);
+      ASSERT_TRUE(row.ok()) << row.status();
+      testing::ExpectJobEqualsCore(*row, job);
+      live_jobs_compared += !job.tasks.empty();
+    }
     if (::testing::Test::HasFatalFailure()) return;
   }
   // The stream must reach the interesting paths, or it proves little.
@@ -181,10 +234,14 @@ void RunRandomStream(uint64_t seed, int commands) {
   EXPECT_GT(ended, 0u);
   EXPECT_GT(expired_orders, 0u);
   EXPECT_GT(rejections, 0u);
+  EXPECT_GT(jobs_ended, 0u);
+  EXPECT_GT(job_tasks_finished, 0u);
+  EXPECT_GT(live_jobs_compared, 0u);
 
   const core::Exchange& x = d.exchange();
   ExpectOpenOrdersEqualCore(*store, x);
   ExpectLeasesAndMachinesEqualCore(*store, x, leases_started);
+  ExpectJobsEqualCore(*store, x, jobs_submitted, jobs_ended);
   ExpectLedgerAndStatementsAgree(*store, x, gen.rng(), d.history().front().time_micros,
                                  d.now() + 1);
   size_t trades = 0;

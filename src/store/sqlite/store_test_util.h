@@ -121,6 +121,8 @@ struct StoreDump {
   std::map<std::string, std::vector<TradeRow>> trades;
   std::map<core::LeaseId, std::vector<UsageRow>> usage;
   std::vector<MachineRow> machines;
+  std::map<core::AccountId, std::vector<JobRow>> jobs;  // ListJobs: without tasks.
+  std::map<core::JobId, JobRow> job_details;            // GetJob: with tasks.
   bool operator==(const StoreDump&) const = default;
 };
 
@@ -154,6 +156,14 @@ inline StoreDump Dump(Store& store, const std::vector<std::string>& markets,
     dump.leases[owner] = ReadAllPages<LeaseRow>(
         [&](uint64_t after, size_t n) { return store.ListLeases(owner, after, n); },
         [](const LeaseRow& r) { return r.id; });
+    dump.jobs[owner] = ReadAllPages<JobRow>(
+        [&](uint64_t after, size_t n) { return store.ListJobs(owner, after, n); },
+        [](const JobRow& r) { return r.id; }, 3);
+    for (const JobRow& job : dump.jobs[owner]) {
+      absl::StatusOr<JobRow> detail = store.GetJob(job.id);
+      EXPECT_TRUE(detail.ok()) << detail.status();
+      if (detail.ok()) dump.job_details[job.id] = *detail;
+    }
     absl::StatusOr<AccountStatement> statement =
         store.Statement(owner, statement_from, statement_to);
     EXPECT_TRUE(statement.ok()) << statement.status();
@@ -177,8 +187,42 @@ inline StoreDump Dump(Store& store, const std::vector<std::string>& markets,
   return dump;
 }
 
+// A live job of the core and the store's row for it agree: what was submitted, and every
+// task's state, attempts, order, lease and machine.
+inline void ExpectJobEqualsCore(const JobRow& row, const core::Job& job) {
+  SCOPED_TRACE("job " + std::to_string(job.id));
+  EXPECT_EQ(row.id, job.id);
+  EXPECT_EQ(row.owner, job.spec.actor);
+  EXPECT_EQ(row.client_job_id, job.spec.client_job_id);
+  EXPECT_EQ(row.market, job.spec.market);
+  EXPECT_EQ(row.slots_per_task, job.spec.slots_per_task);
+  EXPECT_EQ(row.tasks_count, job.spec.tasks);
+  EXPECT_EQ(row.max_price, job.spec.max_price);
+  EXPECT_EQ(row.max_hours, job.spec.max_hours);
+  EXPECT_EQ(row.constraints, job.spec.constraints);
+  EXPECT_EQ(row.task_spec, job.spec.task_spec);
+  EXPECT_EQ(row.state, core::JobState::kActive);
+  EXPECT_EQ(row.submitted_time, job.submitted);
+  EXPECT_EQ(row.end_sequence, 0u);
+  EXPECT_EQ(row.end_time, 0);
+  ASSERT_EQ(row.tasks.size(), job.tasks.size());
+  for (size_t i = 0; i < job.tasks.size(); ++i) {
+    SCOPED_TRACE("task " + std::to_string(i));
+    const JobTaskRow& t = row.tasks[i];
+    const core::JobTask& c = job.tasks[i];
+    EXPECT_EQ(t.index, static_cast<int32_t>(i));
+    EXPECT_EQ(t.state, c.state) << core::JobTaskStateName(t.state) << " vs "
+                                << core::JobTaskStateName(c.state);
+    EXPECT_EQ(t.attempts, c.attempts);
+    EXPECT_EQ(t.order, c.order);
+    EXPECT_EQ(t.lease, c.lease);
+    EXPECT_EQ(t.machine, c.machine);
+  }
+}
+
 // Seeded commands for random streams (after the core's own random test): accounts 1 (an
-// operator), 2-6 (consumers), 7-9 (providers), machines 1-4, both markets.
+// operator), 2-6 (consumers), 7-9 (providers), machines 1-4, both markets; now and then a
+// job (submitted, cancelled, its tasks finished by their machines).
 class CommandGenerator {
  public:
   explicit CommandGenerator(uint64_t seed) : rng_(seed) {}
@@ -286,6 +330,26 @@ class CommandGenerator {
       return core::Withdraw{1, provider, rng_.Between(1, 200'000), core::BalanceKind::kEarnings};
     }
     if (roll < 97) return core::Deposit{1, consumer, rng_.Between(1, 10 * kCredit)};
+    if (roll < 98) {
+      core::SubmitJob c;
+      c.actor = consumer;
+      c.client_job_id = "j" + std::to_string(++jobs_);
+      c.market = "cpu";
+      c.slots_per_task = rng_.Between(1, 2);
+      c.tasks = static_cast<int32_t>(rng_.Between(1, 3));
+      c.max_price = rng_.Between(95, 110) * 1000;
+      c.max_hours = static_cast<int32_t>(rng_.Between(1, 2));
+      c.task_spec = R"({"command":["true"]})";
+      return c;
+    }
+    if (roll < 99 && !x.open_tasks().empty() && rng_.Percent(60)) {
+      const auto it = Pick(x.open_tasks());
+      return core::FinishTask{it->second.machine, it->first, R"({"status":"succeeded"})"};
+    }
+    if (roll < 99 && !x.jobs().empty()) {
+      const auto it = Pick(x.jobs());
+      return core::CancelJob{rng_.Percent(90) ? it->second.spec.actor : consumer, it->first};
+    }
     return core::Tick{};
   }
 
@@ -308,6 +372,7 @@ class CommandGenerator {
 
   base::Rng rng_;
   int orders_ = 0;
+  int jobs_ = 0;
 };
 
 }  // namespace ocx::store::testing

@@ -8,6 +8,10 @@
 #include "src/base/assert.h"
 #include "src/base/decimal.h"
 #include "src/core/exchange.h"
+#include "src/query/query.h"
+#include "src/api/offers.h"
+
+#include <shared_mutex>
 
 namespace ocx::api {
 namespace {
@@ -18,6 +22,7 @@ constexpr size_t kDefaultPageLimit = 100;
 constexpr size_t kBookDepthDefault = 50;
 constexpr size_t kBookDepthMax = 1000;
 constexpr size_t kIdempotencyKeyMax = 64;
+constexpr size_t kConstraintsBytesMax = 4096;
 constexpr size_t kWorkerThreads = 2;
 constexpr size_t kWorkerQueueMax = 4096;
 
@@ -291,7 +296,8 @@ int StatusForReason(std::string_view code) {
   if (code == "not_authorized") return 403;
   if (code.starts_with("unknown_")) return 404;
   if (code == "name_taken" || code == "duplicate_client_order_id" || code == "duplicate_id" ||
-      code == "task_already_assigned") {
+      code == "task_already_assigned" || code == "job_order" ||
+      code == "duplicate_client_job_id") {
     return 409;
   }
   if (code == "task_too_large") return 413;
@@ -369,6 +375,9 @@ Api::Api(ApiDeps deps)
                                      LatencyBucketsSeconds(), labels);
     route_metrics_.push_back(std::move(m));
   }
+  deps_.sequencer->Read([this](const core::Exchange& x) {
+    offers_ = std::make_unique<OfferIndex>(x.config());
+  });
   orders_placed_ = &deps_.metrics->AddCounter("ocx_orders_placed_total",
                                               "Orders the exchange accepted over the API.");
   orders_refused_ = &deps_.metrics->AddCounter(
@@ -688,6 +697,37 @@ void Api::GetAccount(const CallPtr& call) {
   });
 }
 
+void Api::LedgerSummary(const CallPtr& call) {
+  if (!RequireOperator(call)) return;
+  // Read from the core itself (one consistent state): per kind over every account, the
+  // system balances, and whether the whole ledger sums to zero.
+  Json kinds = Json::object();
+  core::Micros sum = 0, deposits = 0, withdrawals = 0;
+  uint64_t sequence = 0;
+  size_t accounts = 0;
+  deps_.sequencer->Read([&](const core::Exchange& x) {
+    std::map<core::BalanceKind, core::Micros> totals;
+    for (const auto& [ref, amount] : x.balances()) {
+      totals[ref.kind] += amount;
+      sum += amount;
+    }
+    for (const auto& [kind, amount] : totals) {
+      kinds[std::string(core::BalanceKindName(kind))] = Money(amount);
+    }
+    deposits = x.deposits();
+    withdrawals = x.withdrawals();
+    sequence = x.last_sequence();
+    accounts = x.accounts().size();
+  });
+  call->respond(JsonResponse(200, Json{{"totals", kinds},
+                                       {"sum", Money(sum)},
+                                       {"balanced", sum == 0},
+                                       {"deposits", Money(deposits)},
+                                       {"withdrawals", Money(withdrawals)},
+                                       {"accounts", accounts},
+                                       {"sequence", sequence}}));
+}
+
 void Api::DepositTo(const CallPtr& call) {
   uint64_t id = 0;
   HttpResponse error;
@@ -937,6 +977,7 @@ std::optional<core::PlaceOrder> ParseOrder(const Json& body, core::AccountId act
   const bool has_expiry = f.Has("expiry");
   const int64_t expiry = f.Int("expiry", false, 0, 0, INT64_MAX);
   c.machine = static_cast<core::MachineId>(f.Int("machine", false, 0, 0, INT64_MAX));
+  const std::string constraints = f.Str("constraints", false, kConstraintsBytesMax);
   if (!f.Finish()) {
     *error = f.Error();
     return std::nullopt;
@@ -976,7 +1017,29 @@ std::optional<core::PlaceOrder> ParseOrder(const Json& body, core::AccountId act
   if (c.side == engine::Side::kSell && c.machine == 0) {
     return refuse("missing_field", "A sell order names its 'machine'.");
   }
+  if (!constraints.empty()) {
+    if (c.side != engine::Side::kBuy) {
+      return refuse("invalid_constraints", "Only a buy order has 'constraints'.");
+    }
+    if (!CanonicalConstraints(constraints, &c.constraints, error)) return std::nullopt;
+  }
   return c;
+}
+
+bool CanonicalConstraints(const std::string& text, std::string* canonical, HttpResponse* error) {
+  auto parsed = query::Query::Parse(text);
+  if (const auto* syntax = std::get_if<query::SyntaxError>(&parsed)) {
+    *error = JsonResponse(400, Json{{"error",
+                                     {{"code", "invalid_constraints"},
+                                      {"message", "The constraints are not a valid query: column " +
+                                                      std::to_string(syntax->column) + ": " +
+                                                      syntax->message},
+                                      {"column", syntax->column}}}});
+    return false;
+  }
+  // The canonical text is journaled: equal queries give equal bytes.
+  *canonical = std::get<query::Query>(parsed).Canonical();
+  return true;
 }
 
 std::string AutoClientOrderId() {
@@ -1269,6 +1332,103 @@ void Api::GetMachine(const CallPtr& call) {
   call->respond(JsonResponse(200, Json{{"machine", machine}}));
 }
 
+// ---------------------------------------------------------------- discovery
+
+namespace {
+HttpResponse QueryError(std::string_view code, std::string_view what, std::string_view text,
+                        const query::SyntaxError& error) {
+  return JsonResponse(400, Json{{"error",
+                                 {{"code", code},
+                                  {"message", std::string(what) + ", column " +
+                                                  std::to_string(error.column) + ": " +
+                                                  error.message},
+                                  {"column", error.column},
+                                  {"display", query::FormatSyntaxError(text, error)}}}});
+}
+}  // namespace
+
+void Api::ListOffers(const CallPtr& call) {
+  const auto& params = call->request.query;
+  auto param = [&](const char* name) -> std::string {
+    const auto it = params.find(name);
+    return it == params.end() ? std::string() : it->second;
+  };
+  const std::string text = param("q");
+  const std::string sort_text = params.contains("sort") ? param("sort") : "price";
+  const std::string market_name = params.contains("market") ? param("market") : "cpu";
+  const bool explain = param("explain") == "1" || param("explain") == "true";
+  uint64_t offset = 0, limit = kDefaultPageLimit;
+  if ((params.contains("offset") && !ParseUint(param("offset"), &offset)) ||
+      (params.contains("limit") &&
+       (!ParseUint(param("limit"), &limit) || limit < 1 || limit > store::kListLimitMax))) {
+    return call->respond(ErrorResponse(
+        400, "bad_request", "'offset' is a non-negative integer and 'limit' one from 1 to 1000."));
+  }
+  if (text.size() > query::kQueryBytesMax) {
+    return call->respond(ErrorResponse(400, "invalid_query",
+                                       "A query is at most 4096 bytes."));
+  }
+  auto parsed = query::Query::Parse(text);
+  if (const auto* error = std::get_if<query::SyntaxError>(&parsed)) {
+    return call->respond(QueryError("invalid_query", "The query is not valid", text, *error));
+  }
+  auto sort = query::ParseSort(sort_text);
+  if (const auto* error = std::get_if<query::SyntaxError>(&sort)) {
+    return call->respond(QueryError("invalid_sort", "The sort is not valid", sort_text, *error));
+  }
+  const int market = offers_->MarketIndex(market_name);
+  if (market < 0) {
+    return call->respond(ErrorResponse(404, "unknown_market", "No market has this name."));
+  }
+  const query::Query query = std::move(std::get<query::Query>(parsed));
+  query::MachineIndex::SearchOptions options;
+  options.sort = std::move(std::get<std::vector<query::SortKey>>(sort));
+  options.limit = limit;
+  options.offset = offset;
+  // Bring the index up to what is acknowledged now, then search outside the sequencer.
+  OfferIndex::Changes changes;
+  deps_.sequencer->Read([&](const core::Exchange& x) { changes = offers_->Collect(x); });
+  offers_->Apply(std::move(changes));
+  query::MachineIndex::SearchResult found;
+  std::vector<query::MachineIndex::ClauseReport> reports;
+  size_t machines = 0;
+  {
+    std::shared_lock lock(offers_->mutex());
+    const query::MachineIndex& index = *offers_->Index(static_cast<size_t>(market));
+    found = index.Search(query, options);
+    if (explain) reports = index.Explain(query);
+    machines = index.size();
+  }
+  Json items = Json::array();
+  deps_.sequencer->Read([&](const core::Exchange& x) {
+    for (const core::MachineId id : found.machines) {
+      const auto it = x.machines().find(id);
+      if (it == x.machines().end()) continue;
+      Json item = MachineJson(x, it->second);
+      const core::PriceMicros ask = x.BestAsk(it->second, static_cast<size_t>(market));
+      item["ask"] = ask > 0 ? Json(Money(ask)) : Json();
+      items.push_back(std::move(item));
+    }
+  });
+  Json body{{"items", std::move(items)},
+            {"total_matching", found.total_matching},
+            {"machines_online", machines},
+            {"market", market_name},
+            {"query", query.Canonical()},
+            {"sort", query::FormatSort(options.sort)}};
+  if (explain) {
+    Json clauses = Json::array();
+    for (const auto& r : reports) {
+      clauses.push_back({{"clause", r.clause},
+                         {"matching_alone", r.matching_alone},
+                         {"ruled_out_alone", r.ruled_out_alone},
+                         {"remaining_after", r.remaining_after}});
+    }
+    body["explain"] = std::move(clauses);
+  }
+  call->respond(JsonResponse(200, body));
+}
+
 // ---------------------------------------------------------------- leases
 
 void Api::ListLeases(const CallPtr& call) {
@@ -1478,6 +1638,218 @@ void Api::GetBlob(const CallPtr& call) {
   });
 }
 
+// ---------------------------------------------------------------- jobs
+
+namespace {
+
+Json JobTaskJson(const store::JobTaskRow& t) {
+  return Json{{"index", t.index},
+              {"state", core::JobTaskStateName(t.state)},
+              {"attempts", t.attempts},
+              {"order", t.order},
+              {"lease", t.lease},
+              {"machine", t.machine}};
+}
+
+Json JobJson(const store::JobRow& j) {
+  Json out{{"id", j.id},
+           {"owner", j.owner},
+           {"client_job_id", j.client_job_id},
+           {"market", j.market},
+           {"tasks_count", j.tasks_count},
+           {"slots_per_task", j.slots_per_task},
+           {"max_price", Money(j.max_price)},
+           {"max_hours", j.max_hours},
+           {"constraints", j.constraints},
+           {"state", core::JobStateName(j.state)},
+           {"submitted_sequence", j.submitted_sequence},
+           {"submitted_time", j.submitted_time}};
+  if (j.end_sequence != 0) {
+    out["end_sequence"] = j.end_sequence;
+    out["end_time"] = j.end_time;
+  }
+  if (!j.tasks.empty()) {
+    Json tasks = Json::array();
+    for (const store::JobTaskRow& t : j.tasks) tasks.push_back(JobTaskJson(t));
+    out["tasks"] = std::move(tasks);
+    out["task_spec"] = TaskDocumentJson(j.task_spec);
+  }
+  return out;
+}
+
+// The job as the submission's events left it.
+Json SubmittedJobJson(const core::SubmitJob& c, const server::Acked& acked) {
+  store::JobRow row;
+  row.id = acked.output.result.job;
+  row.owner = c.actor;
+  row.client_job_id = c.client_job_id;
+  row.market = c.market;
+  row.tasks_count = c.tasks;
+  row.slots_per_task = c.slots_per_task;
+  row.max_price = c.max_price;
+  row.max_hours = c.max_hours;
+  row.constraints = c.constraints;
+  row.task_spec = c.task_spec;
+  row.submitted_sequence = acked.sequence;
+  row.tasks.resize(static_cast<size_t>(c.tasks));
+  for (int32_t i = 0; i < c.tasks; ++i) row.tasks[i].index = i;
+  for (const core::CoreEvent& event : acked.output.events) {
+    if (const auto* t = std::get_if<core::JobTaskChanged>(&event); t && t->job == row.id) {
+      row.tasks[t->task_index] = store::JobTaskRow{t->task_index, t->state, t->attempts,
+                                                   t->order, t->lease, t->machine};
+    } else if (const auto* s = std::get_if<core::JobSubmitted>(&event); s && s->job == row.id) {
+      row.submitted_time = s->submitted;
+    } else if (const auto* e = std::get_if<core::JobEnded>(&event); e && e->job == row.id) {
+      row.state = e->state;
+      row.end_sequence = acked.sequence;
+      row.end_time = e->end;
+    }
+  }
+  return JobJson(row);
+}
+
+}  // namespace
+
+std::optional<core::SubmitJob> ParseJob(const Json& body, core::AccountId actor,
+                                        HttpResponse* error) {
+  Fields f(body);
+  core::SubmitJob c;
+  c.actor = actor;
+  c.market = f.Str("market", false, 64);
+  if (c.market.empty()) c.market = "cpu";
+  c.tasks = static_cast<int32_t>(f.Int("tasks", false, 1, 1, core::kJobTasksMax));
+  c.slots_per_task = f.Int("slots_per_task", false, 1, 1, 1'000'000);
+  c.max_price = f.Money("max_price", true);
+  c.max_hours = static_cast<int32_t>(f.Int("max_hours", false, 1, 1, 24 * 31));
+  const std::string constraints = f.Str("constraints", false, kConstraintsBytesMax);
+  const bool has_task = f.Has("task");
+  if (!f.Finish()) {
+    *error = f.Error();
+    return std::nullopt;
+  }
+  if (!has_task || !body["task"].is_object()) {
+    *error = ErrorResponse(400, "missing_field",
+                           "A job needs its 'task': a task spec object (docs/formats/task.md).");
+    return std::nullopt;
+  }
+  const auto spec = agent::ParseTaskSpec(body["task"].dump());
+  if (!spec.ok()) {
+    *error = ErrorResponse(400, "invalid_task", std::string(spec.status().message()));
+    return std::nullopt;
+  }
+  c.task_spec = agent::TaskSpecToJson(*spec).dump();
+  if (!constraints.empty() && !CanonicalConstraints(constraints, &c.constraints, error)) {
+    return std::nullopt;
+  }
+  return c;
+}
+
+void Api::SubmitJob(const CallPtr& call) {
+  Json body;
+  if (!ParseBody(call, &body)) return;
+  HttpResponse error;
+  std::optional<core::SubmitJob> parsed = ParseJob(body, call->caller->id, &error);
+  if (!parsed) return call->respond(std::move(error));
+  const std::string key = call->request.Header("idempotency-key");
+  if (!key.empty() && !ValidIdempotencyKey(key)) {
+    return call->respond(ErrorResponse(
+        400, "invalid_idempotency_key",
+        "The Idempotency-Key header is 1 to 64 printable ASCII characters without spaces."));
+  }
+  parsed->client_job_id = key.empty() ? AutoClientOrderId() : key;
+  const core::SubmitJob command = *parsed;
+  store::Store* store = deps_.store;
+  WorkerPool* workers = &workers_;
+  const absl::Status submitted = deps_.sequencer->Submit(
+      command, [call, command, store, workers](const server::Acked& acked) {
+        const core::CommandResult& result = acked.output.result;
+        if (result.accepted) {
+          return call->respond(JsonResponse(
+              201, Json{{"job", SubmittedJobJson(command, acked)}, {"sequence", acked.sequence}}));
+        }
+        if (result.code != "duplicate_client_job_id" || result.job == 0) {
+          return call->respond(Refused(result));
+        }
+        // An idempotent retry: answer with the job the key submitted, if it asked the same.
+        const core::JobId original = result.job;
+        const uint64_t target = acked.sequence;
+        const bool posted = workers->TryPost([call, original, target, store, command] {
+          if (store->last_projected_sequence() < target && !store->Flush().ok()) {
+            return call->respond(ErrorResponse(503, "unavailable", "The query store stopped."));
+          }
+          const auto job = store->GetJob(original);
+          if (!job.ok()) return call->respond(StatusError(job.status()));
+          if (job->market != command.market || job->tasks_count != command.tasks ||
+              job->task_spec != command.task_spec || job->max_price != command.max_price) {
+            return call->respond(ErrorResponse(409, "idempotency_key_reused",
+                                               "This Idempotency-Key already submitted another "
+                                               "job."));
+          }
+          call->respond(
+              JsonResponse(200, Json{{"job", JobJson(*job)}, {"idempotent_replay", true}}));
+        });
+        if (!posted) {
+          call->respond(ErrorResponse(503, "unavailable", "The exchange is busy; retry shortly."));
+        }
+      });
+  if (submitted.code() == absl::StatusCode::kInvalidArgument) {
+    call->respond(ErrorResponse(400, "invalid_text", "Text fields must be valid UTF-8."));
+  } else if (!submitted.ok()) {
+    call->respond(ErrorResponse(503, "unavailable", "The exchange is not accepting commands."));
+  }
+}
+
+void Api::ListJobs(const CallPtr& call) {
+  uint64_t after = 0;
+  size_t limit = 0;
+  HttpResponse error;
+  if (!PageParams(call->request, &after, &limit, &error)) return call->respond(error);
+  store::Store* store = deps_.store;
+  const core::AccountId account = call->caller->id;
+  ReadStore(call, [store, account, after, limit] {
+    const auto rows = store->ListJobs(account, after, limit);
+    if (!rows.ok()) return StatusError(rows.status());
+    return JsonResponse(200, Page<store::JobRow>(
+                                 *rows, limit, [](const auto& r) { return r.id; }, JobJson));
+  });
+}
+
+void Api::GetJob(const CallPtr& call) {
+  uint64_t id = 0;
+  HttpResponse error;
+  if (!IdParam(call->params[0], &id, &error)) return call->respond(error);
+  store::Store* store = deps_.store;
+  const auto caller = call->caller;
+  ReadStore(call, [store, caller, id] {
+    const auto job = store->GetJob(id);
+    if (!job.ok() ||
+        !(caller && (caller->id == job->owner || caller->role == core::Role::kOperator))) {
+      if (!job.ok() && job.status().code() != absl::StatusCode::kNotFound) {
+        return StatusError(job.status());
+      }
+      return ErrorResponse(404, "unknown_job", "You have no job with this id.");
+    }
+    return JsonResponse(200, Json{{"job", JobJson(*job)}});
+  });
+}
+
+void Api::CancelJob(const CallPtr& call) {
+  uint64_t id = 0;
+  HttpResponse error;
+  if (!IdParam(call->params[0], &id, &error)) return call->respond(error);
+  SubmitCommand(call, core::CancelJob{call->caller->id, id}, [id](const server::Acked& acked) {
+    if (!acked.output.result.accepted) {
+      // Another account's job reads as unknown, as on GET.
+      if (acked.output.result.code == "not_authorized") {
+        return ErrorResponse(404, "unknown_job", "You have no running job with this id.");
+      }
+      return Refused(acked.output.result);
+    }
+    return JsonResponse(200, Json{{"job", id}, {"state", "cancelled"},
+                                  {"sequence", acked.sequence}});
+  });
+}
+
 // ---------------------------------------------------------------- the route table
 
 namespace {
@@ -1498,6 +1870,9 @@ const std::vector<Route>& RouteTable() {
        &Api::AccountLedger},
       {{"GET", "/v1/accounts/{id}/statement", "Opening/closing balances and entries", "account"},
        &Api::AccountStatement},
+      {{"GET", "/v1/ledger", "The whole ledger's totals per balance kind and its check",
+        "operator"},
+       &Api::LedgerSummary},
       {{"GET", "/v1/markets", "Markets with best bid, best ask and last trade", "none"},
        &Api::ListMarkets},
       {{"GET", "/v1/markets/{market}/book", "Aggregated order book depth", "none"},
@@ -1514,6 +1889,11 @@ const std::vector<Route>& RouteTable() {
       {{"GET", "/v1/machines", "Machines with attributes, capacity and status", "none"},
        &Api::ListMachines},
       {{"GET", "/v1/machines/{id}", "One machine", "none"}, &Api::GetMachine},
+      {{"GET", "/v1/offers",
+        "Discovery: online machines matching a query (q, sort, market, explain; "
+        "docs/formats/query.md)",
+        "none"},
+       &Api::ListOffers},
       {{"GET", "/v1/leases", "Leases where I am buyer or seller", "account"}, &Api::ListLeases},
       {{"GET", "/v1/leases/{id}", "One lease", "account"}, &Api::GetLease},
       {{"GET", "/v1/leases/{id}/usage", "Usage reports of a lease", "account"}, &Api::LeaseUsage},
@@ -1527,6 +1907,13 @@ const std::vector<Route>& RouteTable() {
       {{"POST", "/v1/leases/{id}/reclaim", "Take the machine back as the lease's seller",
         "account"},
        &Api::ReclaimLease},
+      {{"POST", "/v1/jobs", "Submit a job (docs/formats/job.md; Idempotency-Key header)",
+        "account"},
+       &Api::SubmitJob},
+      {{"GET", "/v1/jobs", "My jobs", "account"}, &Api::ListJobs},
+      {{"GET", "/v1/jobs/{id}", "One of my jobs with its tasks", "account"}, &Api::GetJob},
+      {{"DELETE", "/v1/jobs/{id}", "Cancel a job: its orders and running tasks", "account"},
+       &Api::CancelJob},
       {{"POST", "/v1/blobs", "Upload a blob; returns its SHA-256", "account"}, &Api::UploadBlob},
       {{"PUT", "/v1/blobs/{sha256}", "Upload a blob checked against its SHA-256", "account"},
        &Api::PutBlob},

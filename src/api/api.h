@@ -33,6 +33,8 @@
 
 namespace ocx::api {
 
+class OfferIndex;  // src/api/offers.h
+
 // The WebSocket side of a connection, implemented by the server. Thread-safe.
 class WsConnection {
  public:
@@ -112,6 +114,7 @@ class Api {
   void CreateAccount(const CallPtr& call);
   void ListAccounts(const CallPtr& call);
   void GetAccount(const CallPtr& call);
+  void LedgerSummary(const CallPtr& call);
   void DepositTo(const CallPtr& call);
   void WithdrawFrom(const CallPtr& call);
   void AccountLedger(const CallPtr& call);
@@ -127,11 +130,16 @@ class Api {
   void RegisterMachine(const CallPtr& call);
   void ListMachines(const CallPtr& call);
   void GetMachine(const CallPtr& call);
+  void ListOffers(const CallPtr& call);
   void ListLeases(const CallPtr& call);
   void GetLease(const CallPtr& call);
   void LeaseUsage(const CallPtr& call);
   void AssignTask(const CallPtr& call);
   void GetTask(const CallPtr& call);
+  void SubmitJob(const CallPtr& call);
+  void ListJobs(const CallPtr& call);
+  void GetJob(const CallPtr& call);
+  void CancelJob(const CallPtr& call);
   void ReleaseLease(const CallPtr& call);
   void ReclaimLease(const CallPtr& call);
   void UploadBlob(const CallPtr& call);
@@ -162,6 +170,7 @@ class Api {
   std::atomic<bool> shutting_down_{false};
   struct RouteMetrics;
   std::vector<std::unique_ptr<RouteMetrics>> route_metrics_;  // Per Routes() index, + 1.
+  std::unique_ptr<OfferIndex> offers_;  // GET /v1/offers.
   Counter* orders_placed_ = nullptr;
   Counter* orders_refused_ = nullptr;
 };
@@ -174,6 +183,12 @@ HttpResponse JsonResponse(int status, const nlohmann::json& body);
 std::optional<core::PlaceOrder> ParseOrder(const nlohmann::json& body, core::AccountId actor,
                                            HttpResponse* error);
 bool ValidIdempotencyKey(std::string_view key);
+// Parses discovery-query constraints (docs/formats/query.md) into their canonical text; false
+// with *error (400 invalid_constraints, with the column) when they are not a valid query.
+bool CanonicalConstraints(const std::string& text, std::string* canonical, HttpResponse* error);
+// Reads a job request body (docs/formats/job.md); nullopt with *error set when malformed.
+std::optional<core::SubmitJob> ParseJob(const nlohmann::json& body, core::AccountId actor,
+                                        HttpResponse* error);
 // A client order id for an order placed without an Idempotency-Key: a random per-process
 // prefix and a counter (unique without a system call per order).
 std::string AutoClientOrderId();

@@ -97,7 +97,23 @@ void MarketData::Load(const core::Exchange& exchange) {
                                      lease.buy_order,
                                      lease.sell_order};
   }
-  for (const auto& [id, task] : exchange.open_tasks()) task_specs_[id] = task.spec;
+  for (const auto& [id, job] : exchange.jobs()) job_owners_[id] = job.spec.actor;
+  for (const auto& [id, task] : exchange.open_tasks()) {
+    task_specs_[id] = TaskSpecForMachine(task.spec, task.job, task.task_index);
+  }
+}
+
+std::string TaskSpecForMachine(const std::string& spec, core::JobId job, int32_t task_index) {
+  if (job == 0) return spec;
+  // A job's tasks share one journaled spec; each learns its place in the job from the
+  // environment (docs/formats/job.md).
+  Json document = Json::parse(spec, nullptr, /*allow_exceptions=*/false);
+  if (!document.is_object()) return spec;
+  Json& env = document["env"];
+  if (!env.is_object()) env = Json::object();
+  env["OCX_JOB_ID"] = std::to_string(job);
+  env["OCX_TASK_INDEX"] = std::to_string(task_index);
+  return document.dump();
 }
 
 void MarketData::AddLevel(Book& book, engine::Side side, core::PriceMicros price,
@@ -290,18 +306,51 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
       Send(MachineChannel(it->second.machine), text);
       leases_.erase(it);
     } else if (const auto* assigned = std::get_if<core::TaskAssigned>(&event)) {
-      task_specs_[assigned->lease] = assigned->spec;
-      const Json spec = TaskDocumentJson(assigned->spec);
+      const std::string for_machine =
+          TaskSpecForMachine(assigned->spec, assigned->job, assigned->task_index);
+      task_specs_[assigned->lease] = for_machine;
       Send(MachineChannel(assigned->machine), Json{{"type", "task"},
                                                    {"sequence", sequence},
                                                    {"lease", assigned->lease},
-                                                   {"spec", spec}}
+                                                   {"spec", TaskDocumentJson(for_machine)}}
                                                   .dump());
-      Send(LeasesChannel(assigned->buyer), Json{{"type", "task_assigned"},
+      Json to_buyer{{"type", "task_assigned"},
+                    {"sequence", sequence},
+                    {"lease", assigned->lease},
+                    {"machine", assigned->machine}};
+      if (assigned->job != 0) {
+        to_buyer["job"] = assigned->job;
+        to_buyer["task_index"] = assigned->task_index;
+      }
+      Send(LeasesChannel(assigned->buyer), to_buyer.dump());
+    } else if (const auto* changed = std::get_if<core::JobTaskChanged>(&event)) {
+      const auto owner = job_owners_.find(changed->job);
+      if (owner != job_owners_.end()) {
+        Send(LeasesChannel(owner->second), Json{{"type", "job_task"},
                                                 {"sequence", sequence},
-                                                {"lease", assigned->lease},
-                                                {"machine", assigned->machine}}
+                                                {"job", changed->job},
+                                                {"task_index", changed->task_index},
+                                                {"state", core::JobTaskStateName(changed->state)},
+                                                {"attempts", changed->attempts},
+                                                {"order", changed->order},
+                                                {"lease", changed->lease},
+                                                {"machine", changed->machine}}
                                                .dump());
+      }
+    } else if (const auto* submitted = std::get_if<core::JobSubmitted>(&event)) {
+      job_owners_[submitted->job] = submitted->owner;
+      Send(LeasesChannel(submitted->owner), Json{{"type", "job_submitted"},
+                                                 {"sequence", sequence},
+                                                 {"job", submitted->job},
+                                                 {"tasks", submitted->spec.tasks}}
+                                                .dump());
+    } else if (const auto* job_ended = std::get_if<core::JobEnded>(&event)) {
+      job_owners_.erase(job_ended->job);
+      Send(LeasesChannel(job_ended->owner), Json{{"type", "job_ended"},
+                                                 {"sequence", sequence},
+                                                 {"job", job_ended->job},
+                                                 {"state", core::JobStateName(job_ended->state)}}
+                                                .dump());
     } else if (const auto* finished = std::get_if<core::TaskFinished>(&event)) {
       task_specs_.erase(finished->lease);
       Json m{{"type", "task_finished"}, {"sequence", sequence}, {"lease", finished->lease}};

@@ -74,6 +74,9 @@ struct LeaseRoute {
 // it was journaled; one that does not parse (from a hand-made journal, say) is passed on as a
 // string rather than dropped.
 nlohmann::json TaskDocumentJson(const std::string& text);
+// The task spec a machine receives: a job's task (job != 0) also gets OCX_JOB_ID and
+// OCX_TASK_INDEX in its environment.
+std::string TaskSpecForMachine(const std::string& spec, core::JobId job, int32_t task_index);
 
 class MarketData {
  public:
@@ -133,6 +136,7 @@ class MarketData {
   std::unordered_map<core::OrderId, LiveOrder> orders_;           // Guarded by mu_.
   std::unordered_map<core::LeaseId, core::LeaseStarted> leases_;  // Active. Guarded by mu_.
   std::unordered_map<core::LeaseId, std::string> task_specs_;     // Open tasks. Guarded by mu_.
+  std::unordered_map<core::JobId, core::AccountId> job_owners_;  // Active jobs. Guarded by mu_.
   std::unordered_map<std::string, Subscribers> subscribers_;      // Guarded by mu_.
 };
 

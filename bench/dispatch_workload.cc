@@ -1,16 +1,12 @@
 #include "bench/dispatch_workload.h"
 
 #include <sys/stat.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -21,6 +17,7 @@
 #include "src/agent/policy.h"
 #include "src/base/clock.h"
 #include "src/client/exchange_client.h"
+#include "src/client/local_exchange.h"
 #include "src/sandbox/bubblewrap_sandbox.h"
 #include "src/server/exchange_server.h"
 
@@ -53,41 +50,12 @@ absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions&
   ::chmod(options.data_dir.c_str(), 0711);  // The job's uid passes through to its directory.
   // The exchange runs in a process of its own (`ocx exchange`, this very binary), as it does
   // in production: the agent's process stays small, and the sandbox forks from it.
-  const std::string exchange_dir = options.data_dir + "/exchange";
-  const std::string port_file = options.data_dir + "/exchange.port";
-  const std::string log_file = options.data_dir + "/exchange.log";
-  const pid_t child = ::fork();
-  if (child < 0) return absl::InternalError("fork failed");
-  if (child == 0) {
-    const int log = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (log >= 0) {
-      ::dup2(log, 1);
-      ::dup2(log, 2);
-    }
-    ::execl("/proc/self/exe", "ocx", "exchange", "--data-dir", exchange_dir.c_str(), "--port",
-            "0", "--port-file", port_file.c_str(), "--log-level", "warn",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  struct ChildGuard {
-    pid_t pid;
-    ~ChildGuard() {
-      ::kill(pid, SIGTERM);
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-    }
-  } guard{child};
-  std::string port;
-  for (int i = 0; i < 400 && port.empty(); ++i) {
-    std::ifstream(port_file) >> port;
-    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (port.empty()) {
-    return absl::UnavailableError("the exchange did not start; see its log in " + log_file);
-  }
-  const std::string url = "http://127.0.0.1:" + port;
-  std::string operator_token;
-  std::ifstream(exchange_dir + "/operator.token") >> operator_token;
+  client::LocalExchangeOptions exchange_options;
+  exchange_options.data_dir = options.data_dir + "/exchange";
+  auto exchange = client::LocalExchange::Start(exchange_options);
+  if (!exchange.ok()) return exchange.status();
+  const std::string url = (*exchange)->url();
+  const std::string operator_token = (*exchange)->operator_token();
 
   auto anonymous = client::ExchangeClient::Connect(url);
   if (!anonymous.ok()) return anonymous.status();

@@ -29,9 +29,9 @@ int RunDispatchBenchCommand(bench::DispatchBenchOptions options) {
   std::printf(
       "workload: %d leases of 1 slot, each on an idle agent (after the last ended), each with the "
       "task "
-      "{\"command\":[\"echo\",\"running\"]}; in-process exchange (journal fsync, SQLite store), a "
-      "local "
-      "agent with %d slots and the bubblewrap sandbox, buyer over loopback HTTP\n"
+      "{\"command\":[\"echo\",\"running\"]}; `ocx exchange` in its own process (journal fsync, "
+      "SQLite store), a local agent with %d slots and the bubblewrap sandbox, buyer over "
+      "loopback HTTP\n"
       "trade -> the job running (its first output at the agent): p50 %.2f ms, p90 %.2f ms, "
       "p99 %.2f ms, max %.2f ms\n"
       "trade -> the agent launching the sandbox: p50 %.2f ms, p99 %.2f ms\n"

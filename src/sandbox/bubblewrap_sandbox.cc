@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <cerrno>
 #include <climits>
@@ -542,7 +543,11 @@ absl::StatusOr<JobResult> BubblewrapSandbox::Run(const JobSpec& spec) {
     limits.pids_max = pids_max;
     limits.cpu_quota_micros = spec.slots * kSlotCpuQuotaMicros;
     limits.cpu_period_micros = kCpuPeriodMicros;
-    const std::string name = absl::StrCat("job-", ::getpid(), "-", jobs_started_.fetch_add(1) + 1);
+    // Process-wide, not per sandbox: several sandboxes in one process (the demo's three
+    // providers, tests) share the cgroup parent, and their jobs' names must not collide.
+    static std::atomic<uint64_t> jobs_in_process{0};
+    const std::string name =
+        absl::StrCat("job-", ::getpid(), "-", jobs_in_process.fetch_add(1) + 1);
     OCX_ASSIGN_OR_RETURN(cgroup, JobCgroup::Create(*cgroups_, name, limits));
     result.cgroup_version = cgroup->version();
     result.swap_limited = cgroup->swap_limited();

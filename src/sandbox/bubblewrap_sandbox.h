@@ -3,14 +3,14 @@
 // inside a per-job cgroup (memory without swap, pids, cpu quota) that is killed as a whole
 // on OOM, timeout or cancel and removed afterwards. docs/sandbox.md has the details.
 //
-// Thread-safe: Run() may be called from several threads at once; it keeps no mutable state
-// apart from an atomic job counter. It forks, so the calling program must not reap children
+// Thread-safe: Run() may be called from several threads at once, and several sandboxes may
+// live in one process; the only mutable state is a process-wide atomic job counter that
+// names the jobs' cgroups. It forks, so the calling program must not reap children
 // it did not start (no SIGCHLD = SIG_IGN, no waitpid(-1)).
 #pragma once
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,7 +62,6 @@ class BubblewrapSandbox final : public Sandbox {
   const std::string seccomp_bpf_;  // BPF program bytes, built once
   const std::optional<internal::CgroupSystem> cgroups_;
   const absl::Status cgroup_status_;
-  std::atomic<uint64_t> jobs_started_{0};  // names job cgroups
 };
 
 }  // namespace ocx::sandbox

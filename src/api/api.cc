@@ -249,7 +249,10 @@ Json MachineJson(const core::Exchange& x, const core::Machine& m) {
               {"capacity", capacity},
               {"offered", offered},
               {"leased", leased},
-              {"active_leases", m.leases.size()}};
+              {"active_leases", m.leases.size()},
+              {"leases_ended", m.leases_ended},
+              {"leases_failed", m.leases_failed},
+              {"reputation", Money(core::ReputationMicros(m))}};
 }
 
 template <typename Row, typename Key>

@@ -37,6 +37,7 @@ OfferIndex::Changes OfferIndex::Collect(const core::Exchange& exchange) const {
     entry.online = machine.online;
     if (machine.online) {
       entry.attributes = machine.spec.attributes;
+      entry.attributes["reputation"] = query::Value::Number(core::ReputationMicros(machine));
       for (size_t m = 0; m < markets_.size(); ++m) {
         entry.best_ask.push_back(exchange.BestAsk(machine, m));
       }

@@ -568,6 +568,11 @@ class SnapshotCodec {
                           {"spec", SpecToJson(m.spec)},
                           {"last_heartbeat", m.last_heartbeat},
                           {"online", m.online}});
+      // Only once it has a record, so snapshots of machines without one stay the same.
+      if (m.leases_ended != 0) {
+        machines.back()["leases_ended"] = m.leases_ended;
+        machines.back()["leases_failed"] = m.leases_failed;
+      }
     }
     Json leases = Json::array();
     for (const auto& [id, l] : x.leases_) {
@@ -705,6 +710,10 @@ class SnapshotCodec {
       if (!ReadSpec(mr.Sub("spec"), &machine.spec)) mr.Fail("spec", "a machine spec");
       machine.last_heartbeat = mr.Int<Timestamp>("last_heartbeat");
       machine.online = m.value("online", false);
+      if (m.contains("leases_ended")) {
+        machine.leases_ended = mr.Int<int64_t>("leases_ended");
+        machine.leases_failed = mr.Int<int64_t>("leases_failed");
+      }
       if (!mr.ok()) return absl::DataLossError("snapshot machine: " + mr.error());
       machine.capacity.assign(x.books_.size(), 0);
       machine.offered.assign(x.books_.size(), 0);

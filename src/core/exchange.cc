@@ -62,9 +62,11 @@ class Exchange::ConstraintOracle final : public engine::EligibilityOracle {
     const auto machine = exchange_.machines_.find(sell.machine);
     if (machine == exchange_.machines_.end()) return false;
     const query::Value price = query::Value::Number(sell.price);
+    const query::Value reputation = query::Value::Number(ReputationMicros(machine->second));
     const auto& attributes = machine->second.spec.attributes;
     return query->second.Matches([&](std::string_view name) -> const query::Value* {
       if (name == "price") return &price;
+      if (name == "reputation") return &reputation;
       const auto it = attributes.find(std::string(name));
       return it == attributes.end() ? nullptr : &it->second;
     });
@@ -146,6 +148,11 @@ PriceMicros Exchange::BestAsk(const Machine& machine, size_t market) const {
 }
 
 Exchange::~Exchange() = default;
+
+int64_t ReputationMicros(const Machine& machine) {
+  const int64_t kept = machine.leases_ended - machine.leases_failed;
+  return (kept + 1) * 1'000'000 / (machine.leases_ended + 2);
+}
 
 int Exchange::MarketIndex(const std::string& name) const {
   for (size_t i = 0; i < config_.markets.size(); ++i) {
@@ -818,6 +825,11 @@ void Exchange::EndLeaseNow(LeaseId id, LeaseEndReason reason, Ctx& ctx) {
   Machine& machine = machines_.at(lease.machine);
   machine.leased[lease.market] -= lease.slots;
   machine.leases.erase(id);
+  ++machine.leases_ended;
+  if (reason == LeaseEndReason::kOffline || reason == LeaseEndReason::kReclaimed) {
+    ++machine.leases_failed;
+  }
+  machine.changed_sequence = last_sequence_;
   lease_deadlines_.erase(
       {lease.start + Timestamp{lease.max_hours} * 3600 * kMicrosPerSecond, lease.id});
   ctx.out->events.push_back(

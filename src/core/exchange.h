@@ -72,7 +72,15 @@ struct Machine {
   // The last command that changed what discovery shows of it (registration, online status,
   // its asks). Not state: 0 after a restore, so readers refresh everything then.
   uint64_t changed_sequence = 0;
+  // Track record: leases that ended, and of those the ones it failed (went offline, or its
+  // owner reclaimed the machine).
+  int64_t leases_ended = 0;
+  int64_t leases_failed = 0;
 };
+
+// A machine's reputation in micro-units of [0, 1]: (kept + 1) / (ended + 2), so a new machine
+// starts at 0.5 and each lease moves it (the attribute `reputation` of discovery queries).
+int64_t ReputationMicros(const Machine& machine);
 
 struct Lease {
   LeaseId id = 0;

@@ -820,5 +820,37 @@ TEST_F(JobTest, JobsAndConstraintsAreSnapshottedAndCarryOnAlike) {
   EXPECT_EQ(Events<TaskAssigned>(b).size(), 2u);
 }
 
+TEST_F(JobTest, ReputationFollowsTheMachinesRecordAndConstraintsCanAskForIt) {
+  Fund(alice_, 10 * kCredit);
+  const Machine& machine = x_.machines().at(machine_);
+  EXPECT_EQ(ReputationMicros(machine), 500'000);  // New: (0 + 1) / (0 + 2).
+  Sell(prov_, machine_, 40'000, 1);
+  Buy(alice_, 40'000, 1);
+  ASSERT_TRUE(Run(EndLease{prov_, 0, OnlyLease(), LeaseEndReason::kReclaimed}).result.accepted);
+  EXPECT_EQ(ReputationMicros(x_.machines().at(machine_)), 333'333);  // 1 / 3.
+  // A buy that asks for reputation >= 0.5 skips it; a finished lease elsewhere counts for one.
+  PlaceOrder c;
+  c.actor = alice_;
+  c.market = "cpu";
+  c.client_order_id = "reputable";
+  c.price = 50'000;
+  c.quantity = 1;
+  c.constraints = "reputation >= 0.5";
+  ASSERT_TRUE(Run(c).result.accepted);
+  Sell(prov_, machine_, 40'000, 1);
+  EXPECT_TRUE(x_.leases().empty());
+  const MachineId other = Register(other_prov_, 1);
+  Sell(other_prov_, other, 45'000, 1);
+  ASSERT_EQ(x_.leases().size(), 1u);
+  EXPECT_EQ(x_.leases().begin()->second.machine, other);
+  ASSERT_TRUE(Run(EndLease{0, other, OnlyLease(), LeaseEndReason::kFinished}).result.accepted);
+  EXPECT_EQ(ReputationMicros(x_.machines().at(other)), 666'666);  // 2 / 3.
+  // The record survives a snapshot.
+  auto restored = Exchange::Restore(ExchangeConfig::Default(), x_.Serialize());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(ReputationMicros((*restored)->machines().at(other)), 666'666);
+  EXPECT_EQ((*restored)->StateHash(), x_.StateHash());
+}
+
 }  // namespace
 }  // namespace ocx::core

@@ -133,6 +133,7 @@ void RegisterBench(CLI::App& app, Registry& registry) {
   RegisterSequencerBench(bench, registry);
   RegisterApiBench(bench, registry);
   RegisterDispatchBench(bench, registry);
+  RegisterDiscoveryBench(bench, registry);
   auto options = std::make_shared<EngineBenchOptions>();
   CLI::App* engine = bench->add_subcommand(
       "engine", "Time the matching engine alone: commands/s and per-command latency");

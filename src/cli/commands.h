@@ -39,5 +39,10 @@ void RegisterExchange(CLI::App& app, Registry& registry);
 void RegisterSequencerBench(CLI::App* bench, Registry& registry);
 void RegisterApiBench(CLI::App* bench, Registry& registry);
 void RegisterDispatchBench(CLI::App* bench, Registry& registry);
+void RegisterDiscoveryBench(CLI::App* bench, Registry& registry);
+void RegisterDemo(CLI::App& app, Registry& registry);
+// `ocx run`, `ocx jobs`, `ocx job`, `ocx logs`, `ocx book`, `ocx order`, `ocx account`,
+// `ocx statement`, `ocx offers` (consumer_command.cc).
+void RegisterConsumer(CLI::App& app, Registry& registry);
 
 }  // namespace ocx::cli

@@ -13,14 +13,17 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  ocx replay examples/replay/basic.jsonl\n"
       "  ocx bench engine\n"
+      "  ocx run --max-price 0.05 -- echo hello     # a job on the exchange (docs/cli.md)\n"
       "Run 'ocx COMMAND --help' for a command's options.");
 
   ocx::cli::Registry registry;
+  ocx::cli::RegisterDemo(app, registry);
   ocx::cli::RegisterReplay(app, registry);
   ocx::cli::RegisterBench(app, registry);
   ocx::cli::RegisterSandbox(app, registry);
   ocx::cli::RegisterProvider(app, registry);
   ocx::cli::RegisterExchange(app, registry);
+  ocx::cli::RegisterConsumer(app, registry);
 
   try {
     app.parse(argc, argv);

@@ -24,3 +24,9 @@ if(OCX_BUILD_TESTS)
   target_compile_definitions(ocx_provider_integration_test PRIVATE
     OCX_BINARY="$<TARGET_FILE:ocx>")
 endif()
+
+# `ocx demo` itself, end to end (root: the providers' sandboxes; skipped with the reason
+# otherwise).
+add_test(NAME ocx_demo
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/demo_test.sh $<TARGET_FILE:ocx>)
+set_tests_properties(ocx_demo PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)

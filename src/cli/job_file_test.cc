@@ -1,0 +1,332 @@
+#include "src/cli/job_file.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "src/base/testing/temp_dir.h"
+#include "src/cli/job_runner.h"
+
+namespace ocx::cli {
+namespace {
+
+// The error's message, "" when it parsed.
+template <typename T>
+std::string ErrorOf(const absl::StatusOr<T>& parsed) {
+  return parsed.ok() ? "" : std::string(parsed.status().message());
+}
+
+TEST(JobFileTest, TomlWithEveryField) {
+  const auto job = ParseJobToml(R"(
+command = ["sh", "-c", "wc -l data/in.txt > out/count.txt"]
+inputs = ["data/in.txt", "tools"]
+outputs = ["out"]
+slots = 2
+tasks = 3
+market = "cpu"
+max_price = "0.05"
+max_hours = 4
+constraints = 'region == "eu"'
+network = true
+timeout_s = 600
+
+[env]
+MODE = "fast"
+ALPHA = "1"
+)",
+                                "job.toml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->command,
+            (std::vector<std::string>{"sh", "-c", "wc -l data/in.txt > out/count.txt"}));
+  EXPECT_EQ(job->inputs, (std::vector<std::string>{"data/in.txt", "tools"}));
+  EXPECT_EQ(job->outputs, (std::vector<std::string>{"out"}));
+  EXPECT_EQ(job->slots, 2);
+  EXPECT_EQ(job->tasks, 3);
+  EXPECT_EQ(job->market, "cpu");
+  EXPECT_EQ(job->max_price, "0.05");
+  EXPECT_EQ(job->max_hours, 4);
+  EXPECT_EQ(job->constraints, "region == \"eu\"");
+  EXPECT_TRUE(job->network);
+  ASSERT_TRUE(job->timeout_s.has_value());
+  EXPECT_EQ(*job->timeout_s, 600);
+  // Sorted by name.
+  EXPECT_EQ(job->env,
+            (std::vector<std::pair<std::string, std::string>>{{"ALPHA", "1"}, {"MODE", "fast"}}));
+  EXPECT_TRUE(CheckJobComplete(*job, "job.toml").ok());
+}
+
+TEST(JobFileTest, DefaultsApplyToWhatIsNotGiven) {
+  const auto job = ParseJobToml("command = [\"true\"]\nmax_price = \"1\"\n", "job.toml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->slots, 1);
+  EXPECT_EQ(job->tasks, 1);
+  EXPECT_EQ(job->market, "cpu");
+  EXPECT_EQ(job->max_hours, 1);
+  EXPECT_FALSE(job->network);
+  EXPECT_FALSE(job->timeout_s.has_value());
+  EXPECT_TRUE(job->inputs.empty());
+  EXPECT_TRUE(job->outputs.empty());
+  EXPECT_TRUE(job->env.empty());
+  EXPECT_TRUE(job->constraints.empty());
+}
+
+TEST(JobFileTest, JsonWithEveryField) {
+  const auto job = ParseJobJson(R"({
+  "command": ["python3", "train.py"],
+  "inputs": ["train.py"],
+  "outputs": ["model.bin"],
+  "slots": 4, "tasks": 2, "market": "cpu", "max_price": "0.08", "max_hours": 2,
+  "constraints": "cpu.factor >= 1", "network": false, "timeout_s": 30,
+  "env": {"SEED": "7"}
+})",
+                                "job.json");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->command, (std::vector<std::string>{"python3", "train.py"}));
+  EXPECT_EQ(job->slots, 4);
+  EXPECT_EQ(job->tasks, 2);
+  EXPECT_EQ(job->max_price, "0.08");
+  EXPECT_EQ(job->max_hours, 2);
+  EXPECT_EQ(job->constraints, "cpu.factor >= 1");
+  EXPECT_EQ(*job->timeout_s, 30);
+  EXPECT_EQ(job->env, (std::vector<std::pair<std::string, std::string>>{{"SEED", "7"}}));
+}
+
+TEST(JobFileTest, TomlUnknownKeyIsAnErrorAtItsPosition) {
+  const auto job = ParseJobToml("command = [\"true\"]\nslot = 2\n", "job.toml");
+  EXPECT_EQ(ErrorOf(job).substr(0, 35), "job.toml:2:1: unknown key 'slot' (k");
+}
+
+TEST(JobFileTest, JsonUnknownKeyIsAnErrorAtItsPosition) {
+  const auto job = ParseJobJson("{\n  \"command\": [\"true\"],\n  \"slot\": 2\n}", "job.json");
+  EXPECT_EQ(ErrorOf(job).substr(0, 33), "job.json:3:3: unknown key 'slot' ");
+}
+
+TEST(JobFileTest, TomlWrongTypesAreErrorsAtTheValue) {
+  EXPECT_EQ(ErrorOf(ParseJobToml("slots = \"2\"\n", "j.toml")),
+            "j.toml:1:9: slots must be an integer, not a string");
+  EXPECT_EQ(ErrorOf(ParseJobToml("command = \"echo hi\"\n", "j.toml")),
+            "j.toml:1:11: command must be an array of strings, not a string");
+  EXPECT_EQ(ErrorOf(ParseJobToml("command = [\"echo\", 1]\n", "j.toml")),
+            "j.toml:1:20: command[1] must be a string, not an integer");
+  EXPECT_EQ(ErrorOf(ParseJobToml("network = 1\n", "j.toml")),
+            "j.toml:1:11: network must be a boolean, not an integer");
+  EXPECT_EQ(ErrorOf(ParseJobToml("env = [\"A=1\"]\n", "j.toml")),
+            "j.toml:1:7: env must be a table of NAME = \"value\", not an array");
+  EXPECT_EQ(ErrorOf(ParseJobToml("[env]\nA = 1\n", "j.toml")),
+            "j.toml:2:5: env.A must be a string, not an integer");
+}
+
+TEST(JobFileTest, JsonWrongTypesAreErrorsAtTheValue) {
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"tasks\": \"3\"}", "j.json")),
+            "j.json:1:11: tasks must be an integer, not a string");
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"command\": [\"a\",\n  null]}", "j.json")),
+            "j.json:2:3: command[1] must be a string, not null");
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"slots\": 1.5}", "j.json")),
+            "j.json:1:11: slots must be an integer, not a fractional number");
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"env\": {\"A\": true}}", "j.json")),
+            "j.json:1:15: env.A must be a string, not a boolean");
+  EXPECT_EQ(ErrorOf(ParseJobJson("[1, 2]", "j.json")),
+            "j.json:1:1: a job file must be an object of fields, not an array");
+}
+
+TEST(JobFileTest, MaxPriceMustBeADecimalString) {
+  EXPECT_EQ(ErrorOf(ParseJobToml("max_price = 0.05\n", "j.toml")),
+            "j.toml:1:13: max_price must be a decimal string like \"0.05\" (exact credits per "
+            "slot-hour), not a float");
+  EXPECT_EQ(ErrorOf(ParseJobToml("max_price = \"0.0000001\"\n", "j.toml")),
+            "j.toml:1:13: max_price must be a positive decimal with at most 6 fractional digits, "
+            "like \"0.05\", not \"0.0000001\"");
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"max_price\": \"-1\"}", "j.json")),
+            "j.json:1:15: max_price must be a positive decimal with at most 6 fractional digits, "
+            "like \"0.05\", not \"-1\"");
+}
+
+TEST(JobFileTest, RangesAreChecked) {
+  EXPECT_EQ(ErrorOf(ParseJobToml("tasks = 0\n", "j.toml")),
+            "j.toml:1:9: tasks must be an integer from 1 to 1000");
+  EXPECT_EQ(ErrorOf(ParseJobToml("max_hours = 745\n", "j.toml")),
+            "j.toml:1:13: max_hours must be an integer from 1 to 744");
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"slots\": 99999999999999999999}", "j.json")),
+            "j.json:1:11: slots must be an integer from 1 to 1000000");
+  EXPECT_EQ(ErrorOf(ParseJobToml("timeout_s = 0\n", "j.toml")),
+            "j.toml:1:13: timeout_s must be an integer from 1 to 604800");
+}
+
+TEST(JobFileTest, OutputsMustStayUnderWork) {
+  EXPECT_EQ(ErrorOf(ParseJobToml("outputs = [\"ok\", \"../etc\"]\n", "j.toml")),
+            "j.toml:1:18: outputs[1] must be a relative path under the task's /work, without "
+            "'..' or a leading '/', not \"../etc\"");
+  EXPECT_FALSE(ParseJobToml("outputs = [\"/abs\"]\n", "j.toml").ok());
+  EXPECT_FALSE(ParseJobToml("outputs = [\"a//b\"]\n", "j.toml").ok());
+  EXPECT_TRUE(ParseJobToml("outputs = [\"out/a.txt\", \"b\"]\n", "j.toml").ok());
+}
+
+TEST(JobFileTest, EnvNamesAreChecked) {
+  EXPECT_EQ(ErrorOf(ParseJobToml("[env]\n\"1BAD\" = \"x\"\n", "j.toml")),
+            "j.toml:2:1: env name '1BAD' must match [A-Za-z_][A-Za-z0-9_]*");
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"env\": {\"A-B\": \"x\"}}", "j.json")),
+            "j.json:1:10: env name 'A-B' must match [A-Za-z_][A-Za-z0-9_]*");
+}
+
+TEST(JobFileTest, EmptyCommandIsAnError) {
+  EXPECT_EQ(ErrorOf(ParseJobToml("command = []\n", "j.toml")),
+            "j.toml:1:11: command must name a program: [\"prog\", \"arg\", ...]");
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"command\": [\"\"]}", "j.json")),
+            "j.json:1:14: command[0] (the program) must not be empty");
+}
+
+TEST(JobFileTest, MissingCommandOrPriceIsReportedByCheckJobComplete) {
+  auto job = ParseJobToml("max_price = \"0.05\"\n", "job.toml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(CheckJobComplete(*job, "job.toml").message(),
+            "job.toml: no command: set command = [\"prog\", \"arg\", ...] or give it after '--'");
+  job = ParseJobToml("command = [\"true\"]\n", "job.toml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(CheckJobComplete(*job, "job.toml").message(),
+            "job.toml: no max price: set max_price = \"0.05\" (credits per slot-hour) or "
+            "--max-price");
+  job->max_price = "0.05";  // As --max-price would.
+  EXPECT_TRUE(CheckJobComplete(*job, "job.toml").ok());
+  job->max_price = "abc";
+  EXPECT_FALSE(CheckJobComplete(*job, "job.toml").ok());
+}
+
+TEST(JobFileTest, DuplicateKeysAreErrors) {
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"tasks\": 1,\n \"tasks\": [2]}", "j.json")),
+            "j.json:2:2: duplicate key 'tasks'");
+  // TOML refuses them itself, with its own wording.
+  const std::string toml = ErrorOf(ParseJobToml("tasks = 1\ntasks = 2\n", "j.toml"));
+  EXPECT_EQ(toml.substr(0, 11), "j.toml:2:9:") << toml;
+}
+
+TEST(JobFileTest, SyntaxErrorsNameTheirPosition) {
+  const std::string toml = ErrorOf(ParseJobToml("command = [\"a\"\n", "j.toml"));
+  EXPECT_EQ(toml.substr(0, 7), "j.toml:") << toml;
+  const std::string json = ErrorOf(ParseJobJson("{\n  \"command\": [\"a\",]\n}", "j.json"));
+  EXPECT_EQ(json.substr(0, 12), "j.json:2:19:") << json;
+}
+
+TEST(JobFileTest, LoadJobFilePicksTheFormatByExtensionAndKeepsItsFolder) {
+  base::testing::TempDir dir;
+  {
+    std::ofstream(dir.File("job.json")) << R"({"command": ["true"], "max_price": "0.05"})";
+    std::ofstream(dir.File("job.toml")) << "command = [\"true\"]\nmax_price = \"0.05\"\n";
+  }
+  for (const char* name : {"job.json", "job.toml"}) {
+    const auto job = LoadJobFile(dir.File(name));
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(job->command, std::vector<std::string>{"true"});
+    EXPECT_EQ(job->base_dir, dir.path());
+  }
+  const auto missing = LoadJobFile(dir.File("nope.toml"));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(JobFileTest, SafeOutputPaths) {
+  EXPECT_TRUE(IsSafeOutputPath("a"));
+  EXPECT_TRUE(IsSafeOutputPath("a/b.txt"));
+  EXPECT_FALSE(IsSafeOutputPath(""));
+  EXPECT_FALSE(IsSafeOutputPath("/a"));
+  EXPECT_FALSE(IsSafeOutputPath("a/../b"));
+  EXPECT_FALSE(IsSafeOutputPath(".."));
+  EXPECT_FALSE(IsSafeOutputPath("./a"));
+  EXPECT_FALSE(IsSafeOutputPath("a/"));
+}
+
+// ---- The helpers of job_runner.h that turn a job file into inputs and bring results back.
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(JobRunnerHelpersTest, PlanInputsKeepsRelativePathsAndWalksFolders) {
+  base::testing::TempDir dir;
+  std::filesystem::create_directories(dir.File("data/sub"));
+  std::ofstream(dir.File("data/a.txt")) << "a";
+  std::ofstream(dir.File("data/sub/b.txt")) << "bb";
+  std::ofstream(dir.File("tool.sh")) << "#!/bin/sh\n";
+  ASSERT_EQ(::chmod(dir.File("tool.sh").c_str(), 0755), 0);
+  JobFile job;
+  job.base_dir = dir.path();
+  job.inputs = {"data", "./tool.sh", dir.File("data/sub/b.txt")};
+  const auto files = PlanInputs(job);
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->size(), 4u);
+  EXPECT_EQ((*files)[0].remote_path, "data/a.txt");
+  EXPECT_EQ((*files)[0].size, 1u);
+  EXPECT_EQ((*files)[1].remote_path, "data/sub/b.txt");
+  EXPECT_EQ((*files)[2].remote_path, "tool.sh");
+  EXPECT_TRUE((*files)[2].executable);
+  EXPECT_FALSE((*files)[0].executable);
+  EXPECT_EQ((*files)[3].remote_path, "b.txt");  // Absolute: its last component.
+}
+
+TEST(JobRunnerHelpersTest, PlanInputsRefusesMissingFilesAndClashes) {
+  base::testing::TempDir dir;
+  std::filesystem::create_directories(dir.File("x"));
+  std::ofstream(dir.File("x/a.txt")) << "1";
+  std::ofstream(dir.File("a.txt")) << "2";
+  JobFile job;
+  job.base_dir = dir.path();
+  job.inputs = {"missing.bin"};
+  EXPECT_EQ(PlanInputs(job).status().code(), absl::StatusCode::kInvalidArgument);
+  job.inputs = {"a.txt", dir.File("x") + "/../a.txt"};  // Both land on /work/a.txt.
+  const auto clash = PlanInputs(job);
+  EXPECT_EQ(clash.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(clash.status().message().find("would both be /work/a.txt"), std::string::npos)
+      << clash.status();
+}
+
+TEST(JobRunnerHelpersTest, WriteUnderCreatesFoldersAndStaysInside) {
+  base::testing::TempDir dir;
+  const std::string root = dir.File("out/task-0");
+  ASSERT_TRUE(WriteUnder(root, "a/b/c.txt", "hello").ok());
+  EXPECT_EQ(Slurp(root + "/a/b/c.txt"), "hello");
+  ASSERT_TRUE(WriteUnder(root, "a/b/c.txt", "again").ok());  // Replaced.
+  EXPECT_EQ(Slurp(root + "/a/b/c.txt"), "again");
+  for (const char* bad : {"../escape.txt", "/etc/passwd", "a/../../x", "", "a//b", "./a"}) {
+    EXPECT_EQ(WriteUnder(root, bad, "x").code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.File("out/escape.txt")));
+}
+
+TEST(JobRunnerHelpersTest, WriteUnderRefusesSymbolicLinksOnTheWay) {
+  base::testing::TempDir dir;
+  const std::string root = dir.File("out");
+  std::filesystem::create_directories(root);
+  std::filesystem::create_directories(dir.File("elsewhere"));
+  std::filesystem::create_directory_symlink(dir.File("elsewhere"), root + "/link");
+  EXPECT_EQ(WriteUnder(root, "link/file.txt", "x").code(), absl::StatusCode::kInvalidArgument);
+  std::filesystem::create_symlink(dir.File("elsewhere/target"), root + "/file-link");
+  EXPECT_EQ(WriteUnder(root, "file-link", "x").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.File("elsewhere")));
+}
+
+TEST(JobRunnerHelpersTest, CaretUnderPointsAtTheColumn) {
+  EXPECT_EQ(CaretUnder("region == eu", 11, "expected a string"),
+            "  region == eu\n            ^ column 11: expected a string");
+  // Columns are bytes; the caret counts characters ("é" is two bytes).
+  EXPECT_EQ(CaretUnder("name == \"\xC3\xA9\" &&", 14, "unexpected end"),
+            "  name == \"\xC3\xA9\" &&\n              ^ column 14: unexpected end");
+  // One past the end.
+  EXPECT_EQ(CaretUnder("a ==", 5, "expected a value"),
+            "  a ==\n      ^ column 5: expected a value");
+}
+
+TEST(JobRunnerHelpersTest, QueryErrorReasonKeepsWhatFollowsTheColumn) {
+  EXPECT_EQ(QueryErrorReason("The query is not valid, column 7: expected a value", 7),
+            "expected a value");
+  EXPECT_EQ(QueryErrorReason("something else", 7), "something else");
+}
+
+TEST(JobRunnerHelpersTest, UrlEncodeAndSha256) {
+  EXPECT_EQ(UrlEncode("region == \"eu\" && a.b-c_d~"),
+            "region%20%3D%3D%20%22eu%22%20%26%26%20a.b-c_d~");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+}  // namespace
+}  // namespace ocx::cli

@@ -531,17 +531,24 @@ void Api::OnWorker(const CallPtr& call, std::function<HttpResponse()> work) {
   }
 }
 
+namespace {
+// The answer when the sequencer would not take a command (it answered nothing then).
+void RefuseIfNotSubmitted(const Api::CallPtr& call, const absl::Status& submitted) {
+  if (submitted.code() == absl::StatusCode::kInvalidArgument) {
+    call->respond(ErrorResponse(400, "invalid_text", "Text fields must be valid UTF-8."));
+  } else if (!submitted.ok()) {
+    call->respond(ErrorResponse(503, "unavailable", "The exchange is not accepting commands."));
+  }
+}
+}  // namespace
+
 void Api::SubmitCommand(const CallPtr& call, core::CommandBody command,
                         std::function<HttpResponse(const server::Acked&)> reply) {
   const absl::Status submitted = deps_.sequencer->Submit(
       std::move(command), [call, reply = std::move(reply)](const server::Acked& acked) {
         call->respond(reply(acked));
       });
-  if (submitted.code() == absl::StatusCode::kInvalidArgument) {
-    call->respond(ErrorResponse(400, "invalid_text", "Text fields must be valid UTF-8."));
-  } else if (!submitted.ok()) {
-    call->respond(ErrorResponse(503, "unavailable", "The exchange is not accepting commands."));
-  }
+  RefuseIfNotSubmitted(call, submitted);
 }
 
 namespace {
@@ -1126,11 +1133,7 @@ void Api::PlaceOrder(const CallPtr& call) {
           call->respond(ErrorResponse(503, "unavailable", "The exchange is busy; retry shortly."));
         }
       });
-  if (submitted.code() == absl::StatusCode::kInvalidArgument) {
-    call->respond(ErrorResponse(400, "invalid_text", "Text fields must be valid UTF-8."));
-  } else if (!submitted.ok()) {
-    call->respond(ErrorResponse(503, "unavailable", "The exchange is not accepting commands."));
-  }
+  RefuseIfNotSubmitted(call, submitted);
 }
 
 void Api::ListOrders(const CallPtr& call) {
@@ -1795,11 +1798,7 @@ void Api::SubmitJob(const CallPtr& call) {
           call->respond(ErrorResponse(503, "unavailable", "The exchange is busy; retry shortly."));
         }
       });
-  if (submitted.code() == absl::StatusCode::kInvalidArgument) {
-    call->respond(ErrorResponse(400, "invalid_text", "Text fields must be valid UTF-8."));
-  } else if (!submitted.ok()) {
-    call->respond(ErrorResponse(503, "unavailable", "The exchange is not accepting commands."));
-  }
+  RefuseIfNotSubmitted(call, submitted);
 }
 
 void Api::ListJobs(const CallPtr& call) {

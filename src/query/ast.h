@@ -22,6 +22,25 @@ namespace ocx::query::internal {
 
 enum class NodeKind : uint8_t { kAnd, kOr, kNot, kCompare, kIn, kMatch };
 
+// `a op b` on exact numbers: the one comparison of Query::Matches and MachineIndex.
+inline bool CompareNumbers(CompareOp op, int64_t a, int64_t b) {
+  switch (op) {
+    case CompareOp::kEq:
+      return a == b;
+    case CompareOp::kNe:
+      return a != b;
+    case CompareOp::kLt:
+      return a < b;
+    case CompareOp::kLe:
+      return a <= b;
+    case CompareOp::kGt:
+      return a > b;
+    case CompareOp::kGe:
+      return a >= b;
+  }
+  return false;
+}
+
 struct Node {
   NodeKind kind = NodeKind::kCompare;
   std::vector<Node> children;  // kAnd, kOr, kNot.

@@ -327,23 +327,7 @@ bool MachineIndex::CellMatches(const Bound& bound, const Cell& cell) {
     case NodeKind::kCompare: {
       if (is_number != bound.number_literal) return false;
       if (!is_number) return (cell.tag == bound.code) == (bound.op == CompareOp::kEq);
-      const int64_t a = cell.number;
-      const int64_t b = bound.number;
-      switch (bound.op) {
-        case CompareOp::kEq:
-          return a == b;
-        case CompareOp::kNe:
-          return a != b;
-        case CompareOp::kLt:
-          return a < b;
-        case CompareOp::kLe:
-          return a <= b;
-        case CompareOp::kGt:
-          return a > b;
-        case CompareOp::kGe:
-          return a >= b;
-      }
-      return false;
+      return internal::CompareNumbers(bound.op, cell.number, bound.number);
     }
     case NodeKind::kIn:
       if (is_number) {

@@ -653,23 +653,7 @@ bool CompareValue(const Value& value, CompareOp op, const Value& literal) {
     OCX_ASSERT(!IsOrdering(op));
     return (value.text == literal.text) == (op == CompareOp::kEq);
   }
-  const int64_t a = value.number_micros;
-  const int64_t b = literal.number_micros;
-  switch (op) {
-    case CompareOp::kEq:
-      return a == b;
-    case CompareOp::kNe:
-      return a != b;
-    case CompareOp::kLt:
-      return a < b;
-    case CompareOp::kLe:
-      return a <= b;
-    case CompareOp::kGt:
-      return a > b;
-    case CompareOp::kGe:
-      return a >= b;
-  }
-  return false;
+  return internal::CompareNumbers(op, value.number_micros, literal.number_micros);
 }
 
 bool Evaluate(const Node& node, absl::FunctionRef<const Value*(std::string_view)> lookup) {

@@ -362,9 +362,12 @@ Api::Api(ApiDeps deps)
   OCX_ASSERT(deps_.sequencer && deps_.store && deps_.blobs && deps_.identities &&
              deps_.market_data && deps_.metrics && deps_.clock && deps_.store_target_sequence);
   const auto& routes = RouteTable();
-  for (size_t i = 0; i <= routes.size(); ++i) {
+  // One entry per route, then "unmatched", then "dashboard" (the static files).
+  for (size_t i = 0; i <= routes.size() + 1; ++i) {
     auto m = std::make_unique<RouteMetrics>();
-    const std::string route = i < routes.size() ? routes[i].info.pattern : "unmatched";
+    const std::string route = i < routes.size()    ? routes[i].info.pattern
+                              : i == routes.size() ? "unmatched"
+                                                   : "dashboard";
     const std::string method = i < routes.size() ? routes[i].info.method : "any";
     const std::string labels = "method=\"" + method + "\",route=\"" + route + "\"";
     for (int c = 1; c <= 5; ++c) {
@@ -408,9 +411,14 @@ void Api::Handle(HttpRequest request, Respond respond) {
       break;
     }
   }
+  const bool is_read = request.method == "GET" || request.method == "HEAD";
   if (route_index == routes.size()) {
     // Captures of the last partial match are irrelevant now.
     params.clear();
+    // Paths outside the API are the dashboard's.
+    if (!path_matched && is_read && !request.path.starts_with("/v1/")) {
+      route_index = routes.size() + 1;
+    }
   }
   RouteMetrics* metrics = route_metrics_[route_index].get();
   auto call = std::make_shared<Call>();
@@ -425,6 +433,7 @@ void Api::Handle(HttpRequest request, Respond respond) {
   };
   call->request = std::move(request);
 
+  if (route_index == routes.size() + 1) return ServeDashboard(call);
   if (route_index == routes.size()) {
     if (path_matched) {
       return call->respond(
@@ -463,6 +472,20 @@ void Api::Handle(HttpRequest request, Respond respond) {
     return call->respond(std::move(refused));
   }
   (this->*route.handler)(call);
+}
+
+void Api::ServeDashboard(const CallPtr& call) {
+  if (deps_.web == nullptr) {
+    return call->respond(ErrorResponse(
+        404, call->request.path == "/" ? "dashboard_not_built" : "not_found",
+        call->request.path == "/"
+            ? "This exchange serves no dashboard: " + deps_.web_unavailable
+            : std::string("No resource has this path.")));
+  }
+  std::optional<HttpResponse> asset =
+      deps_.web->Serve(call->request.path, call->request.Header("if-none-match"));
+  if (!asset) return call->respond(ErrorResponse(404, "not_found", "No resource has this path."));
+  call->respond(std::move(*asset));
 }
 
 bool Api::Authenticate(const CallPtr& call) {
@@ -688,6 +711,12 @@ void Api::GetAccount(const CallPtr& call) {
   if (!OwnsOrOperates(call->caller, id)) {
     return call->respond(ErrorResponse(403, "forbidden", "This is not your account."));
   }
+  RespondAccount(call, id);
+}
+
+void Api::GetMe(const CallPtr& call) { RespondAccount(call, call->caller->id); }
+
+void Api::RespondAccount(const CallPtr& call, uint64_t id) {
   store::Store* store = deps_.store;
   ReadStore(call, [store, id] {
     const auto rows = store->ListAccounts(static_cast<core::AccountId>(id - 1), 1);
@@ -1865,6 +1894,7 @@ const std::vector<Route>& RouteTable() {
        &Api::CreateAccount},
       {{"GET", "/v1/accounts", "List accounts", "operator"}, &Api::ListAccounts},
       {{"GET", "/v1/accounts/{id}", "An account with its balances", "account"}, &Api::GetAccount},
+      {{"GET", "/v1/me", "The caller's own account with its balances", "account"}, &Api::GetMe},
       {{"POST", "/v1/accounts/{id}/deposits", "Deposit credits", "operator"}, &Api::DepositTo},
       {{"POST", "/v1/accounts/{id}/withdrawals", "Withdraw credits", "operator"},
        &Api::WithdrawFrom},

@@ -26,6 +26,7 @@
 #include "src/api/metrics.h"
 #include "src/api/rate_limiter.h"
 #include "src/api/server_config.h"
+#include "src/api/web_assets.h"
 #include "src/api/worker_pool.h"
 #include "src/base/clock.h"
 #include "src/server/sequencer.h"
@@ -68,6 +69,10 @@ struct ApiDeps {
   // has projected what this was when the request arrived. It advances before the command's
   // stream messages go out, so a client that saw an event and then reads sees its effects.
   const std::atomic<uint64_t>* store_target_sequence = nullptr;
+  // The dashboard's files, served at "/" and "/assets/..."; null when they were not built
+  // (then `web_unavailable` says why, and "/" answers 404 dashboard_not_built).
+  const WebAssets* web = nullptr;
+  std::string web_unavailable;
 };
 
 // One route of the table that both dispatch and /openapi.json come from.
@@ -114,6 +119,7 @@ class Api {
   void CreateAccount(const CallPtr& call);
   void ListAccounts(const CallPtr& call);
   void GetAccount(const CallPtr& call);
+  void GetMe(const CallPtr& call);
   void LedgerSummary(const CallPtr& call);
   void DepositTo(const CallPtr& call);
   void WithdrawFrom(const CallPtr& call);
@@ -152,6 +158,9 @@ class Api {
   friend class AgentHandler;
 
   bool Authenticate(const CallPtr& call);
+  // GET of a path no route has: the dashboard's files.
+  void ServeDashboard(const CallPtr& call);
+  void RespondAccount(const CallPtr& call, uint64_t id);
   bool RequireOperator(const CallPtr& call);
   bool ParseBody(const CallPtr& call, nlohmann::json* body);
   // Runs `read` on the worker pool once the store has every command that was acknowledged
@@ -169,7 +178,7 @@ class Api {
   WorkerPool workers_;
   std::atomic<bool> shutting_down_{false};
   struct RouteMetrics;
-  std::vector<std::unique_ptr<RouteMetrics>> route_metrics_;  // Per Routes() index, + 1.
+  std::vector<std::unique_ptr<RouteMetrics>> route_metrics_;  // Per Routes() index, + 2.
   std::unique_ptr<OfferIndex> offers_;  // GET /v1/offers.
   Counter* orders_placed_ = nullptr;
   Counter* orders_refused_ = nullptr;

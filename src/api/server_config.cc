@@ -111,6 +111,7 @@ std::vector<Field> FieldsOf(ServerConfig& config) {
       {"core", "tick_interval_ms", IntegerField(&config.tick_interval_ms)},
       {"log", "level", StringField(&config.log_level)},
       {"log", "file", StringField(&config.log_file)},
+      {"web", "dir", StringField(&config.web_dir)},
   };
 }
 
@@ -310,6 +311,11 @@ tick_interval_ms = 1000
 level = "info"
 # Log file; empty: standard error.
 file = ""
+
+[web]
+# The built dashboard (scripts/build-web.sh writes web/dist), served at "/".
+# Empty: the web/dist of the checkout this exchange was built from.
+dir = ""
 )";
 }
 

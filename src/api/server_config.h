@@ -46,6 +46,8 @@ struct ServerConfig {
   int64_t idle_timeout_s = 60;               // [server] HTTP keep-alive idle.
   std::string log_level = "info";            // [log] level: trace debug info warn error off
   std::string log_file;                      // [log] file. Empty: stderr.
+  // [web] dir: the built dashboard (web/dist). Empty: this checkout's web/dist.
+  std::string web_dir;
 
   bool operator==(const ServerConfig&) const = default;
 };

@@ -104,6 +104,9 @@ tick_interval_ms = 250
 [log]
 level = "debug"
 file = "/var/log/ocx.log"
+
+[web]
+dir = "/srv/ocx/web"
 )");
   ServerConfig expected;
   expected.listen_address = "0.0.0.0";
@@ -128,6 +131,7 @@ file = "/var/log/ocx.log"
   expected.tick_interval_ms = 250;
   expected.log_level = "debug";
   expected.log_file = "/var/log/ocx.log";
+  expected.web_dir = "/srv/ocx/web";
   EXPECT_EQ(config, expected);
   EXPECT_TRUE(ValidateServerConfig(config).ok());
 }

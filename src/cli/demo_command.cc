@@ -30,6 +30,7 @@
 #include "src/agent/discovery.h"
 #include "src/agent/policy.h"
 #include "src/base/decimal.h"
+#include "src/base/files.h"
 #include "src/cli/commands.h"
 #include "src/cli/job_runner.h"
 #include "src/client/exchange_client.h"
@@ -447,12 +448,30 @@ int RunDemo(const DemoOptions& options) {
                                      base::ParsedMicros{billed_micros});
 
   if (options.keep && !g_interrupted.load()) {
+    // For scripts (the browser tests): where it runs and who may sign in. Mode 0600: tokens.
+    const nlohmann::json running = {
+        {"url", url},
+        {"dashboard_url", url + "/"},
+        {"consumer_name", kConsumer},
+        {"consumer_account", consumer_account->id},
+        {"consumer_token", consumer_account->token},
+        {"operator_token", (*exchange)->operator_token()},
+        {"provider_accounts", provider_ids},
+        {"data_dir", dir},
+    };
+    const std::string running_file = dir + "/demo.json";
+    if (absl::Status written = base::WriteFileAtomically(running_file, running.dump(2) + "\n", 0600);
+        !written.ok()) {
+      std::cerr << "ocx demo: cannot write " << running_file << ": " << written.message() << "\n";
+    }
     Heading("Running on (--keep): Ctrl-C stops everything");
-    std::cout << "  API:          " << url << "/v1/markets\n"
+    std::cout << "  dashboard:    " << url << "/  (sign in with the consumer token below)\n"
+              << "  API:          " << url << "/v1/markets\n"
               << "  OpenAPI:      " << url << "/openapi.json\n"
               << "  metrics:      " << url << "/metrics\n"
               << "  consumer token (" << kConsumer << "): " << consumer_account->token << "\n"
               << "  operator token: " << exchange_options.data_dir << "/operator.token\n"
+              << "  for scripts:  " << running_file << "\n"
               << "  try: OCX_TOKEN=" << consumer_account->token << " ocx run --exchange " << url
               << " --max-price 0.07 -- echo hello\n"
               << std::flush;

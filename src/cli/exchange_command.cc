@@ -27,6 +27,7 @@ struct ExchangeFlags {
   std::optional<std::string> tls_cert;
   std::optional<std::string> tls_key;
   std::optional<std::string> log_level;
+  std::optional<std::string> web_dir;
   std::string port_file;
   bool print_config = false;
 };
@@ -73,6 +74,7 @@ int RunExchange(const ExchangeFlags& flags) {
   if (flags.tls_cert) config.tls_cert_file = *flags.tls_cert;
   if (flags.tls_key) config.tls_key_file = *flags.tls_key;
   if (flags.log_level) config.log_level = *flags.log_level;
+  if (flags.web_dir) config.web_dir = *flags.web_dir;
   if (const absl::Status valid = api::ValidateServerConfig(config); !valid.ok()) {
     std::fprintf(stderr, "ocx exchange: %s\n", std::string(valid.message()).c_str());
     return 2;
@@ -141,6 +143,8 @@ void RegisterExchange(CLI::App& app, Registry& registry) {
   exchange->add_option("--tls-cert", flags->tls_cert, "PEM certificate chain (enables TLS)");
   exchange->add_option("--tls-key", flags->tls_key, "PEM private key");
   exchange->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error, off");
+  exchange->add_option("--web-dir", flags->web_dir,
+                       "The built dashboard served at / (default: this checkout's web/dist)");
   exchange->add_option("--port-file", flags->port_file,
                        "Write the port listened on to this file once listening");
   exchange->add_flag("--print-config", flags->print_config,

@@ -127,6 +127,16 @@ absl::Status ExchangeServer::Open() {
   OCX_RETURN_IF_ERROR(BootstrapOperator());
 
   api::ApiDeps deps;
+  const std::string web_dir = config.web_dir.empty() ? OCX_DEFAULT_WEB_DIR : config.web_dir;
+  if (auto web = api::WebAssets::Load(web_dir); web.ok()) {
+    web_ = std::make_unique<api::WebAssets>(*std::move(web));
+    spdlog::info("dashboard: {} files ({} KiB) from {}", web_->file_count(),
+                 web_->total_bytes() / 1024, web_dir);
+  } else {
+    deps.web_unavailable = std::string(web.status().message());
+    spdlog::warn("dashboard not served: {}", deps.web_unavailable);
+  }
+  deps.web = web_.get();
   deps.sequencer = sequencer_.get();
   deps.store = store_.get();
   deps.blobs = blobs_.get();

@@ -67,6 +67,7 @@ class ExchangeServer {
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<api::BlobStore> blobs_;
   std::unique_ptr<Sequencer> sequencer_;
+  std::unique_ptr<api::WebAssets> web_;  // Null when the dashboard is not built.
   std::unique_ptr<api::Api> api_;
   std::unique_ptr<api::HttpServer> http_;
 

@@ -79,6 +79,7 @@ absl::Status ExchangeProcess::Start() {
 
   std::vector<std::string> args = {OCX_BINARY, "exchange",    "--data-dir", data_dir(),    "--port",
                                    "0",        "--port-file", port_file,    "--log-level", "warn"};
+  args.insert(args.end(), extra_arguments_.begin(), extra_arguments_.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

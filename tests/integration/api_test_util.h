@@ -57,6 +57,10 @@ class ExchangeProcess {
   // Spawns the server and waits (kServerStartDeadlineMs) for its port file; then reads
   // operator.token. An error names the cause and ends with the log's tail.
   absl::Status Start();
+  // Flags added to `ocx exchange ...` by the next Start (e.g. {"--web-dir", dir}).
+  void SetExtraArguments(std::vector<std::string> arguments) {
+    extra_arguments_ = std::move(arguments);
+  }
   // SIGTERM, then waits for the exit. The exit code, or 128 + signal when a signal ended
   // it, or -1 when it did not exit in time (it is then SIGKILLed).
   int Stop();
@@ -77,6 +81,7 @@ class ExchangeProcess {
 
  private:
   std::string root_;
+  std::vector<std::string> extra_arguments_;
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string url_;

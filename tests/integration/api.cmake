@@ -31,3 +31,11 @@ endif()
 add_test(NAME ocx_demo
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/demo_test.sh $<TARGET_FILE:ocx>)
 set_tests_properties(ocx_demo PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# The web dashboard in a real browser (Playwright driving Debian's headless Chromium) against
+# `ocx demo --keep`: a real exchange with real agents on loopback (root: the providers'
+# sandboxes; skipped with the reason otherwise). Screenshots land in build*/web-screenshots.
+add_test(NAME ocx_web_dashboard
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/web_test.sh $<TARGET_FILE:ocx> ${PROJECT_SOURCE_DIR})
+set_tests_properties(ocx_web_dashboard PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+  ENVIRONMENT "OCX_SCREENSHOT_DIR=${CMAKE_BINARY_DIR}/web-screenshots")

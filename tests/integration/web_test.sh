@@ -21,7 +21,11 @@ missing=()
 [[ -d "$src/web/node_modules/playwright-core" ]] ||
   missing+=("$src/web/node_modules (cd web && npm ci)")
 [[ -f "$src/web/dist/index.html" ]] || missing+=("$src/web/dist/index.html (cd web && npm run build)")
-command -v node >/dev/null || missing+=("node")
+if ! command -v node >/dev/null; then
+  missing+=("node")
+elif (($(node -p 'process.versions.node.split(".")[0]') < 20)); then
+  missing+=("Node.js 20 or newer (playwright-core needs it; this is $(node --version))")
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "FAILED: the web tests need what scripts/setup.sh installs and builds; missing:"
   printf '  %s\n' "${missing[@]}"

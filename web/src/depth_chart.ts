@@ -101,32 +101,23 @@ export class DepthChart {
       ctx.fillText(formatPrice(p), x(p), bottom + 6);
     }
 
-    // Bids: from the best bid leftwards, the total grows at each lower price.
-    if (bids.length > 0) {
+    // Bids grow leftwards from the best bid, asks rightwards from the best ask: at each
+    // further price the cumulative total steps up.
+    const staircase = (levels: Point[], edge: number, line: string, fill: string): void => {
+      if (levels.length === 0) return;
       ctx.beginPath();
-      ctx.moveTo(x(bids[0]!.price), y(0));
+      ctx.moveTo(x(levels[0]!.price), y(0));
       let last = 0;
-      for (const level of bids) {
+      for (const level of levels) {
         ctx.lineTo(x(level.price), y(last));
         ctx.lineTo(x(level.price), y(level.total));
         last = level.total;
       }
-      ctx.lineTo(left, y(last));
-      this.paint(ctx, kBidLine, kBidFill, left, y(0));
-    }
-    // Asks: from the best ask rightwards.
-    if (asks.length > 0) {
-      ctx.beginPath();
-      ctx.moveTo(x(asks[0]!.price), y(0));
-      let last = 0;
-      for (const level of asks) {
-        ctx.lineTo(x(level.price), y(last));
-        ctx.lineTo(x(level.price), y(level.total));
-        last = level.total;
-      }
-      ctx.lineTo(right, y(last));
-      this.paint(ctx, kAskLine, kAskFill, right, y(0));
-    }
+      ctx.lineTo(edge, y(last));
+      this.paint(ctx, line, fill, edge, y(0));
+    };
+    staircase(bids, left, kBidLine, kBidFill);
+    staircase(asks, right, kAskLine, kAskFill);
     ctx.strokeStyle = '#9ca3af';
     ctx.beginPath();
     ctx.moveTo(left, Math.round(bottom) + 0.5);

@@ -195,32 +195,37 @@ export class MePage {
     this.renderStatement(statement);
   }
 
-  private async refreshOrder(id: number): Promise<void> {
+  // Re-reads one resource named by a stream event; drops the answer if the user signed out
+  // or in as someone else meanwhile.
+  private async refreshOne<T>(path: string, key: string, apply: (item: T) => void): Promise<void> {
     const token = this.token;
     if (!token) return;
-    const order = (await getJson<{ order: Order }>(`/v1/orders/${id}`, { token })).order;
+    const answer = await getJson<Record<string, T | undefined>>(path, { token });
     if (token !== this.token) return;
-    this.orders.set(id, order);
-    this.renderOrders();
+    const item = answer[key];
+    if (item !== undefined) apply(item);
   }
 
-  private async refreshLease(id: number): Promise<void> {
-    const token = this.token;
-    if (!token) return;
-    const lease = (await getJson<{ lease: Lease }>(`/v1/leases/${id}`, { token })).lease;
-    if (token !== this.token) return;
-    this.leases.set(id, lease);
-    this.renderLeases();
+  private refreshOrder(id: number): Promise<void> {
+    return this.refreshOne<Order>(`/v1/orders/${id}`, 'order', (order) => {
+      this.orders.set(id, order);
+      this.renderOrders();
+    });
   }
 
-  private async refreshJob(id: number): Promise<void> {
-    const token = this.token;
-    if (!token) return;
-    const job = (await getJson<{ job: Job }>(`/v1/jobs/${id}`, { token })).job;
-    if (token !== this.token) return;
-    this.jobs.set(id, job);
-    this.renderJobs();
-    this.detail.setJob(job);
+  private refreshLease(id: number): Promise<void> {
+    return this.refreshOne<Lease>(`/v1/leases/${id}`, 'lease', (lease) => {
+      this.leases.set(id, lease);
+      this.renderLeases();
+    });
+  }
+
+  private refreshJob(id: number): Promise<void> {
+    return this.refreshOne<Job>(`/v1/jobs/${id}`, 'job', (job) => {
+      this.jobs.set(id, job);
+      this.renderJobs();
+      this.detail.setJob(job);
+    });
   }
 
   // The balances and the statement move with every order and lease event.

@@ -411,12 +411,12 @@ void Api::Handle(HttpRequest request, Respond respond) {
       break;
     }
   }
-  const bool is_read = request.method == "GET" || request.method == "HEAD";
   if (route_index == routes.size()) {
     // Captures of the last partial match are irrelevant now.
     params.clear();
-    // Paths outside the API are the dashboard's.
-    if (!path_matched && is_read && !request.path.starts_with("/v1/")) {
+    // Reads of paths outside the API are the dashboard's.
+    if (!path_matched && (request.method == "GET" || request.method == "HEAD") &&
+        !request.path.starts_with("/v1/")) {
       route_index = routes.size() + 1;
     }
   }
@@ -475,15 +475,15 @@ void Api::Handle(HttpRequest request, Respond respond) {
 }
 
 void Api::ServeDashboard(const CallPtr& call) {
-  if (deps_.web == nullptr) {
-    return call->respond(ErrorResponse(
-        404, call->request.path == "/" ? "dashboard_not_built" : "not_found",
-        call->request.path == "/"
-            ? "This exchange serves no dashboard: " + deps_.web_unavailable
-            : std::string("No resource has this path.")));
+  if (deps_.web == nullptr && call->request.path == "/") {
+    return call->respond(ErrorResponse(404, "dashboard_not_built",
+                                       "This exchange serves no dashboard: " +
+                                           deps_.web_unavailable));
   }
-  std::optional<HttpResponse> asset =
-      deps_.web->Serve(call->request.path, call->request.Header("if-none-match"));
+  std::optional<HttpResponse> asset;
+  if (deps_.web != nullptr) {
+    asset = deps_.web->Serve(call->request.path, call->request.Header("if-none-match"));
+  }
   if (!asset) return call->respond(ErrorResponse(404, "not_found", "No resource has this path."));
   call->respond(std::move(*asset));
 }

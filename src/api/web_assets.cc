@@ -1,8 +1,5 @@
 #include "src/api/web_assets.h"
 
-#include <sodium.h>
-
-#include <array>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -10,6 +7,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "src/api/blob_store.h"
 
 namespace ocx::api {
 namespace {
@@ -18,19 +16,6 @@ namespace fs = std::filesystem;
 
 // Content-hashed build outputs live here (web/build.mjs): safe to cache for a year.
 constexpr std::string_view kImmutablePrefix = "/assets/";
-
-std::string QuotedSha256Prefix(const std::string& body) {
-  std::array<unsigned char, crypto_hash_sha256_BYTES> digest{};
-  crypto_hash_sha256(digest.data(), reinterpret_cast<const unsigned char*>(body.data()),
-                     body.size());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string etag = "\"";
-  for (size_t i = 0; i < 16; ++i) {  // 128 bits tell versions apart.
-    etag += kHex[digest[i] >> 4];
-    etag += kHex[digest[i] & 15];
-  }
-  return etag + "\"";
-}
 
 // True when the If-None-Match header lists `etag` (or is "*"). Weak validators compare equal
 // to strong ones for GET, as RFC 9110 13.1.2 says.
@@ -118,7 +103,8 @@ absl::StatusOr<WebAssets> WebAssets::Load(const std::string& dir) {
     asset.cache_control = path.starts_with(kImmutablePrefix)
                               ? "public, max-age=31536000, immutable"
                               : "no-cache";
-    asset.etag = QuotedSha256Prefix(asset.body);
+    // 128 bits of the content's SHA-256 tell versions apart.
+    asset.etag = "\"" + BlobStore::Sha256Hex(asset.body).substr(0, 32) + "\"";
     assets.by_path_.emplace(path, std::move(asset));
   }
   return assets;

@@ -21,10 +21,12 @@
 #include <climits>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "src/base/assert.h"
 #include "src/base/status.h"
+#include "src/sandbox/job_starter.h"
 #include "src/sandbox/seccomp_filter.h"
 #include "src/sandbox/unique_fd.h"
 
@@ -59,6 +61,14 @@ constexpr std::array<EtcFile, 4> kEtcFiles = {{
     {"/etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"},
 }};
 constexpr int kFirstUnusedFd = kEtcFdFirst + static_cast<int>(kEtcFiles.size());
+// Only in a prepared sandbox (Prepare): ocx-job-start's bytes, which bubblewrap copies to
+// kStarterPath, and the socket on which the starter waits for its job (job_starter.h).
+constexpr int kStarterFd = kFirstUnusedFd;
+constexpr int kCommandFd = kFirstUnusedFd + 1;
+constexpr int kPreparedFdCount = kFirstUnusedFd + 2;
+constexpr const char* kStarterPath = "/.ocx-start";
+// Bound on the starter file read at Create() (it is a static binary of about 1 MiB).
+constexpr size_t kStarterBytesMax = size_t{16} << 20;
 // Above every fixed number: where the launcher parks descriptors while it renumbers them.
 constexpr int kParkFdMin = 64;
 
@@ -67,6 +77,8 @@ constexpr size_t kOutputChunkBytes = 64 * 1024;
 // After the job is gone, how long to wait for its pipes to report EOF. Only a descriptor
 // copy held by a concurrently forking thread can delay it, and only for a moment.
 constexpr std::chrono::seconds kDrainDeadline{5};
+// How long Prepare() waits for ocx-job-start to run.
+constexpr std::chrono::seconds kStarterReadyDeadline{10};
 // How long the sandbox's init may take to finish after the cgroup was killed.
 constexpr std::chrono::seconds kInitExitDeadline{10};
 
@@ -121,8 +133,9 @@ struct LaunchPlan {
   const char* bwrap_path;
   char* const* argv;
   char* const* envp;
-  // Source descriptors for fds 0..kFirstUnusedFd-1, in order.
-  std::array<int, kFirstUnusedFd> fds;
+  // Source descriptors for fds 0..fd_count-1, in order.
+  std::array<int, kPreparedFdCount> fds;
+  int fd_count;  // kFirstUnusedFd, or kPreparedFdCount for a prepared sandbox
   int go_fd;     // read end: one byte once the parent put us in the cgroup
   int error_fd;  // write end, close-on-exec: a LaunchError if we fail
   pid_t parent;
@@ -165,8 +178,9 @@ int CloseFrom(unsigned first, unsigned last) {
 
   // Park every descriptor we need above the fixed numbers, then renumber. (A source may
   // itself sit on a target number, e.g. when the agent runs with stdin closed.)
-  std::array<int, kFirstUnusedFd> parked;
-  for (size_t i = 0; i < parked.size(); ++i) {
+  const int fd_count = plan.fd_count;
+  std::array<int, kPreparedFdCount> parked;
+  for (size_t i = 0; i < static_cast<size_t>(fd_count); ++i) {
     parked[i] = ::fcntl(plan.fds[i], F_DUPFD_CLOEXEC, kParkFdMin);
     if (parked[i] < 0) LaunchFail(error_fd, LaunchStep::kFds);
   }
@@ -174,12 +188,12 @@ int CloseFrom(unsigned first, unsigned last) {
   int parked_error_fd = ::fcntl(error_fd, F_DUPFD_CLOEXEC, kParkFdMin);
   if (go_fd < 0 || parked_error_fd < 0) LaunchFail(error_fd, LaunchStep::kFds);
   error_fd = parked_error_fd;
-  for (size_t i = 0; i < parked.size(); ++i) {
+  for (size_t i = 0; i < static_cast<size_t>(fd_count); ++i) {
     if (::dup2(parked[i], static_cast<int>(i)) < 0) LaunchFail(error_fd, LaunchStep::kFds);
   }
   // Close everything else except the two pipes: no descriptor of the host reaches the job.
   const int keep_low = std::min(go_fd, error_fd), keep_high = std::max(go_fd, error_fd);
-  int rc = CloseFrom(kFirstUnusedFd, static_cast<unsigned>(keep_low - 1));
+  int rc = CloseFrom(static_cast<unsigned>(fd_count), static_cast<unsigned>(keep_low - 1));
   if (rc == 0 && keep_high > keep_low + 1) {
     rc = CloseFrom(static_cast<unsigned>(keep_low + 1), static_cast<unsigned>(keep_high - 1));
   }
@@ -191,7 +205,7 @@ int CloseFrom(unsigned first, unsigned last) {
     int max_fd = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < (1u << 20)
                      ? static_cast<int>(nofile.rlim_cur)
                      : (1 << 20);
-    for (int fd = kFirstUnusedFd; fd < max_fd; ++fd) {
+    for (int fd = fd_count; fd < max_fd; ++fd) {
       if (fd != go_fd && fd != error_fd) ::close(fd);
     }
   }
@@ -233,9 +247,32 @@ int CloseFrom(unsigned first, unsigned last) {
   LaunchFail(error_fd, LaunchStep::kExec);
 }
 
+}  // namespace
+
+namespace internal {
+
+// What one bubblewrap is started with: a job's own command (a cold start, Run), or
+// ocx-job-start waiting for a job that is not known yet (Prepare).
+struct StartRequest {
+  std::string work_dir;  // resolved by CheckWorkDir
+  bool network = false;
+  int64_t tmp_bytes = 0;
+  CgroupLimits limits;
+  std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> env;
+  bool starter = false;
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::StartRequest;
+
+
 // bubblewrap's options, NUL-separated for `--args`. They travel through a memfd rather than
 // the command line, so the job does not see host paths in its /proc/1/cmdline.
-std::string BwrapOptions(const JobSpec& spec, const std::string& work_dir, int64_t tmp_bytes) {
+std::string BwrapOptions(const StartRequest& request) {
   std::string out;
   auto add = [&out](std::string_view arg) {
     out.append(arg);
@@ -244,7 +281,7 @@ std::string BwrapOptions(const JobSpec& spec, const std::string& work_dir, int64
   // Every namespace; user and cgroup named explicitly so that bubblewrap fails rather than
   // silently skips them. --disable-userns: no further user namespaces inside.
   for (const char* arg : {"--unshare-all", "--unshare-user", "--unshare-cgroup"}) add(arg);
-  if (spec.network) add("--share-net");
+  if (request.network) add("--share-net");
   for (const char* arg :
        {"--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL"}) {
     add(arg);
@@ -279,7 +316,7 @@ std::string BwrapOptions(const JobSpec& spec, const std::string& work_dir, int64
   for (const char* arg : {"--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size"}) {
     add(arg);
   }
-  add(std::to_string(tmp_bytes));
+  add(std::to_string(request.tmp_bytes));
   add("--tmpfs");
   add("/tmp");
   // A generated /etc: no host users, groups or host names; plus what the dynamic loader
@@ -294,7 +331,7 @@ std::string BwrapOptions(const JobSpec& spec, const std::string& work_dir, int64
     add(kEtcFiles[i].path);
   }
   std::vector<const char*> etc_binds = {"/etc/ld.so.cache", "/etc/alternatives"};
-  if (spec.network) {
+  if (request.network) {
     for (const char* path : {"/etc/resolv.conf", "/etc/ssl/certs", "/etc/gai.conf"}) {
       etc_binds.push_back(path);
     }
@@ -305,13 +342,20 @@ std::string BwrapOptions(const JobSpec& spec, const std::string& work_dir, int64
     add(path);
   }
   add("--bind");
-  add(work_dir);
+  add(request.work_dir);
   add(kJobWorkDir);
+  if (request.starter) {
+    add("--perms");
+    add("0555");
+    add("--ro-bind-data");
+    add(std::to_string(kStarterFd));
+    add(kStarterPath);
+  }
   // Last: the root itself read-only (the mounts above stay as they are).
   for (const char* arg : {"--remount-ro", "/", "--chdir"}) add(arg);
   add(kJobWorkDir);
   add("--clearenv");
-  for (const auto& [key, value] : spec.env) {
+  for (const auto& [key, value] : request.env) {
     add("--setenv");
     add(key);
     add(value);
@@ -485,7 +529,265 @@ pid_t ReadChildPid(int fd) {
   return pid;
 }
 
+// The job's message for ocx-job-start (job_starter.h); empty when it is over the bound.
+std::string StarterMessage(const JobSpec& spec) {
+  std::string strings;
+  for (const std::string& arg : spec.argv) strings.append(arg).push_back('\0');
+  for (const auto& [key, value] : spec.env) strings.append(key).append("=").append(value).push_back('\0');
+  if (strings.size() > kJobStarterBytesMax) return {};
+  const JobStarterHeader header{kJobStarterMagic, static_cast<uint32_t>(spec.argv.size()),
+                                static_cast<uint32_t>(spec.env.size()),
+                                static_cast<uint32_t>(strings.size())};
+  std::string message(reinterpret_cast<const char*>(&header), sizeof(header));
+  return message + strings;
+}
+
+absl::Status SendAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "send the job to the prepared sandbox");
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+// True while the process behind `pidfd` runs.
+bool Alive(int pidfd) {
+  struct pollfd p {
+    pidfd, POLLIN, 0
+  };
+  return ::poll(&p, 1, 0) == 0;
+}
+
 }  // namespace
+
+namespace internal {
+
+// One bubblewrap, started in its cgroup: what Run() supervises. Destroying it before the
+// job was reaped kills the whole sandbox.
+struct StartedSandbox {
+  pid_t pid = -1;  // bubblewrap (the launcher became it); -1 once reaped
+  UniqueFd pidfd, init_pidfd, out_r, err_r;
+  // bubblewrap's JSON status: read for the init's pid, then kept open until the end, because
+  // bubblewrap writes the exit status there too (and would die of SIGPIPE otherwise).
+  UniqueFd status_r;
+  UniqueFd command;  // prepared only: the starter's socket, until the job is sent
+  std::unique_ptr<JobCgroup> cgroup;
+  Clock::time_point t_fork, t_exec;
+
+  StartedSandbox() = default;
+  StartedSandbox(const StartedSandbox&) = delete;
+  StartedSandbox& operator=(const StartedSandbox&) = delete;
+  ~StartedSandbox() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);  // its init follows (parent-death signal), and with it the pid namespace
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (init_pidfd.valid()) (void)WaitPidfd(init_pidfd.get(), kInitExitDeadline);
+    // ~JobCgroup then kills what is left and removes it.
+  }
+};
+
+}  // namespace internal
+
+namespace {
+
+// Runs a started sandbox's job to its end: forwards its output, and enforces the timeout,
+// cancellation and OOM; then makes sure nothing of it is left and fills in `result`.
+absl::Status Supervise(internal::StartedSandbox& started, const JobSpec& spec,
+                       OutputPump& out_pump, OutputPump& err_pump, JobResult& result) {
+  result.cgroup_version = started.cgroup != nullptr ? started.cgroup->version() : 0;
+  result.swap_limited = started.cgroup != nullptr && started.cgroup->swap_limited();
+  const bool has_deadline = spec.timeout.count() > 0;
+  const auto deadline = started.t_exec + spec.timeout;
+  bool out_open = true, err_open = true;
+  bool kill_requested = false;
+  auto kill_job = [&]() {
+    kill_requested = true;
+    if (started.cgroup != nullptr) {
+      absl::Status s = started.cgroup->KillAll();
+      if (s.ok()) return;
+    }
+    // No cgroup (or it failed): killing bubblewrap's monitor kills its init (parent-death
+    // signal), and the init's death kills its whole pid namespace.
+    ::kill(started.pid, SIGKILL);
+  };
+
+  // Supervise: forward output, and watch the exit, the clock, the cancel token and OOM.
+  for (;;) {
+    std::array<struct pollfd, 5> fds;
+    size_t count = 0;
+    fds[count++] = {started.pidfd.get(), POLLIN, 0};
+    const size_t out_index = out_open ? count++ : SIZE_MAX;
+    if (out_open) fds[out_index] = {started.out_r.get(), POLLIN, 0};
+    const size_t err_index = err_open ? count++ : SIZE_MAX;
+    if (err_open) fds[err_index] = {started.err_r.get(), POLLIN, 0};
+    const size_t cancel_index = spec.cancel != nullptr && !kill_requested ? count++ : SIZE_MAX;
+    if (cancel_index != SIZE_MAX) fds[cancel_index] = {spec.cancel->fd(), POLLIN, 0};
+    const size_t oom_index =
+        started.cgroup != nullptr && started.cgroup->oom_fd() >= 0 && !kill_requested ? count++ : SIZE_MAX;
+    if (oom_index != SIZE_MAX) {
+      fds[oom_index] = {started.cgroup->oom_fd(), started.cgroup->oom_poll_events(), 0};
+    }
+    int timeout_ms = -1;
+    if (has_deadline && !kill_requested) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1 << 30));
+    }
+    int ready = ::poll(fds.data(), count, timeout_ms);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, "poll");
+    }
+    if (out_index != SIZE_MAX && fds[out_index].revents != 0) {
+      out_open = out_pump.ReadSome(started.out_r.get());
+    }
+    if (err_index != SIZE_MAX && fds[err_index].revents != 0) {
+      err_open = err_pump.ReadSome(started.err_r.get());
+    }
+    if (fds[0].revents != 0) break;  // bubblewrap exited
+    if (cancel_index != SIZE_MAX && fds[cancel_index].revents != 0) {
+      result.cancelled = true;
+      kill_job();
+      continue;
+    }
+    if (oom_index != SIZE_MAX && fds[oom_index].revents != 0) {
+      if (started.cgroup->ConsumeOomEvent()) {
+        // v1 kills one process (v2 the whole cgroup); the job as a whole is over.
+        result.oom_killed = true;
+        kill_job();
+      }
+      continue;
+    }
+    if (has_deadline && !kill_requested && Clock::now() >= deadline) {
+      result.timed_out = true;
+      kill_job();
+    }
+  }
+
+  struct rusage usage;
+  int wait_status = 0;
+  while (::wait4(started.pid, &wait_status, 0, &usage) < 0) {
+    if (errno != EINTR) return ErrnoStatus(errno, "wait4");
+  }
+  started.pid = -1;  // reaped
+  const auto t_exit = Clock::now();
+
+  // Whatever ended the job: nothing of it may outlive Run().
+  absl::Status teardown;
+  if (started.cgroup != nullptr) teardown = started.cgroup->KillAll();
+  if (started.init_pidfd.valid() && !WaitPidfd(started.init_pidfd.get(), kInitExitDeadline) && teardown.ok()) {
+    teardown = absl::DeadlineExceededError("the sandbox's init did not exit");
+  }
+  // With every writer gone the pipes reach EOF; the deadline only guards against a copy of
+  // a write end held for a moment by another thread's fork.
+  const auto drain_deadline = Clock::now() + kDrainDeadline;
+  while ((out_open || err_open) && Clock::now() < drain_deadline) {
+    std::array<struct pollfd, 2> fds;
+    size_t count = 0;
+    if (out_open) fds[count++] = {started.out_r.get(), POLLIN, 0};
+    if (err_open) fds[count++] = {started.err_r.get(), POLLIN, 0};
+    int ready = ::poll(fds.data(), count, 100);
+    if (ready < 0 && errno != EINTR) break;
+    for (size_t i = 0; i < count && ready > 0; ++i) {
+      if (fds[i].revents == 0) continue;
+      if (fds[i].fd == started.out_r.get()) out_open = out_pump.ReadSome(started.out_r.get());
+      if (fds[i].fd == started.err_r.get()) err_open = err_pump.ReadSome(started.err_r.get());
+    }
+  }
+
+  if (WIFEXITED(wait_status)) {
+    result.exit_code = WEXITSTATUS(wait_status);
+  } else if (WIFSIGNALED(wait_status)) {
+    result.exit_code = 128 + WTERMSIG(wait_status);
+  }
+  if (result.exit_code > 128 && result.exit_code <= 128 + 64) {
+    result.term_signal = result.exit_code - 128;
+  }
+  result.wall_time = t_exit - started.t_exec;
+  if (started.cgroup != nullptr) {
+    absl::StatusOr<internal::CgroupStats> stats = started.cgroup->ReadStats();
+    if (stats.ok()) {
+      result.cpu_time = stats->cpu_time;
+      result.memory_peak_bytes = stats->memory_peak_bytes;
+      result.oom_killed = result.oom_killed || stats->oom_killed;
+      result.pids_limit_hit = stats->pids_limit_hit;
+    } else if (teardown.ok()) {
+      teardown = stats.status();
+    }
+    if (absl::Status s = started.cgroup->Remove(); !s.ok() && teardown.ok()) teardown = s;
+  } else {
+    // Without a cgroup: what wait4 saw of the tree, and the largest single process.
+    auto to_ns = [](const struct timeval& tv) {
+      return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
+    };
+    result.cpu_time = to_ns(usage.ru_utime) + to_ns(usage.ru_stime);
+    result.memory_peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  }
+  if (!teardown.ok()) {
+    return absl::Status(teardown.code(), absl::StrCat("sandbox teardown: ", teardown.message()));
+  }
+  OCX_RETURN_IF_ERROR(out_pump.write_status());
+  OCX_RETURN_IF_ERROR(err_pump.write_status());
+  result.stdout_bytes = out_pump.total();
+  result.stderr_bytes = err_pump.total();
+  result.stdout_truncated = out_pump.truncated();
+  result.stderr_truncated = err_pump.truncated();
+  result.timing.run = t_exit - started.t_exec;
+  result.timing.teardown = Clock::now() - t_exit;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+namespace {
+
+// A bubblewrap started by Prepare(), waiting in ocx-job-start.
+class BubblewrapPrepared final : public PreparedSandbox {
+ public:
+  BubblewrapPrepared(const BubblewrapSandbox* owner, std::string work_dir, dev_t dev, ino_t ino,
+                     std::unique_ptr<internal::StartedSandbox> started)
+      : owner_(owner),
+        work_dir_(std::move(work_dir)),
+        dev_(dev),
+        ino_(ino),
+        started_(std::move(started)) {}
+  const std::string& work_dir() const override { return work_dir_; }
+
+  const BubblewrapSandbox* owner_;
+  const std::string work_dir_;
+  const dev_t dev_;
+  const ino_t ino_;
+  std::unique_ptr<internal::StartedSandbox> started_;  // null once used
+};
+
+// Waits until ocx-job-start reports that it runs; bubblewrap's own words when it failed.
+absl::Status AwaitStarter(const internal::StartedSandbox& started) {
+  struct pollfd p {
+    started.command.get(), POLLIN, 0
+  };
+  int ready;
+  do {
+    ready = ::poll(&p, 1, static_cast<int>(kStarterReadyDeadline.count() * 1000));
+  } while (ready < 0 && errno == EINTR);
+  char byte = 0;
+  if (ready == 1 && ::recv(started.command.get(), &byte, 1, MSG_DONTWAIT) == 1 &&
+      byte == kJobStarterReady) {
+    return absl::OkStatus();
+  }
+  if (ready == 0) return absl::DeadlineExceededError("the prepared sandbox did not start in time");
+  char said[1024];
+  const ssize_t n = ::read(started.err_r.get(), said, sizeof(said));  // non-blocking
+  return absl::InternalError(absl::StrCat(
+      "the prepared sandbox did not start",
+      n > 0 ? absl::StrCat(": ", absl::StripAsciiWhitespace(absl::string_view(said, static_cast<size_t>(n)))) : ""));
+}
+
+}  // namespace
+
+std::string DefaultJobStarterPath() { return OCX_DEFAULT_JOB_STARTER_PATH; }
 
 absl::StatusOr<std::unique_ptr<BubblewrapSandbox>> BubblewrapSandbox::Create(Options options) {
   if (::access(options.bwrap_path.c_str(), X_OK) != 0) {
@@ -516,75 +818,74 @@ absl::StatusOr<std::unique_ptr<BubblewrapSandbox>> BubblewrapSandbox::Create(Opt
         cgroup_status.code(),
         absl::StrCat("sandbox needs a cgroup for its limits: ", cgroup_status.message()));
   }
+  // The starter is optional: without it every job starts afresh (Prepare() says why).
+  std::string starter;
+  absl::Status starter_status;
+  if (options.job_starter_path.empty()) {
+    starter_status = absl::FailedPreconditionError("no job starter configured");
+  } else {
+    absl::StatusOr<std::string> bytes =
+        internal::ReadSmallFile(options.job_starter_path, kStarterBytesMax);
+    if (bytes.ok() && !bytes->empty()) {
+      starter = *std::move(bytes);
+    } else {
+      starter_status = absl::FailedPreconditionError(absl::StrCat(
+          "cannot read the job starter ", options.job_starter_path, ": ",
+          bytes.ok() ? "empty file" : bytes.status().message(), "; jobs start afresh"));
+    }
+  }
   return std::unique_ptr<BubblewrapSandbox>(new BubblewrapSandbox(
-      std::move(options), std::move(bpf), std::move(usable), std::move(cgroup_status)));
+      std::move(options), std::move(bpf), std::move(usable), std::move(cgroup_status),
+      std::move(starter), std::move(starter_status)));
 }
 
-absl::StatusOr<JobResult> BubblewrapSandbox::Run(const JobSpec& spec) {
-  const auto t_start = Clock::now();
-  OCX_RETURN_IF_ERROR(ValidateJobSpec(spec));
-  const int64_t memory_bytes =
-      spec.memory_bytes > 0 ? spec.memory_bytes : spec.slots * kSlotMemoryBytes;
-  const int64_t pids_max =
-      spec.pids_max > 0 ? spec.pids_max : std::min(spec.slots * kSlotPidsDefault, kPidsMax);
+BubblewrapSandbox::~BubblewrapSandbox() = default;
 
-  OCX_ASSIGN_OR_RETURN(const std::string work_dir, CheckWorkDir(spec.work_dir));
-  const bool as_root = ::geteuid() == 0;
-  if (as_root) {
-    OCX_RETURN_IF_ERROR(
-        ChownTree(AT_FDCWD, work_dir.c_str(), options_.job_host_uid, options_.job_host_gid, 0));
-  }
-
-  JobResult result;
-  std::unique_ptr<JobCgroup> cgroup;
+absl::StatusOr<std::unique_ptr<internal::StartedSandbox>> BubblewrapSandbox::Start(
+    const StartRequest& request) const {
+  auto started = std::make_unique<internal::StartedSandbox>();
   if (cgroups_.has_value()) {
-    CgroupLimits limits;
-    limits.memory_bytes = memory_bytes;
-    limits.pids_max = pids_max;
-    limits.cpu_quota_micros = spec.slots * kSlotCpuQuotaMicros;
-    limits.cpu_period_micros = kCpuPeriodMicros;
     // Process-wide, not per sandbox: several sandboxes in one process (the demo's three
     // providers, tests) share the cgroup parent, and their jobs' names must not collide.
     static std::atomic<uint64_t> jobs_in_process{0};
     const std::string name =
         absl::StrCat("job-", ::getpid(), "-", jobs_in_process.fetch_add(1) + 1);
-    OCX_ASSIGN_OR_RETURN(cgroup, JobCgroup::Create(*cgroups_, name, limits));
-    result.cgroup_version = cgroup->version();
-    result.swap_limited = cgroup->swap_limited();
+    OCX_ASSIGN_OR_RETURN(started->cgroup, JobCgroup::Create(*cgroups_, name, request.limits));
   }
 
   // Descriptors for the launcher, all close-on-exec here.
   UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!dev_null.valid()) return ErrnoStatus(errno, "open /dev/null");
-  UniqueFd out_r, out_w, err_r, err_w, status_r, status_w, go_r, go_w, fail_r, fail_w;
-  OCX_RETURN_IF_ERROR(MakePipe(&out_r, &out_w));
-  OCX_RETURN_IF_ERROR(MakePipe(&err_r, &err_w));
-  OCX_RETURN_IF_ERROR(MakePipe(&status_r, &status_w));
-  {
-    // A socket, not a pipe: sending to a launcher that already died must not raise SIGPIPE.
+  UniqueFd out_w, err_w, status_w, go_r, go_w, fail_r, fail_w, command_r;
+  OCX_RETURN_IF_ERROR(MakePipe(&started->out_r, &out_w));
+  OCX_RETURN_IF_ERROR(MakePipe(&started->err_r, &err_w));
+  OCX_RETURN_IF_ERROR(MakePipe(&started->status_r, &status_w));
+  // Sockets, not pipes: sending to a launcher (or starter) that already died must not raise
+  // SIGPIPE.
+  for (auto [read_end, write_end] : {std::pair{&go_r, &go_w}, std::pair{&command_r, &started->command}}) {
+    if (write_end == &started->command && !request.starter) continue;
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
       return ErrnoStatus(errno, "socketpair");
     }
-    go_r.Reset(pair[0]);
-    go_w.Reset(pair[1]);
+    read_end->Reset(pair[0]);
+    write_end->Reset(pair[1]);
   }
   OCX_RETURN_IF_ERROR(MakePipe(&fail_r, &fail_w));
-  OCX_ASSIGN_OR_RETURN(UniqueFd args_fd,
-                       MemfdWithData("ocx-bwrap-args", BwrapOptions(spec, work_dir, memory_bytes)));
+  OCX_ASSIGN_OR_RETURN(UniqueFd args_fd, MemfdWithData("ocx-bwrap-args", BwrapOptions(request)));
   OCX_ASSIGN_OR_RETURN(UniqueFd seccomp_fd, MemfdWithData("ocx-seccomp", seccomp_bpf_));
   std::array<UniqueFd, kEtcFiles.size()> etc_fds;
   for (size_t i = 0; i < kEtcFiles.size(); ++i) {
     OCX_ASSIGN_OR_RETURN(etc_fds[i], MemfdWithData("ocx-etc", kEtcFiles[i].content));
   }
-  OutputPump out_pump(spec.stdout_sink, spec.output_bytes_max);
-  OutputPump err_pump(spec.stderr_sink, spec.output_bytes_max);
-  OCX_RETURN_IF_ERROR(out_pump.Open());
-  OCX_RETURN_IF_ERROR(err_pump.Open());
+  UniqueFd starter_fd;
+  if (request.starter) {
+    OCX_ASSIGN_OR_RETURN(starter_fd, MemfdWithData("ocx-job-start", starter_));
+  }
 
   // bwrap's own command line: the options come from kArgsFd; only the job's argv is visible.
   std::vector<std::string> argv_strings = {"bwrap", "--args", std::to_string(kArgsFd), "--"};
-  argv_strings.insert(argv_strings.end(), spec.argv.begin(), spec.argv.end());
+  argv_strings.insert(argv_strings.end(), request.argv.begin(), request.argv.end());
   std::vector<char*> argv;
   for (std::string& arg : argv_strings) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -599,48 +900,41 @@ absl::StatusOr<JobResult> BubblewrapSandbox::Run(const JobSpec& spec) {
   for (size_t i = 0; i < kEtcFiles.size(); ++i) {
     plan.fds[static_cast<size_t>(kEtcFdFirst) + i] = etc_fds[i].get();
   }
+  plan.fd_count = kFirstUnusedFd;
+  if (request.starter) {
+    plan.fds[kStarterFd] = starter_fd.get();
+    plan.fds[kCommandFd] = command_r.get();
+    plan.fd_count = kPreparedFdCount;
+  }
   plan.go_fd = go_r.get();
   plan.error_fd = fail_w.get();
   plan.parent = ::getpid();
-  plan.drop_to_uid = as_root;
+  plan.drop_to_uid = ::geteuid() == 0;
   plan.uid = options_.job_host_uid;
   plan.gid = options_.job_host_gid;
 
-  const auto t_fork = Clock::now();
+  started->t_fork = Clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) return ErrnoStatus(errno, "fork");
   if (pid == 0) Launch(plan);  // never returns
+  started->pid = pid;          // from here on, an early return kills it (~StartedSandbox)
 
   // Parent. Drop our copies of the launcher's ends, so EOFs mean what they should.
-  for (UniqueFd* fd :
-       {&dev_null, &out_w, &err_w, &status_w, &go_r, &fail_w, &args_fd, &seccomp_fd}) {
+  for (UniqueFd* fd : {&dev_null, &out_w, &err_w, &status_w, &go_r, &fail_w, &args_fd,
+                       &seccomp_fd, &starter_fd, &command_r}) {
     fd->Reset();
   }
   for (UniqueFd& fd : etc_fds) fd.Reset();
 
-  auto reap = [pid]() {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return status;
-  };
-  auto abandon = [&](absl::Status status) -> absl::Status {
-    ::kill(pid, SIGKILL);
-    reap();
-    return status;  // ~JobCgroup kills what is left and removes it
-  };
-
-  if (cgroup != nullptr) {
-    if (absl::Status s = cgroup->AddProcess(pid); !s.ok()) return abandon(s);
-  }
-  UniqueFd pidfd(PidfdOpen(pid));
-  if (!pidfd.valid()) return abandon(ErrnoStatus(errno, "pidfd_open"));
+  if (started->cgroup != nullptr) OCX_RETURN_IF_ERROR(started->cgroup->AddProcess(pid));
+  started->pidfd.Reset(PidfdOpen(pid));
+  if (!started->pidfd.valid()) return ErrnoStatus(errno, "pidfd_open");
   const char go = 1;
   ssize_t sent;
   do {
     sent = ::send(go_w.get(), &go, 1, MSG_NOSIGNAL);
   } while (sent < 0 && errno == EINTR);
-  if (sent != 1) return abandon(ErrnoStatus(errno, "start the sandbox launcher"));
+  if (sent != 1) return ErrnoStatus(errno, "start the sandbox launcher");
   go_w.Reset();
   // EOF on the error pipe: exec succeeded (close-on-exec). Otherwise the launcher says why.
   LaunchError launch_error{0, 0};
@@ -649,162 +943,140 @@ absl::StatusOr<JobResult> BubblewrapSandbox::Run(const JobSpec& spec) {
     n = ::read(fail_r.get(), &launch_error, sizeof(launch_error));
   } while (n < 0 && errno == EINTR);
   if (n > 0) {
-    reap();
     return ErrnoStatus(launch_error.error,
                        absl::StrCat("sandbox launcher: ",
                                     LaunchStepName(static_cast<LaunchStep>(launch_error.step))));
   }
-  const auto t_exec = Clock::now();
+  started->t_exec = Clock::now();
 
   // The sandbox's init. Its exit, which the kernel delays until every process in its pid
   // namespace is gone, is our proof that nothing of the job survives (also without cgroup).
-  UniqueFd init_pidfd;
-  if (pid_t init_pid = ReadChildPid(status_r.get()); init_pid > 0) {
-    init_pidfd.Reset(PidfdOpen(init_pid));  // ESRCH: already gone, fine
+  if (pid_t init_pid = ReadChildPid(started->status_r.get()); init_pid > 0) {
+    started->init_pidfd.Reset(PidfdOpen(init_pid));  // ESRCH: already gone, fine
   }
-
-  for (UniqueFd* fd : {&out_r, &err_r}) {
+  for (UniqueFd* fd : {&started->out_r, &started->err_r}) {
     ::fcntl(fd->get(), F_SETFL, ::fcntl(fd->get(), F_GETFL) | O_NONBLOCK);
   }
-  const bool has_deadline = spec.timeout.count() > 0;
-  const auto deadline = t_exec + spec.timeout;
-  bool out_open = true, err_open = true;
-  bool kill_requested = false;
-  auto kill_job = [&]() {
-    kill_requested = true;
-    if (cgroup != nullptr) {
-      absl::Status s = cgroup->KillAll();
-      if (s.ok()) return;
-    }
-    // No cgroup (or it failed): killing bubblewrap's monitor kills its init (parent-death
-    // signal), and the init's death kills its whole pid namespace.
-    ::kill(pid, SIGKILL);
-  };
+  return started;
+}
 
-  // Supervise: forward output, and watch the exit, the clock, the cancel token and OOM.
-  for (;;) {
-    std::array<struct pollfd, 5> fds;
-    size_t count = 0;
-    fds[count++] = {pidfd.get(), POLLIN, 0};
-    const size_t out_index = out_open ? count++ : SIZE_MAX;
-    if (out_open) fds[out_index] = {out_r.get(), POLLIN, 0};
-    const size_t err_index = err_open ? count++ : SIZE_MAX;
-    if (err_open) fds[err_index] = {err_r.get(), POLLIN, 0};
-    const size_t cancel_index = spec.cancel != nullptr && !kill_requested ? count++ : SIZE_MAX;
-    if (cancel_index != SIZE_MAX) fds[cancel_index] = {spec.cancel->fd(), POLLIN, 0};
-    const size_t oom_index =
-        cgroup != nullptr && cgroup->oom_fd() >= 0 && !kill_requested ? count++ : SIZE_MAX;
-    if (oom_index != SIZE_MAX) {
-      fds[oom_index] = {cgroup->oom_fd(), cgroup->oom_poll_events(), 0};
+absl::StatusOr<std::unique_ptr<PreparedSandbox>> BubblewrapSandbox::Prepare(
+    const PrepareSpec& spec) {
+  if (starter_.empty()) return starter_status_;
+  if (spec.work_dir.empty() || spec.work_dir[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("work_dir must be an absolute path, not '", spec.work_dir, "'"));
+  }
+  if (spec.tmp_bytes != 0 && spec.tmp_bytes < kMemoryBytesMin) {
+    return absl::InvalidArgumentError(absl::StrCat("tmp_bytes must be at least ",
+                                                   kMemoryBytesMin >> 20, " MiB, not ",
+                                                   spec.tmp_bytes, " bytes"));
+  }
+  StartRequest request;
+  OCX_ASSIGN_OR_RETURN(request.work_dir, CheckWorkDir(spec.work_dir));
+  if (::geteuid() == 0) {
+    OCX_RETURN_IF_ERROR(ChownTree(AT_FDCWD, request.work_dir.c_str(), options_.job_host_uid,
+                                  options_.job_host_gid, 0));
+  }
+  struct stat st;
+  if (::stat(request.work_dir.c_str(), &st) != 0) {
+    return ErrnoStatus(errno, "stat " + request.work_dir);
+  }
+  request.tmp_bytes = spec.tmp_bytes > 0 ? spec.tmp_bytes : kSlotMemoryBytes;
+  // One slot's limits while it waits; Run() sets the job's before the job starts.
+  request.limits.memory_bytes = kSlotMemoryBytes;
+  request.limits.pids_max = kSlotPidsDefault;
+  request.limits.cpu_quota_micros = kSlotCpuQuotaMicros;
+  request.limits.cpu_period_micros = kCpuPeriodMicros;
+  request.argv = {std::string(kStarterPath), std::to_string(kCommandFd)};
+  request.starter = true;
+  OCX_ASSIGN_OR_RETURN(std::unique_ptr<internal::StartedSandbox> started, Start(request));
+  // Wait for the starter's ready byte: bubblewrap reports its child's pid before the mounts
+  // are done, and a job handed over before then would wait for them.
+  OCX_RETURN_IF_ERROR(AwaitStarter(*started));
+  return std::make_unique<BubblewrapPrepared>(this, spec.work_dir, st.st_dev, st.st_ino,
+                                              std::move(started));
+}
+
+absl::StatusOr<JobResult> BubblewrapSandbox::Run(const JobSpec& spec) {
+  const auto t_start = Clock::now();
+  OCX_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  StartRequest request;
+  request.network = spec.network;
+  request.tmp_bytes = spec.memory_bytes > 0 ? spec.memory_bytes : spec.slots * kSlotMemoryBytes;
+  request.limits.memory_bytes = request.tmp_bytes;
+  request.limits.pids_max =
+      spec.pids_max > 0 ? spec.pids_max : std::min(spec.slots * kSlotPidsDefault, kPidsMax);
+  request.limits.cpu_quota_micros = spec.slots * kSlotCpuQuotaMicros;
+  request.limits.cpu_period_micros = kCpuPeriodMicros;
+  OCX_ASSIGN_OR_RETURN(request.work_dir, CheckWorkDir(spec.work_dir));
+
+  std::unique_ptr<internal::StartedSandbox> started;
+  if (spec.prepared != nullptr) {
+    auto* prepared = dynamic_cast<BubblewrapPrepared*>(spec.prepared);
+    if (prepared == nullptr || prepared->owner_ != this) {
+      return absl::InvalidArgumentError("the prepared sandbox comes from another sandbox");
     }
-    int timeout_ms = -1;
-    if (has_deadline && !kill_requested) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1 << 30));
+    if (prepared->started_ == nullptr) {
+      return absl::InvalidArgumentError("the prepared sandbox was used already");
     }
-    int ready = ::poll(fds.data(), count, timeout_ms);
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      return abandon(ErrnoStatus(errno, "poll"));
+    if (spec.network) {
+      return absl::InvalidArgumentError(
+          "a prepared sandbox has no network; a job with network starts afresh");
     }
-    if (out_index != SIZE_MAX && fds[out_index].revents != 0) {
-      out_open = out_pump.ReadSome(out_r.get());
+    struct stat st;
+    if (::stat(request.work_dir.c_str(), &st) != 0 || st.st_dev != prepared->dev_ ||
+        st.st_ino != prepared->ino_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "work_dir ", spec.work_dir, " is not the directory the sandbox was prepared with (",
+          prepared->work_dir(), ")"));
     }
-    if (err_index != SIZE_MAX && fds[err_index].revents != 0) {
-      err_open = err_pump.ReadSome(err_r.get());
-    }
-    if (fds[0].revents != 0) break;  // bubblewrap exited
-    if (cancel_index != SIZE_MAX && fds[cancel_index].revents != 0) {
-      result.cancelled = true;
-      kill_job();
-      continue;
-    }
-    if (oom_index != SIZE_MAX && fds[oom_index].revents != 0) {
-      if (cgroup->ConsumeOomEvent()) {
-        // v1 kills one process (v2 the whole cgroup); the job as a whole is over.
-        result.oom_killed = true;
-        kill_job();
+    started = std::move(prepared->started_);
+  }
+  if (::geteuid() == 0) {
+    OCX_RETURN_IF_ERROR(ChownTree(AT_FDCWD, request.work_dir.c_str(), options_.job_host_uid,
+                                  options_.job_host_gid, 0));
+  }
+
+  OutputPump out_pump(spec.stdout_sink, spec.output_bytes_max);
+  OutputPump err_pump(spec.stderr_sink, spec.output_bytes_max);
+  OCX_RETURN_IF_ERROR(out_pump.Open());
+  OCX_RETURN_IF_ERROR(err_pump.Open());
+
+  JobResult result;
+  std::chrono::nanoseconds cpu_before_job{0};
+  if (started != nullptr) {
+    // The prepared sandbox gets the job's limits, then the job. If it died meanwhile (or
+    // the job is too big for the starter), nothing of the job ran: start afresh below.
+    const std::string message = StarterMessage(spec);
+    bool handed_over = false;
+    if (!message.empty() && Alive(started->pidfd.get())) {
+      if (started->cgroup != nullptr) {
+        OCX_RETURN_IF_ERROR(started->cgroup->SetLimits(request.limits));
+        // The starter's own start-up is not the job's: bill from here.
+        if (auto stats = started->cgroup->ReadStats(); stats.ok()) {
+          cpu_before_job = stats->cpu_time;
+        }
       }
-      continue;
+      handed_over = SendAll(started->command.get(), message).ok();
     }
-    if (has_deadline && !kill_requested && Clock::now() >= deadline) {
-      result.timed_out = true;
-      kill_job();
-    }
-  }
-
-  struct rusage usage;
-  int wait_status = 0;
-  while (::wait4(pid, &wait_status, 0, &usage) < 0) {
-    if (errno != EINTR) return ErrnoStatus(errno, "wait4");
-  }
-  const auto t_exit = Clock::now();
-
-  // Whatever ended the job: nothing of it may outlive Run().
-  absl::Status teardown;
-  if (cgroup != nullptr) teardown = cgroup->KillAll();
-  if (init_pidfd.valid() && !WaitPidfd(init_pidfd.get(), kInitExitDeadline) && teardown.ok()) {
-    teardown = absl::DeadlineExceededError("the sandbox's init did not exit");
-  }
-  // With every writer gone the pipes reach EOF; the deadline only guards against a copy of
-  // a write end held for a moment by another thread's fork.
-  const auto drain_deadline = Clock::now() + kDrainDeadline;
-  while ((out_open || err_open) && Clock::now() < drain_deadline) {
-    std::array<struct pollfd, 2> fds;
-    size_t count = 0;
-    if (out_open) fds[count++] = {out_r.get(), POLLIN, 0};
-    if (err_open) fds[count++] = {err_r.get(), POLLIN, 0};
-    int ready = ::poll(fds.data(), count, 100);
-    if (ready < 0 && errno != EINTR) break;
-    for (size_t i = 0; i < count && ready > 0; ++i) {
-      if (fds[i].revents == 0) continue;
-      if (fds[i].fd == out_r.get()) out_open = out_pump.ReadSome(out_r.get());
-      if (fds[i].fd == err_r.get()) err_open = err_pump.ReadSome(err_r.get());
+    started->command.Reset();
+    if (handed_over) {
+      result.prewarmed = true;
+      started->t_fork = started->t_exec = Clock::now();
+    } else {
+      started.reset();
     }
   }
-
-  if (WIFEXITED(wait_status)) {
-    result.exit_code = WEXITSTATUS(wait_status);
-  } else if (WIFSIGNALED(wait_status)) {
-    result.exit_code = 128 + WTERMSIG(wait_status);
+  if (started == nullptr) {
+    request.argv = spec.argv;
+    request.env = spec.env;
+    OCX_ASSIGN_OR_RETURN(started, Start(request));
   }
-  if (result.exit_code > 128 && result.exit_code <= 128 + 64) {
-    result.term_signal = result.exit_code - 128;
-  }
-  result.wall_time = t_exit - t_exec;
-  if (cgroup != nullptr) {
-    absl::StatusOr<internal::CgroupStats> stats = cgroup->ReadStats();
-    if (stats.ok()) {
-      result.cpu_time = stats->cpu_time;
-      result.memory_peak_bytes = stats->memory_peak_bytes;
-      result.oom_killed = result.oom_killed || stats->oom_killed;
-      result.pids_limit_hit = stats->pids_limit_hit;
-    } else if (teardown.ok()) {
-      teardown = stats.status();
-    }
-    if (absl::Status s = cgroup->Remove(); !s.ok() && teardown.ok()) teardown = s;
-  } else {
-    // Without a cgroup: what wait4 saw of the tree, and the largest single process.
-    auto to_ns = [](const struct timeval& tv) {
-      return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
-    };
-    result.cpu_time = to_ns(usage.ru_utime) + to_ns(usage.ru_stime);
-    result.memory_peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
-  }
-  if (!teardown.ok()) {
-    return absl::Status(teardown.code(), absl::StrCat("sandbox teardown: ", teardown.message()));
-  }
-  OCX_RETURN_IF_ERROR(out_pump.write_status());
-  OCX_RETURN_IF_ERROR(err_pump.write_status());
-  result.stdout_bytes = out_pump.total();
-  result.stderr_bytes = err_pump.total();
-  result.stdout_truncated = out_pump.truncated();
-  result.stderr_truncated = err_pump.truncated();
-  const auto t_done = Clock::now();
-  result.timing.prepare = t_fork - t_start;
-  result.timing.spawn = t_exec - t_fork;
-  result.timing.run = t_exit - t_exec;
-  result.timing.teardown = t_done - t_exit;
+  OCX_RETURN_IF_ERROR(Supervise(*started, spec, out_pump, err_pump, result));
+  if (result.prewarmed) result.cpu_time = std::max(result.cpu_time - cpu_before_job, std::chrono::nanoseconds{0});
+  result.timing.prepare = started->t_fork - t_start;
+  result.timing.spawn = started->t_exec - started->t_fork;
   return result;
 }
 

@@ -82,7 +82,10 @@ class Listener {
   int port_;
 };
 
-class BubblewrapSandboxTest : public ::testing::Test {
+// Every test runs twice: with each job started afresh (Cold), and handed to a sandbox
+// prepared ahead (Prepared, BubblewrapSandbox::Prepare), which must isolate and limit it
+// exactly as well. Jobs with network always start afresh.
+class BubblewrapSandboxTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     BubblewrapSandbox::Options options;
@@ -136,10 +139,24 @@ class BubblewrapSandboxTest : public ::testing::Test {
     return spec;
   }
 
+  bool Prepared() const { return GetParam(); }
+
   JobResult MustRun(const JobSpec& spec) {
-    absl::StatusOr<JobResult> result = sandbox_->Run(spec);
+    std::unique_ptr<PreparedSandbox> prepared;
+    JobSpec job = spec;
+    if (Prepared() && !spec.network) {
+      absl::StatusOr<std::unique_ptr<PreparedSandbox>> made =
+          sandbox_->Prepare({.work_dir = spec.work_dir});
+      EXPECT_TRUE(made.ok()) << made.status();
+      if (!made.ok()) return JobResult{};
+      prepared = std::move(*made);
+      job.prepared = prepared.get();
+    }
+    absl::StatusOr<JobResult> result = sandbox_->Run(job);
     EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? *result : JobResult{};
+    if (!result.ok()) return JobResult{};
+    EXPECT_EQ(result->prewarmed, job.prepared != nullptr);
+    return *result;
   }
 
   std::unique_ptr<BubblewrapSandbox> sandbox_;
@@ -148,7 +165,7 @@ class BubblewrapSandboxTest : public ::testing::Test {
   std::string out_, err_;
 };
 
-TEST_F(BubblewrapSandboxTest, ReportsExitCodeAndOutput) {
+TEST_P(BubblewrapSandboxTest, ReportsExitCodeAndOutput) {
   JobResult result = MustRun(ProbeSpec({"exit", "7"}));
   EXPECT_EQ(result.exit_code, 7);
   EXPECT_EQ(result.term_signal, 0);
@@ -164,19 +181,19 @@ TEST_F(BubblewrapSandboxTest, ReportsExitCodeAndOutput) {
   EXPECT_EQ(result.stdout_bytes, 4u);
 }
 
-TEST_F(BubblewrapSandboxTest, ReportsDeathBySignal) {
+TEST_P(BubblewrapSandboxTest, ReportsDeathBySignal) {
   JobResult result = MustRun(ProbeSpec({"kill-self", std::to_string(SIGTERM)}));
   EXPECT_EQ(result.term_signal, SIGTERM);
   EXPECT_EQ(result.exit_code, 128 + SIGTERM);
 }
 
-TEST_F(BubblewrapSandboxTest, JobRunsAsUnprivilegedUid) {
+TEST_P(BubblewrapSandboxTest, JobRunsAsUnprivilegedUid) {
   JobResult result = MustRun(ProbeSpec({"id"}));
   EXPECT_EQ(result.exit_code, 0);
   EXPECT_EQ(out_, "uid=1000 gid=1000 euid=1000\n");
 }
 
-TEST_F(BubblewrapSandboxTest, JobFilesBelongToUnprivilegedHostUid_NeedsRoot) {
+TEST_P(BubblewrapSandboxTest, JobFilesBelongToUnprivilegedHostUid_NeedsRoot) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root (the job's host uid is the caller's otherwise)";
   JobSpec spec = ProbeSpec({});
   spec.argv = {"/bin/sh", "-c", "echo x > /work/made-by-job"};
@@ -187,7 +204,7 @@ TEST_F(BubblewrapSandboxTest, JobFilesBelongToUnprivilegedHostUid_NeedsRoot) {
   EXPECT_EQ(st.st_gid, 65534u);
 }
 
-TEST_F(BubblewrapSandboxTest, EnvironmentIsExactlyTheSpec) {
+TEST_P(BubblewrapSandboxTest, EnvironmentIsExactlyTheSpec) {
   setenv("OCX_HOST_SECRET", "must-not-leak", 1);
   JobSpec spec = ProbeSpec({"env"});
   spec.env.emplace_back("JOB_VAR", "a value with spaces = and equals");
@@ -203,7 +220,7 @@ TEST_F(BubblewrapSandboxTest, EnvironmentIsExactlyTheSpec) {
   EXPECT_EQ(lines, expected);
 }
 
-TEST_F(BubblewrapSandboxTest, NoHostDescriptorLeaksIntoJob) {
+TEST_P(BubblewrapSandboxTest, NoHostDescriptorLeaksIntoJob) {
   // A descriptor the host forgot to mark close-on-exec.
   int leaky = open("/etc/hostname", O_RDONLY);
   ASSERT_GE(leaky, 0);
@@ -212,7 +229,7 @@ TEST_F(BubblewrapSandboxTest, NoHostDescriptorLeaksIntoJob) {
   EXPECT_EQ(result.exit_code, 0) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, CannotReadHostFilesOutsideWorkDir) {
+TEST_P(BubblewrapSandboxTest, CannotReadHostFilesOutsideWorkDir) {
   const std::string repo_file = std::string(OCX_SOURCE_DIR) + "/CMakeLists.txt";
   JobResult result = MustRun(ProbeSpec({"read", "/etc/shadow", "/root", "/home", "/etc/hostname",
                                         "/etc/ssh", repo_file, OCX_SANDBOX_PROBE, "/sys/fs/cgroup",
@@ -220,7 +237,7 @@ TEST_F(BubblewrapSandboxTest, CannotReadHostFilesOutsideWorkDir) {
   EXPECT_EQ(result.exit_code, 0) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, EtcIsGeneratedWithoutHostUsers) {
+TEST_P(BubblewrapSandboxTest, EtcIsGeneratedWithoutHostUsers) {
   JobSpec spec = ProbeSpec({});
   spec.argv = {"/bin/cat", "/etc/passwd", "/etc/group", "/etc/hosts"};
   ASSERT_EQ(MustRun(spec).exit_code, 0) << err_;
@@ -229,7 +246,7 @@ TEST_F(BubblewrapSandboxTest, EtcIsGeneratedWithoutHostUsers) {
   EXPECT_EQ(out_.find("root:x:0:0:root:/root:/bin/bash"), std::string::npos) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, OnlyWorkAndTmpAreWritable) {
+TEST_P(BubblewrapSandboxTest, OnlyWorkAndTmpAreWritable) {
   JobSpec spec = ProbeSpec({});
   spec.argv = {"/bin/sh", "-c",
                "touch /work/a && touch /tmp/b && "
@@ -240,13 +257,13 @@ TEST_F(BubblewrapSandboxTest, OnlyWorkAndTmpAreWritable) {
   EXPECT_EQ(out_, "held\n");
 }
 
-TEST_F(BubblewrapSandboxTest, NetworkIsOffByDefault) {
+TEST_P(BubblewrapSandboxTest, NetworkIsOffByDefault) {
   Listener listener;
   JobResult result = MustRun(ProbeSpec({"connect", std::to_string(listener.port())}));
   EXPECT_EQ(result.exit_code, 0) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, GrantedNetworkReachesHostLoopback) {
+TEST_P(BubblewrapSandboxTest, GrantedNetworkReachesHostLoopback) {
   Listener listener;
   JobSpec spec = ProbeSpec({"connect", std::to_string(listener.port())});
   spec.network = true;
@@ -255,12 +272,12 @@ TEST_F(BubblewrapSandboxTest, GrantedNetworkReachesHostLoopback) {
   EXPECT_NE(out_.find("connected"), std::string::npos) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, TiocstiInjectionIsDenied) {
+TEST_P(BubblewrapSandboxTest, TiocstiInjectionIsDenied) {
   JobResult result = MustRun(ProbeSpec({"tiocsti"}));
   EXPECT_EQ(result.exit_code, 0) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, UserNamespaceCannotBeCreated) {
+TEST_P(BubblewrapSandboxTest, UserNamespaceCannotBeCreated) {
   JobResult result = MustRun(ProbeSpec({"userns"}));
   EXPECT_EQ(result.exit_code, 0) << out_;
   // And with the stock tool, when util-linux is installed.
@@ -272,22 +289,22 @@ TEST_F(BubblewrapSandboxTest, UserNamespaceCannotBeCreated) {
   }
 }
 
-TEST_F(BubblewrapSandboxTest, PtraceOfAnotherProcessIsDenied) {
+TEST_P(BubblewrapSandboxTest, PtraceOfAnotherProcessIsDenied) {
   JobResult result = MustRun(ProbeSpec({"ptrace"}));
   EXPECT_EQ(result.exit_code, 0) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, MountingIsDenied) {
+TEST_P(BubblewrapSandboxTest, MountingIsDenied) {
   JobResult result = MustRun(ProbeSpec({"mount"}));
   EXPECT_EQ(result.exit_code, 0) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, KernelInterfacesAreDenied) {
+TEST_P(BubblewrapSandboxTest, KernelInterfacesAreDenied) {
   JobResult result = MustRun(ProbeSpec({"kernel"}));
   EXPECT_EQ(result.exit_code, 0) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, ForeignSyscallAbiKillsTheJob) {
+TEST_P(BubblewrapSandboxTest, ForeignSyscallAbiKillsTheJob) {
   JobResult result = MustRun(ProbeSpec({"int80"}));
   EXPECT_EQ(result.term_signal, SIGSYS) << out_;
   out_.clear();
@@ -295,7 +312,7 @@ TEST_F(BubblewrapSandboxTest, ForeignSyscallAbiKillsTheJob) {
   EXPECT_EQ(result.term_signal, SIGSYS) << out_;
 }
 
-TEST_F(BubblewrapSandboxTest, MemoryBombIsOomKilled_NeedsCgroup) {
+TEST_P(BubblewrapSandboxTest, MemoryBombIsOomKilled_NeedsCgroup) {
   if (!HasCgroups()) GTEST_SKIP() << NoCgroupReason();
   JobSpec spec = ProbeSpec({"membomb", "512"});
   spec.memory_bytes = int64_t{64} << 20;
@@ -309,7 +326,7 @@ TEST_F(BubblewrapSandboxTest, MemoryBombIsOomKilled_NeedsCgroup) {
   EXPECT_LE(result.memory_peak_bytes, int64_t{64} << 20);
 }
 
-TEST_F(BubblewrapSandboxTest, OomEndsTheWholeJobNotJustTheBiggestProcess_NeedsCgroup) {
+TEST_P(BubblewrapSandboxTest, OomEndsTheWholeJobNotJustTheBiggestProcess_NeedsCgroup) {
   if (!HasCgroups()) GTEST_SKIP() << NoCgroupReason();
   // The bomb is a child; its parent would sleep on for 1000 s after it. (On v1 the kernel
   // kills only the bomb; the sandbox must end the rest.)
@@ -323,7 +340,7 @@ TEST_F(BubblewrapSandboxTest, OomEndsTheWholeJobNotJustTheBiggestProcess_NeedsCg
   EXPECT_EQ(result.term_signal, SIGKILL);
 }
 
-TEST_F(BubblewrapSandboxTest, ForkBombHitsPidsLimitAndHostSurvives_NeedsCgroup) {
+TEST_P(BubblewrapSandboxTest, ForkBombHitsPidsLimitAndHostSurvives_NeedsCgroup) {
   if (!HasCgroups()) GTEST_SKIP() << NoCgroupReason();
   JobSpec spec = ProbeSpec({"forkbomb"});
   spec.pids_max = 64;
@@ -336,7 +353,7 @@ TEST_F(BubblewrapSandboxTest, ForkBombHitsPidsLimitAndHostSurvives_NeedsCgroup) 
   EXPECT_EQ(MustRun(ProbeSpec({"exit", "0"})).exit_code, 0);
 }
 
-TEST_F(BubblewrapSandboxTest, CpuHogGetsAtMostOneCpuPerSlot_NeedsCgroup) {
+TEST_P(BubblewrapSandboxTest, CpuHogGetsAtMostOneCpuPerSlot_NeedsCgroup) {
   if (!HasCgroups()) GTEST_SKIP() << NoCgroupReason();
   JobSpec spec = ProbeSpec({"cpuhog", "4", "1.5"});
   spec.slots = 1;
@@ -350,7 +367,7 @@ TEST_F(BubblewrapSandboxTest, CpuHogGetsAtMostOneCpuPerSlot_NeedsCgroup) {
   EXPECT_GT(cpu, 0.2) << "the hog did not run at all?";
 }
 
-TEST_F(BubblewrapSandboxTest, TimeoutKillsJobAndItsDaemonizedChild) {
+TEST_P(BubblewrapSandboxTest, TimeoutKillsJobAndItsDaemonizedChild) {
   JobSpec spec = ProbeSpec({"daemonize"});
   spec.timeout = milliseconds(1000);
   JobResult result = MustRun(spec);
@@ -361,7 +378,7 @@ TEST_F(BubblewrapSandboxTest, TimeoutKillsJobAndItsDaemonizedChild) {
   // TearDown checks that neither the job nor its daemon is alive.
 }
 
-TEST_F(BubblewrapSandboxTest, CancelKillsTheJob) {
+TEST_P(BubblewrapSandboxTest, CancelKillsTheJob) {
   auto token = CancelToken::Create();
   ASSERT_TRUE(token.ok());
   JobSpec spec = ProbeSpec({"ready-sleep"});
@@ -377,7 +394,7 @@ TEST_F(BubblewrapSandboxTest, CancelKillsTheJob) {
   EXPECT_EQ(result.term_signal, SIGKILL);
 }
 
-TEST_F(BubblewrapSandboxTest, OutputBeyondTheBoundIsCountedNotKept) {
+TEST_P(BubblewrapSandboxTest, OutputBeyondTheBoundIsCountedNotKept) {
   JobSpec spec = ProbeSpec({"spew", "300000"});
   spec.output_bytes_max = 100000;
   JobResult result = MustRun(spec);
@@ -387,7 +404,7 @@ TEST_F(BubblewrapSandboxTest, OutputBeyondTheBoundIsCountedNotKept) {
   EXPECT_EQ(out_.size(), 100000u);
 }
 
-TEST_F(BubblewrapSandboxTest, OutputGoesToFiles) {
+TEST_P(BubblewrapSandboxTest, OutputGoesToFiles) {
   char dir[] = "/tmp/ocx-sandbox-out-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   const std::string out_path = std::string(dir) + "/stdout",
@@ -402,7 +419,7 @@ TEST_F(BubblewrapSandboxTest, OutputGoesToFiles) {
   EXPECT_TRUE(Wipe(dir).ok());
 }
 
-TEST_F(BubblewrapSandboxTest, WipeRemovesWhatTheJobLeftButNotLinkTargets) {
+TEST_P(BubblewrapSandboxTest, WipeRemovesWhatTheJobLeftButNotLinkTargets) {
   char target_dir[] = "/tmp/ocx-sandbox-target-XXXXXX";
   ASSERT_NE(mkdtemp(target_dir), nullptr);
   const std::string target = std::string(target_dir) + "/precious";
@@ -421,7 +438,7 @@ TEST_F(BubblewrapSandboxTest, WipeRemovesWhatTheJobLeftButNotLinkTargets) {
   EXPECT_TRUE(Wipe(target_dir).ok());
 }
 
-TEST_F(BubblewrapSandboxTest, CgroupIsRemovedAfterRun_NeedsCgroup) {
+TEST_P(BubblewrapSandboxTest, CgroupIsRemovedAfterRun_NeedsCgroup) {
   if (!HasCgroups()) GTEST_SKIP() << NoCgroupReason();
   ASSERT_EQ(MustRun(ProbeSpec({"exit", "0"})).exit_code, 0);
   // Job cgroups are named job-<agent pid>-<n>: none of ours may be left in any hierarchy.
@@ -442,7 +459,7 @@ TEST_F(BubblewrapSandboxTest, CgroupIsRemovedAfterRun_NeedsCgroup) {
   }
 }
 
-TEST_F(BubblewrapSandboxTest, MissingCommandFailsInsideTheSandbox) {
+TEST_P(BubblewrapSandboxTest, MissingCommandFailsInsideTheSandbox) {
   JobSpec spec = ProbeSpec({});
   spec.argv = {"/work/no-such-program"};
   JobResult result = MustRun(spec);
@@ -450,7 +467,7 @@ TEST_F(BubblewrapSandboxTest, MissingCommandFailsInsideTheSandbox) {
   EXPECT_NE(err_.find("no-such-program"), std::string::npos) << err_;
 }
 
-TEST_F(BubblewrapSandboxTest, BadSpecIsRejectedBeforeAnythingRuns) {
+TEST_P(BubblewrapSandboxTest, BadSpecIsRejectedBeforeAnythingRuns) {
   JobSpec spec = ProbeSpec({});
   spec.argv.clear();
   EXPECT_EQ(sandbox_->Run(spec).status().code(), absl::StatusCode::kInvalidArgument);
@@ -469,7 +486,7 @@ TEST_F(BubblewrapSandboxTest, BadSpecIsRejectedBeforeAnythingRuns) {
   EXPECT_EQ(sandbox_->Run(spec).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(BubblewrapSandboxTest, JobsRunConcurrentlyFromSeveralThreads) {
+TEST_P(BubblewrapSandboxTest, JobsRunConcurrentlyFromSeveralThreads) {
   constexpr int kThreads = 4;
   std::vector<absl::StatusOr<JobResult>> results(kThreads, absl::UnknownError("not run"));
   std::vector<JobSpec> specs;
@@ -487,6 +504,118 @@ TEST_F(BubblewrapSandboxTest, JobsRunConcurrentlyFromSeveralThreads) {
     ASSERT_TRUE(results[i].ok()) << results[i].status();
     EXPECT_EQ(results[i]->exit_code, 10 + i);
   }
+}
+
+// Children of this test process: a prepared sandbox's bubblewrap is one while it waits.
+std::vector<pid_t> OwnChildren() {
+  std::vector<pid_t> found;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return found;
+  while (struct dirent* entry = readdir(proc)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+    if (pid <= 0) continue;
+    // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so after the last ')'.
+    std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+    if (fields.size() > 1 && std::atoi(fields[1].c_str()) == getpid()) found.push_back(pid);
+  }
+  closedir(proc);
+  return found;
+}
+
+TEST_P(BubblewrapSandboxTest, UnusedPreparedSandboxLeavesNothingBehind) {
+  if (!Prepared()) GTEST_SKIP() << "only about prepared sandboxes";
+  ASSERT_TRUE(OwnChildren().empty());
+  auto prepared = sandbox_->Prepare({.work_dir = work_dir_});
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(OwnChildren().size(), 1u) << "bubblewrap waits, as a child of the caller";
+  prepared->reset();
+  EXPECT_TRUE(OwnChildren().empty()) << "destroying it unused must kill it";
+}
+
+TEST_P(BubblewrapSandboxTest, PreparedSandboxServesOneJobInItsOwnDirectoryWithoutNetwork) {
+  if (!Prepared()) GTEST_SKIP() << "only about prepared sandboxes";
+  auto prepared = sandbox_->Prepare({.work_dir = work_dir_});
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ((*prepared)->work_dir(), work_dir_);
+  JobSpec spec = ProbeSpec({"exit", "5"});
+  spec.prepared = prepared->get();
+  spec.network = true;
+  EXPECT_EQ(sandbox_->Run(spec).status().code(), absl::StatusCode::kInvalidArgument);
+  spec.network = false;
+  char other[] = "/tmp/ocx-sandbox-other-XXXXXX";
+  ASSERT_NE(mkdtemp(other), nullptr);
+  spec.work_dir = other;
+  absl::StatusOr<JobResult> wrong_dir = sandbox_->Run(spec);
+  EXPECT_EQ(wrong_dir.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong_dir.status().message().find("not the directory"), std::string::npos);
+  rmdir(other);
+  // Refused calls do not use it up; the right one does, once.
+  spec.work_dir = work_dir_;
+  absl::StatusOr<JobResult> result = sandbox_->Run(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->prewarmed);
+  EXPECT_EQ(result->exit_code, 5);
+  EXPECT_EQ(result->timing.spawn.count(), 0);
+  EXPECT_EQ(sandbox_->Run(spec).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(OwnChildren().empty());
+}
+
+TEST_P(BubblewrapSandboxTest, DeadPreparedSandboxMeansAFreshStart) {
+  if (!Prepared()) GTEST_SKIP() << "only about prepared sandboxes";
+  auto prepared = sandbox_->Prepare({.work_dir = work_dir_});
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  for (pid_t child : OwnChildren()) kill(child, SIGKILL);
+  // Not reaped here: the sandbox owns its child; it must notice the death by itself.
+  usleep(50 * 1000);
+  JobSpec spec = ProbeSpec({"exit", "6"});
+  spec.prepared = prepared->get();
+  absl::StatusOr<JobResult> result = sandbox_->Run(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_FALSE(result->prewarmed);
+  EXPECT_EQ(result->exit_code, 6);
+}
+
+TEST_P(BubblewrapSandboxTest, PreparedSandboxTakesTheJobsLargerLimits_NeedsCgroup) {
+  if (!HasCgroups()) GTEST_SKIP() << NoCgroupReason();
+  // A prepared sandbox waits with one slot's 2 GiB; this job may use 3 GiB and takes 2.25.
+  JobSpec spec = ProbeSpec({"membomb", "2304"});
+  spec.memory_bytes = int64_t{3} << 30;
+  spec.timeout = std::chrono::seconds(60);
+  JobResult result = MustRun(spec);
+  EXPECT_EQ(result.exit_code, 0) << out_ << err_;
+  EXPECT_FALSE(result.oom_killed);
+  EXPECT_GT(result.memory_peak_bytes, int64_t{2} << 30);
+}
+
+INSTANTIATE_TEST_SUITE_P(ColdAndPrepared, BubblewrapSandboxTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Prepared" : "Cold";
+                         });
+
+TEST(BubblewrapSandboxCreateTest, WithoutTheStarterEveryJobStartsAfresh) {
+  BubblewrapSandbox::Options options;
+  options.require_cgroup = false;
+  options.job_starter_path = "/nonexistent/ocx-job-start";
+  auto sandbox = BubblewrapSandbox::Create(options);
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status();
+  char dir[] = "/tmp/ocx-sandbox-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  auto prepared = (*sandbox)->Prepare({.work_dir = dir});
+  EXPECT_EQ(prepared.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(prepared.status().message().find("/nonexistent/ocx-job-start"), std::string::npos)
+      << prepared.status();
+  JobSpec spec;
+  spec.argv = {"/bin/true"};
+  spec.env = DefaultJobEnv();
+  spec.work_dir = dir;
+  absl::StatusOr<JobResult> result = (*sandbox)->Run(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 0);
+  EXPECT_FALSE(result->prewarmed);
+  EXPECT_TRUE(Wipe(dir).ok());
 }
 
 TEST(BubblewrapSandboxCreateTest, MissingBubblewrapIsAClearError) {

@@ -302,9 +302,8 @@ absl::StatusOr<std::unique_ptr<JobCgroup>> JobCgroup::Create(const CgroupSystem&
     std::string dir = absl::StrCat(system.v2_parent, "/", std::string(name));
     if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoStatus(errno, "mkdir " + dir);
     cg->dirs_.push_back(dir);
+    OCX_RETURN_IF_ERROR(cg->SetLimits(limits));
     if (limits.memory_bytes > 0) {
-      OCX_RETURN_IF_ERROR(
-          WriteControlFile(dir + "/memory.max", std::to_string(limits.memory_bytes)));
       if (Exists(dir + "/memory.swap.max")) {
         OCX_RETURN_IF_ERROR(WriteControlFile(dir + "/memory.swap.max", "0"));
         cg->swap_limited_ = true;
@@ -313,13 +312,6 @@ absl::StatusOr<std::unique_ptr<JobCgroup>> JobCgroup::Create(const CgroupSystem&
       if (Exists(dir + "/memory.oom.group")) {
         OCX_RETURN_IF_ERROR(WriteControlFile(dir + "/memory.oom.group", "1"));
       }
-    }
-    if (limits.pids_max > 0) {
-      OCX_RETURN_IF_ERROR(WriteControlFile(dir + "/pids.max", std::to_string(limits.pids_max)));
-    }
-    if (limits.cpu_quota_micros > 0) {
-      OCX_RETURN_IF_ERROR(WriteControlFile(
-          dir + "/cpu.max", absl::StrCat(limits.cpu_quota_micros, " ", limits.cpu_period_micros)));
     }
     // memory.events is pollable: POLLPRI when a counter in it changes.
     int fd = ::open((dir + "/memory.events").c_str(), O_RDONLY | O_CLOEXEC);
@@ -340,25 +332,17 @@ absl::StatusOr<std::unique_ptr<JobCgroup>> JobCgroup::Create(const CgroupSystem&
     *out = dir;
     return absl::OkStatus();
   };
-  std::string cpu_dir;
   OCX_RETURN_IF_ERROR(make("memory", &cg->memory_dir_));
   OCX_RETURN_IF_ERROR(make("pids", &cg->pids_dir_));
-  OCX_RETURN_IF_ERROR(make("cpu", &cpu_dir));
+  OCX_RETURN_IF_ERROR(make("cpu", &cg->cpu_dir_));
   OCX_RETURN_IF_ERROR(make("cpuacct", &cg->cpuacct_dir_));
   OCX_RETURN_IF_ERROR(make("freezer", &cg->freezer_dir_));
-  OCX_ASSERT(!cg->memory_dir_.empty() && !cg->pids_dir_.empty() && !cpu_dir.empty() &&
+  OCX_ASSERT(!cg->memory_dir_.empty() && !cg->pids_dir_.empty() && !cg->cpu_dir_.empty() &&
              !cg->cpuacct_dir_.empty());
 
+  OCX_RETURN_IF_ERROR(cg->SetLimits(limits));
   if (limits.memory_bytes > 0) {
-    const std::string bytes = std::to_string(limits.memory_bytes);
-    OCX_RETURN_IF_ERROR(WriteControlFile(cg->memory_dir_ + "/memory.limit_in_bytes", bytes));
-    // memsw = memory + swap; equal to the memory limit means no swap at all. The file is
-    // missing when the kernel runs without swap accounting (swapaccount=0).
-    if (Exists(cg->memory_dir_ + "/memory.memsw.limit_in_bytes")) {
-      OCX_RETURN_IF_ERROR(
-          WriteControlFile(cg->memory_dir_ + "/memory.memsw.limit_in_bytes", bytes));
-      cg->swap_limited_ = true;
-    }
+    cg->swap_limited_ = Exists(cg->memory_dir_ + "/memory.memsw.limit_in_bytes");
     // OOM notification: an eventfd registered through cgroup.event_control. Optional: the
     // interface is deprecated, and without it OOM is still seen once the job exits.
     int control = ::open((cg->memory_dir_ + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC);
@@ -374,17 +358,53 @@ absl::StatusOr<std::unique_ptr<JobCgroup>> JobCgroup::Create(const CgroupSystem&
       if (event >= 0) ::close(event);
     }
   }
+  return cg;
+}
+
+absl::Status JobCgroup::SetLimits(const CgroupLimits& limits) {
+  if (version_ == 2) {
+    const std::string& dir = dirs_.front();
+    if (limits.memory_bytes > 0) {
+      OCX_RETURN_IF_ERROR(
+          WriteControlFile(dir + "/memory.max", std::to_string(limits.memory_bytes)));
+    }
+    if (limits.pids_max > 0) {
+      OCX_RETURN_IF_ERROR(WriteControlFile(dir + "/pids.max", std::to_string(limits.pids_max)));
+    }
+    if (limits.cpu_quota_micros > 0) {
+      OCX_RETURN_IF_ERROR(WriteControlFile(
+          dir + "/cpu.max", absl::StrCat(limits.cpu_quota_micros, " ", limits.cpu_period_micros)));
+    }
+    return absl::OkStatus();
+  }
+  if (limits.memory_bytes > 0) {
+    const std::string bytes = std::to_string(limits.memory_bytes);
+    const std::string memory = memory_dir_ + "/memory.limit_in_bytes";
+    // memsw = memory + swap; equal to the memory limit means no swap at all. The file is
+    // missing when the kernel runs without swap accounting (swapaccount=0). The kernel keeps
+    // memsw >= memory at every step: a lower limit goes to memory first, a higher one to
+    // memsw first (the first write then fails, and is repeated after).
+    const std::string memsw = memory_dir_ + "/memory.memsw.limit_in_bytes";
+    if (!Exists(memsw)) {
+      OCX_RETURN_IF_ERROR(WriteControlFile(memory, bytes));
+    } else if (WriteControlFile(memory, bytes).ok()) {
+      OCX_RETURN_IF_ERROR(WriteControlFile(memsw, bytes));
+    } else {
+      OCX_RETURN_IF_ERROR(WriteControlFile(memsw, bytes));
+      OCX_RETURN_IF_ERROR(WriteControlFile(memory, bytes));
+    }
+  }
   if (limits.pids_max > 0) {
     OCX_RETURN_IF_ERROR(
-        WriteControlFile(cg->pids_dir_ + "/pids.max", std::to_string(limits.pids_max)));
+        WriteControlFile(pids_dir_ + "/pids.max", std::to_string(limits.pids_max)));
   }
   if (limits.cpu_quota_micros > 0) {
+    OCX_RETURN_IF_ERROR(WriteControlFile(cpu_dir_ + "/cpu.cfs_period_us",
+                                         std::to_string(limits.cpu_period_micros)));
     OCX_RETURN_IF_ERROR(
-        WriteControlFile(cpu_dir + "/cpu.cfs_period_us", std::to_string(limits.cpu_period_micros)));
-    OCX_RETURN_IF_ERROR(
-        WriteControlFile(cpu_dir + "/cpu.cfs_quota_us", std::to_string(limits.cpu_quota_micros)));
+        WriteControlFile(cpu_dir_ + "/cpu.cfs_quota_us", std::to_string(limits.cpu_quota_micros)));
   }
-  return cg;
+  return absl::OkStatus();
 }
 
 JobCgroup::~JobCgroup() {

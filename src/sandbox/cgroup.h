@@ -80,6 +80,10 @@ class JobCgroup {
   // The job's directories, one per hierarchy.
   const std::vector<std::string>& dirs() const { return dirs_; }
 
+  // Changes the limits of a live cgroup (a prepared sandbox gets its job's limits). Limits
+  // left at 0 are left as they are; the controllers must be those Create() enabled.
+  absl::Status SetLimits(const CgroupLimits& limits);
+
   // Moves process `pid` (and so everything it starts later) into the cgroup.
   absl::Status AddProcess(pid_t pid);
 
@@ -107,7 +111,7 @@ class JobCgroup {
 
   int version_ = 0;
   std::vector<std::string> dirs_;  // distinct directories; v2: exactly one
-  std::string memory_dir_, pids_dir_, cpuacct_dir_, freezer_dir_;  // v1 (may alias)
+  std::string memory_dir_, pids_dir_, cpu_dir_, cpuacct_dir_, freezer_dir_;  // v1 (may alias)
   bool swap_limited_ = false;
   bool removed_ = false;
   UniqueFd oom_event_fd_;    // v1: eventfd; v2: memory.events

@@ -85,6 +85,27 @@ struct OutputSink {
   }
 };
 
+// A sandbox started ahead of its job by Sandbox::Prepare(): namespaces, mounts, seccomp
+// filter and cgroup are in place, and a small starter waits inside for the command, so a job
+// handed to it (JobSpec::prepared) skips the sandbox's start-up. Owned by the caller; one
+// job at most; destroying it unused kills it and removes its cgroup.
+class PreparedSandbox {
+ public:
+  virtual ~PreparedSandbox() = default;
+  // The host directory bound at /work, as given to Prepare().
+  virtual const std::string& work_dir() const = 0;
+};
+
+// What a prepared sandbox is started with; the job's own limits come with its JobSpec.
+struct PrepareSpec {
+  // As JobSpec::work_dir (same checks): the job that uses the sandbox must name the same
+  // directory. The caller may fill it (inputs) until the job runs.
+  std::string work_dir;
+  // Size of the job's /tmp (a tmpfs; its pages count against the job's memory limit too).
+  // 0: one slot's memory.
+  int64_t tmp_bytes = 0;
+};
+
 // What to run and with which limits. Fields left at 0 take the per-slot default.
 struct JobSpec {
   // argv[0] is looked up inside the sandbox (an absolute path, or a name on the job's PATH).
@@ -107,6 +128,9 @@ struct JobSpec {
   OutputSink stderr_sink;
   uint64_t output_bytes_max = uint64_t{64} << 20;  // per stream; the rest is discarded
   const CancelToken* cancel = nullptr;             // optional, not owned
+  // Optional, not owned: a sandbox from this Sandbox's Prepare() with the same work_dir, for
+  // a job without network. Run() uses it up; if it died meanwhile, Run() starts afresh.
+  PreparedSandbox* prepared = nullptr;
 };
 
 // How a job ended and what it used.
@@ -130,6 +154,7 @@ struct JobResult {
   // How limits were enforced for this job.
   int cgroup_version = 0;     // 1, 2, or 0 when it ran without a cgroup (no limits!)
   bool swap_limited = false;  // memory limit covers swap (v2 swap.max=0, v1 memsw)
+  bool prewarmed = false;     // ran in a sandbox from Prepare() (timing.spawn is then 0)
 
   // Where the time went, for start-up measurements (see docs/benchmarks.md).
   struct Timing {
@@ -149,6 +174,12 @@ class Sandbox {
   // could not run it (bad spec, missing bubblewrap, cgroup trouble), never that the job
   // failed. When Run() returns, no process of the job is left on the machine.
   virtual absl::StatusOr<JobResult> Run(const JobSpec& spec) = 0;
+  // Starts a sandbox for a job that is not known yet (see PreparedSandbox). Unimplemented
+  // where the mechanism cannot; FailedPrecondition when this one cannot right now.
+  virtual absl::StatusOr<std::unique_ptr<PreparedSandbox>> Prepare(const PrepareSpec& spec) {
+    (void)spec;
+    return absl::UnimplementedError("this sandbox starts every job afresh");
+  }
 };
 
 // PATH, HOME=/work, TMPDIR=/tmp, LANG=C.UTF-8: an environment most programs expect.

@@ -48,13 +48,12 @@ absl::Status WriteAll(int fd, absl::string_view data, absl::string_view what) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t bytes_max) {
   int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (raw < 0) return ErrnoStatus(errno, absl::StrCat("open ", path));
   UniqueFd fd(raw);
   std::string out;
   char buffer[4096];
-  constexpr size_t kSmallFileBytesMax = 1 << 20;
   for (;;) {
     ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
     if (n < 0) {
@@ -63,8 +62,8 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
     }
     if (n == 0) break;
     out.append(buffer, static_cast<size_t>(n));
-    if (out.size() > kSmallFileBytesMax) {
-      return absl::OutOfRangeError(absl::StrCat(path, " is larger than 1 MiB"));
+    if (out.size() > bytes_max) {
+      return absl::OutOfRangeError(absl::StrCat(path, " is larger than ", bytes_max, " bytes"));
     }
   }
   return out;

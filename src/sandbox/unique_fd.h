@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -19,8 +20,8 @@ absl::Status ErrnoStatus(int error, absl::string_view what);
 
 // write(2) of all of `data`, retrying on EINTR and short writes.
 absl::Status WriteAll(int fd, absl::string_view data, absl::string_view what);
-// Reads a whole (small) file; used for cgroup and proc files.
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path);
+// Reads a whole (small) file; used for cgroup and proc files. OutOfRange past `bytes_max`.
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t bytes_max = 1 << 20);
 // Opens `path` for writing (no create, no truncate) and writes `data` in one write(2):
 // the way cgroup control files want to be written.
 absl::Status WriteControlFile(const std::string& path, absl::string_view data);

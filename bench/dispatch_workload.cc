@@ -97,6 +97,7 @@ absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions&
   spec.capacity["cpu"] = options.slots;
   agent_options.spec = spec;
   agent_options.sandbox = sandbox->get();
+  agent_options.warm_sandboxes = options.warm_sandboxes;
   std::map<core::LeaseId, Clock::time_point> launching;  // Guarded by mu.
   agent_options.on_job_started = [&](core::LeaseId lease) {
     std::lock_guard lock(mu);
@@ -160,6 +161,7 @@ absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions&
     }
   }
   result.seconds = std::chrono::duration<double>(Clock::now() - began).count();
+  result.prewarmed = static_cast<int>((*agent)->status().tasks_prewarmed);
   (*agent)->Stop();
   result.leases = static_cast<int>(latencies.size());
   result.p50_ms = Percentile(latencies, 0.50);

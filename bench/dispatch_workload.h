@@ -13,6 +13,7 @@ struct DispatchBenchOptions {
   int leases = 200;      // Measured leases (one slot each, one after the other).
   int slots = 4;         // The agent machine's cpu slots.
   std::string data_dir;  // The exchange's and the agent's directories go below it.
+  int warm_sandboxes = 1;  // The agent's AgentOptions::warm_sandboxes (0: every job afresh).
 };
 
 struct DispatchBenchResult {
@@ -24,6 +25,7 @@ struct DispatchBenchResult {
   double launch_p50_ms = 0, launch_p99_ms = 0;
   // Of that: the buyer's POST of the task after its trade returned.
   double task_post_p50_ms = 0;
+  int prewarmed = 0;  // Leases whose job ran in a sandbox the agent had prepared.
   int retries = 0;  // Buys that found no offer (another buyer's doing; none here) and retried.
   double seconds = 0;
 };

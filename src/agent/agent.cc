@@ -29,6 +29,14 @@ namespace {
 
 using Json = nlohmann::json;
 
+// After a task took a prepared sandbox, how long the next one waits before it is prepared:
+// the job that just started gets the CPU first (a sandbox's set-up is a burst of about 10 ms
+// of CPU, which on a 2-core machine would delay the job's own start).
+constexpr int64_t kRewarmDelayMs = 50;
+// After a failed Prepare(), the next try waits this long, doubling up to the maximum.
+constexpr int64_t kWarmRetryMinMs = 1'000;
+constexpr int64_t kWarmRetryMaxMs = 60'000;
+
 int64_t SteadyMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -149,9 +157,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   ::chmod(options.data_dir.c_str(), 0711);  // The job's uid passes through to its directory.
   ::chmod((options.data_dir + "/jobs").c_str(), 0711);
   std::unique_ptr<Agent> agent(new Agent(std::move(options)));
-  // Jobs of a previous run that died with it: nothing of them may stay on disk.
-  for (const auto& entry : std::filesystem::directory_iterator(agent->options_.data_dir + "/jobs", ec)) {
-    (void)sandbox::Wipe(entry.path().string());
+  // Jobs (and sandboxes prepared for jobs) of a previous run that died with it: nothing of
+  // them may stay on disk.
+  for (const char* dir : {"/jobs", "/warm"}) {
+    for (const auto& entry :
+         std::filesystem::directory_iterator(agent->options_.data_dir + dir, ec)) {
+      (void)sandbox::Wipe(entry.path().string());
+    }
   }
   client::HttpClientOptions http_options;
   http_options.bearer_token = agent->options_.provider_token;
@@ -253,6 +265,52 @@ void Agent::RunInBackground() {
     status_.machine = machine_;
   }
   connection_thread_ = std::thread([this] { ConnectionLoop(); });
+  if (options_.warm_sandboxes > 0) warmer_thread_ = std::thread([this] { WarmerLoop(); });
+}
+
+void Agent::WarmerLoop() {
+  int64_t retry_ms = kWarmRetryMinMs;
+  uint64_t made = 0;
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    if (warm_.size() >= static_cast<size_t>(options_.warm_sandboxes)) {
+      warm_cv_.wait(lock);
+      continue;
+    }
+    if (const int64_t wait = last_warm_take_ms_ + kRewarmDelayMs - NowMs(); wait > 0) {
+      warm_cv_.wait_for(lock, std::chrono::milliseconds(wait));
+      continue;
+    }
+    lock.unlock();
+    absl::StatusOr<WarmStart> warm =
+        PrepareWarmStart(*options_.sandbox, options_.data_dir + "/warm",
+                         "warm-" + std::to_string(++made), capacity_ * sandbox::kSlotMemoryBytes);
+    lock.lock();
+    if (!warm.ok()) {
+      // Tasks start afresh meanwhile; a sandbox that cannot prepare says so once per streak.
+      if (retry_ms == kWarmRetryMinMs) {
+        Log("cannot prepare a sandbox ahead (tasks start afresh): " +
+            std::string(warm.status().message()));
+      }
+      warm_cv_.wait_for(lock, std::chrono::milliseconds(retry_ms), [this] { return stopping_; });
+      retry_ms = std::min(retry_ms * 2, kWarmRetryMaxMs);
+      continue;
+    }
+    retry_ms = kWarmRetryMinMs;
+    warm_.push_back(*std::move(warm));
+    status_.warm_sandboxes = warm_.size();
+  }
+}
+
+std::optional<WarmStart> Agent::TakeWarmStart() {
+  std::lock_guard lock(mu_);
+  if (warm_.empty()) return std::nullopt;
+  WarmStart warm = std::move(warm_.back());
+  warm_.pop_back();
+  status_.warm_sandboxes = warm_.size();
+  last_warm_take_ms_ = NowMs();
+  warm_cv_.notify_all();
+  return warm;
 }
 
 void Agent::Stop() {
@@ -265,7 +323,19 @@ void Agent::Stop() {
     }
   }
   stop_cv_.notify_all();
+  warm_cv_.notify_all();
   if (connection_thread_.joinable()) connection_thread_.join();
+  if (warmer_thread_.joinable()) warmer_thread_.join();
+  std::vector<WarmStart> warm;
+  {
+    std::lock_guard lock(mu_);
+    warm.swap(warm_);
+    status_.warm_sandboxes = 0;
+  }
+  for (WarmStart& unused : warm) {
+    unused.prepared.reset();  // kills it
+    (void)sandbox::Wipe(unused.dir);
+  }
   std::map<core::LeaseId, std::shared_ptr<LeaseState>> leases;
   {
     std::lock_guard lock(mu_);
@@ -584,7 +654,14 @@ void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
         }
         return body["sha256"].get<std::string>();
       };
-      result = RunTask(*options_.sandbox, state->lease, *spec, run, blobs);
+      std::optional<WarmStart> warm;
+      if (!spec->network) warm = TakeWarmStart();
+      result = RunTask(*options_.sandbox, state->lease, *spec, run, blobs,
+                       warm.has_value() ? &*warm : nullptr);
+      if (warm.has_value() && warm->used) {
+        std::lock_guard lock(mu_);
+        ++status_.tasks_prewarmed;
+      }
     }
     {
       std::lock_guard lock(mu_);

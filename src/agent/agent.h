@@ -10,7 +10,11 @@
 // reported every 5 s, outputs uploaded, the result reported, the lease ended, the job's
 // directory wiped. A lease that ends first (release, reclaim, expiry) kills its job.
 //
-// Threads: Run() owns the connection; each task runs on a thread of its own. Time for the
+// To start a task without waiting for the sandbox's set-up, it keeps a sandbox prepared
+// (AgentOptions::warm_sandboxes) in data_dir/warm/, moved to jobs/ when a task takes it.
+//
+// Threads: Run() owns the connection; each task runs on a thread of its own, and one more
+// prepares sandboxes. Time for the
 // schedule comes from a base::Clock so tests can reason about it.
 #pragma once
 
@@ -25,11 +29,13 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 #include "src/agent/policy.h"
+#include "src/agent/task_runner.h"
 #include "src/core/types.h"
 #include "src/sandbox/sandbox.h"
 
@@ -56,7 +62,7 @@ inline constexpr int64_t kLogFlushMs = 100;
 struct AgentOptions {
   std::string exchange_url;    // http(s)://host:port
   std::string provider_token;  // The provider account's API token (registers, sells, blobs).
-  std::string data_dir;        // machine.key, machine.json, jobs/
+  std::string data_dir;        // machine.key, machine.json, jobs/, warm/
   OwnerPolicy policy;
   std::string market = "cpu";  // The market it sells in.
   // Measured facts are discovered unless given (tests pass small, fixed machines).
@@ -71,6 +77,9 @@ struct AgentOptions {
   int64_t market_interval_ms = kMarketIntervalMs;
   // How long a reclaimed lease's job may still run (RULEBOOK section 4: 30 s).
   int64_t reclaim_notice_ms = kReclaimNoticeMs;
+  // Sandboxes kept prepared (Sandbox::Prepare) for the next tasks without network, so that
+  // a task starts without waiting for the sandbox's set-up. 0: every job starts afresh.
+  int warm_sandboxes = 1;
   // Called with every state change worth a log line ("registered machine 3", ...).
   std::function<void(const std::string&)> log;
 };
@@ -83,6 +92,8 @@ struct AgentStatus {
   int64_t usage_reports_sent = 0;
   int64_t tasks_started = 0;
   int64_t tasks_finished = 0;
+  int64_t tasks_prewarmed = 0;  // Of tasks_started: those whose job ran in a prepared sandbox.
+  size_t warm_sandboxes = 0;    // Prepared now, waiting for a task.
   core::OrderId sell_order = 0;  // The open sell, 0 when none.
   int64_t offered_slots = 0;
   size_t active_leases = 0;
@@ -123,6 +134,8 @@ class Agent {
   void SendUsageReports(int64_t now_ms);
   void MaintainMarket(int64_t now_ms);
   void Send(const nlohmann::json& message);
+  void WarmerLoop();  // Keeps options_.warm_sandboxes prepared, until Stop().
+  std::optional<WarmStart> TakeWarmStart();
   void Log(const std::string& line) const;
   int64_t NowMs() const;
 
@@ -146,6 +159,10 @@ class Agent {
   std::optional<CpuSample> last_cpu_;                         // Connection thread only.
   int64_t offered_price_ = 0;  // Of the open sell. Connection thread only.
   std::thread connection_thread_;
+  std::thread warmer_thread_;
+  std::condition_variable warm_cv_;                 // warm_ shrank, or stopping.
+  std::vector<WarmStart> warm_;                     // Guarded by mu_.
+  int64_t last_warm_take_ms_ = 0;                   // Guarded by mu_.
   std::atomic<uint64_t> next_message_id_{1};
   std::atomic<bool> market_dirty_{false};  // A lease ended: look at the offer now.
 };

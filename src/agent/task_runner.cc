@@ -571,8 +571,8 @@ void Classify(const sandbox::JobResult& r, const TaskSpec& spec, int slots, Outc
 // Everything between making the lease directory and wiping it. Sets *made once the lease
 // directory exists and is ours to wipe.
 void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, const TaskSpec& spec,
-                   const TaskRunOptions& options, const TaskBlobs& blobs, Outcome& out,
-                   bool* made) {
+                   const TaskRunOptions& options, const TaskBlobs& blobs, WarmStart* warm,
+                   Outcome& out, bool* made) {
   if (::mkdir(options.work_root.c_str(), 0711) != 0 && errno != EEXIST) {
     out.Error(Cat("making the agent's work root: ",
                   ErrnoError(errno, Cat("mkdir ", options.work_root)).message()));
@@ -582,17 +582,31 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
     out.Error(Cat("the agent's work root is not usable: ", s.message()));
     return;
   }
-  if (::mkdir(lease_dir.c_str(), 0711) != 0) {
-    if (errno == EEXIST) {
+  int failed = 0;  // errno of making the lease directory
+  if (warm == nullptr) {
+    if (::mkdir(lease_dir.c_str(), 0711) != 0) failed = errno;
+  } else {
+    // rename(2) would replace an empty directory: refuse an existing one as mkdir does.
+    struct stat existing;
+    if (::lstat(lease_dir.c_str(), &existing) == 0) {
+      failed = EEXIST;
+    } else if (::rename(warm->dir.c_str(), lease_dir.c_str()) != 0) {
+      failed = errno;
+    }
+  }
+  if (failed != 0) {
+    if (failed == EEXIST) {
       out.Error(Cat("the lease directory ", lease_dir,
                     " already exists: is this lease's task running already?"));
     } else {
       out.Error(Cat("making the lease directory: ",
-                    ErrnoError(errno, Cat("mkdir ", lease_dir)).message()));
+                    ErrnoError(failed, Cat("mkdir ", lease_dir)).message()));
     }
     return;
   }
   *made = true;
+  // The prepared sandbox's /work follows the rename: a bind mount holds the directory itself.
+  if (warm != nullptr) warm->dir = lease_dir;
   // The lease directory is searchable (not readable) by all: the job's host uid passes
   // through it to work/ (see JobSpec::work_dir). logs/ and fetch/ stay private.
   const std::string work_dir = lease_dir + "/work";
@@ -602,6 +616,7 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
                               ? absl::OkStatus()
                               : ErrnoError(errno, Cat("chmod ", lease_dir));
   for (const std::string* dir : {&work_dir, &logs_dir, &fetch_dir}) {
+    if (warm != nullptr && dir == &work_dir) continue;  // made with the warm start
     if (prepared.ok()) prepared = MakeDir(*dir, 0700);
   }
   if (!prepared.ok()) {
@@ -639,6 +654,7 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
   if (spec.timeout_s.has_value()) job.timeout = std::chrono::seconds(*spec.timeout_s);
   job.network = spec.network;
   job.cancel = options.cancel;
+  if (warm != nullptr) job.prepared = warm->prepared.get();
   const std::string stdout_path = logs_dir + "/stdout";
   const std::string stderr_path = logs_dir + "/stderr";
   job.stdout_sink = sandbox::OutputSink::File(stdout_path);
@@ -653,6 +669,7 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
   }
   if (options.on_started) options.on_started();
   absl::StatusOr<sandbox::JobResult> result = sandbox.Run(job);
+  if (warm != nullptr) warm->used = result.ok() && result->prewarmed;
   if (!result.ok()) {
     out.Error(Cat("the sandbox could not run the job: ", result.status().message()));
     return;
@@ -687,9 +704,41 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
 
 }  // namespace
 
+absl::StatusOr<WarmStart> PrepareWarmStart(sandbox::Sandbox& sandbox, const std::string& warm_root,
+                                           const std::string& name, int64_t tmp_bytes) {
+  if (::mkdir(warm_root.c_str(), 0711) != 0 && errno != EEXIST) {
+    return ErrnoError(errno, Cat("mkdir ", warm_root));
+  }
+  OCX_RETURN_IF_ERROR(CheckReachableByJob(warm_root));
+  WarmStart warm;
+  warm.dir = Cat(warm_root, "/", name);
+  // The same modes RunInLeaseDir gives a lease's directory, which this one becomes.
+  absl::Status made = MakeDir(warm.dir, 0711);
+  if (made.ok()) made = MakeDir(warm.dir + "/work", 0700);
+  absl::StatusOr<std::unique_ptr<sandbox::PreparedSandbox>> prepared =
+      made.ok() ? sandbox.Prepare({.work_dir = warm.dir + "/work", .tmp_bytes = tmp_bytes})
+                : absl::StatusOr<std::unique_ptr<sandbox::PreparedSandbox>>(made);
+  if (!prepared.ok()) {
+    (void)sandbox::Wipe(warm.dir);
+    return prepared.status();
+  }
+  warm.prepared = std::move(*prepared);
+  return warm;
+}
+
 json RunTask(sandbox::Sandbox& sandbox, uint64_t lease, const TaskSpec& spec,
-             const TaskRunOptions& options, const TaskBlobs& blobs) {
+             const TaskRunOptions& options, const TaskBlobs& blobs, WarmStart* warm) {
   OCX_ASSERT(blobs.fetch != nullptr && blobs.upload != nullptr);
+  // Whatever happens below, the warm start is used up on return: its sandbox first, then
+  // its directory where it still is (moved to the lease's, it went with that one already).
+  struct UseUp {
+    WarmStart* warm;
+    ~UseUp() {
+      if (warm == nullptr) return;
+      warm->prepared.reset();
+      (void)sandbox::Wipe(warm->dir);
+    }
+  } use_up{warm};
   Outcome out;
   if (absl::Status s = CheckSpec(spec); !s.ok()) {
     out.Error(std::string(s.message()));
@@ -705,7 +754,10 @@ json RunTask(sandbox::Sandbox& sandbox, uint64_t lease, const TaskSpec& spec,
   }
   const std::string lease_dir = Cat(options.work_root, "/lease-", lease);
   bool made = false;
-  RunInLeaseDir(sandbox, lease_dir, spec, options, blobs, out, &made);
+  // A prepared sandbox has no network: such a task starts afresh.
+  const bool use_warm = warm != nullptr && warm->prepared != nullptr && !spec.network;
+  RunInLeaseDir(sandbox, lease_dir, spec, options, blobs, use_warm ? warm : nullptr, out, &made);
+  if (warm != nullptr) warm->prepared.reset();  // one that never got its job, before its files
   if (made) {
     if (absl::Status s = sandbox::Wipe(lease_dir); !s.ok()) {
       out.notes.push_back(Cat("removing the lease directory failed: ", s.message()));

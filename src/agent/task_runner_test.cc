@@ -315,7 +315,9 @@ class DirBlobStore {
   std::string dir_;
 };
 
-class RunTaskTest : public ::testing::Test {
+// Every RunTask test runs twice: with a new lease directory and sandbox (Cold), and with a
+// warm start prepared beforehand (Warm), as the agent does; the results must not differ.
+class RunTaskTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) {
@@ -345,10 +347,28 @@ class RunTaskTest : public ::testing::Test {
     // After every task, whatever happened: nothing is left in the work root.
     EXPECT_TRUE(DirEntries(options_.work_root).empty())
         << "left behind in " << options_.work_root << ": " << DirEntries(options_.work_root)[0];
+    EXPECT_TRUE(DirEntries(warm_root_).empty())
+        << "left behind in " << warm_root_ << ": " << DirEntries(warm_root_)[0];
   }
 
+  bool Warm() const { return GetParam(); }
+
   json Run(const TaskSpec& spec, uint64_t lease = 1) {
-    json result = RunTask(*sandbox_, lease, spec, options_, store_->Blobs());
+    std::optional<WarmStart> warm;
+    if (Warm()) {
+      absl::StatusOr<WarmStart> prepared =
+          PrepareWarmStart(*sandbox_, warm_root_, "warm-" + std::to_string(lease), 0);
+      EXPECT_TRUE(prepared.ok()) << prepared.status();
+      if (prepared.ok()) warm = *std::move(prepared);
+    }
+    const int started_before = started_;
+    json result = RunTask(*sandbox_, lease, spec, options_, store_->Blobs(),
+                          warm.has_value() ? &*warm : nullptr);
+    if (warm.has_value()) {
+      EXPECT_EQ(warm->prepared, nullptr) << "RunTask must use up the warm start";
+      // Used exactly when a job ran (and so needed no network).
+      EXPECT_EQ(warm->used, started_ > started_before) << result.dump();
+    }
     // Every result is a complete document of at most 64 KiB.
     for (const char* key :
          {"status", "exit_code", "term_signal", "wall_ms", "cpu_ms", "peak_memory_mib", "stdout",
@@ -369,6 +389,7 @@ class RunTaskTest : public ::testing::Test {
   std::string BlobOf(const json& blob) { return store_->Get(blob.at("sha256").get<std::string>()); }
 
   base::testing::TempDir temp_{"ocx_task_test"};
+  const std::string warm_root_ = temp_.File("warm");
   std::unique_ptr<sandbox::BubblewrapSandbox> sandbox_;
   std::unique_ptr<DirBlobStore> store_;
   TaskRunOptions options_;
@@ -378,7 +399,7 @@ class RunTaskTest : public ::testing::Test {
   int started_ = 0;
 };
 
-TEST_F(RunTaskTest, InputsArePlacedAndReadableByTheJob) {
+TEST_P(RunTaskTest, InputsArePlacedAndReadableByTheJob) {
   const std::string hello = store_->Put("hello\n");
   ASSERT_EQ(hello, kSha256HelloNewline);
   const std::string abc = store_->Put("abc");
@@ -393,7 +414,7 @@ TEST_F(RunTaskTest, InputsArePlacedAndReadableByTheJob) {
   EXPECT_EQ(started_, 1);
 }
 
-TEST_F(RunTaskTest, ExecutableInputRuns) {
+TEST_P(RunTaskTest, ExecutableInputRuns) {
   const std::string script = store_->Put("#!/bin/sh\necho \"hello from $0 $1\"\n");
   TaskSpec spec;
   spec.command = {"./bin/hello.sh", "world"};
@@ -403,7 +424,7 @@ TEST_F(RunTaskTest, ExecutableInputRuns) {
   EXPECT_EQ(BlobOf(result["stdout"]), "hello from ./bin/hello.sh world\n");
 }
 
-TEST_F(RunTaskTest, OutputFilesAndFoldersComeBackWithTheirDigests) {
+TEST_P(RunTaskTest, OutputFilesAndFoldersComeBackWithTheirDigests) {
   TaskSpec spec = Shell(
       "mkdir -p out/sub out/empty && printf 'A\\n' > out/a.txt && printf 'B\\n' > "
       "out/sub/b.txt && printf 'hello\\n' > report.txt && printf 'not asked for' > other");
@@ -423,7 +444,7 @@ TEST_F(RunTaskTest, OutputFilesAndFoldersComeBackWithTheirDigests) {
   EXPECT_EQ(result["missing_outputs"], json::array({"nothere"}));
 }
 
-TEST_F(RunTaskTest, StdoutAndStderrAreKeptAndStreamed) {
+TEST_P(RunTaskTest, StdoutAndStderrAreKeptAndStreamed) {
   json result = Run(Shell("echo out; echo err >&2; echo more"));
   EXPECT_EQ(result["status"], "succeeded") << result.dump();
   EXPECT_EQ(BlobOf(result["stdout"]), "out\nmore\n");
@@ -435,14 +456,14 @@ TEST_F(RunTaskTest, StdoutAndStderrAreKeptAndStreamed) {
   EXPECT_EQ(streamed_err_, "err\n");
 }
 
-TEST_F(RunTaskTest, SpecEnvironmentIsAddedToTheDefaults) {
+TEST_P(RunTaskTest, SpecEnvironmentIsAddedToTheDefaults) {
   TaskSpec spec = Shell("echo \"$MODE $HOME $TMPDIR\"");
   spec.env = {{"HOME", "/work/home"}, {"MODE", "fast"}};
   json result = Run(spec);
   EXPECT_EQ(BlobOf(result["stdout"]), "fast /work/home /tmp\n");
 }
 
-TEST_F(RunTaskTest, NonZeroExitIsFailed) {
+TEST_P(RunTaskTest, NonZeroExitIsFailed) {
   json result = Run(Shell("exit 3"));
   EXPECT_EQ(result["status"], "failed");
   EXPECT_EQ(result["exit_code"], 3);
@@ -450,14 +471,14 @@ TEST_F(RunTaskTest, NonZeroExitIsFailed) {
   EXPECT_EQ(result["message"], "exit code 3");
 }
 
-TEST_F(RunTaskTest, DeathBySignalIsFailed) {
+TEST_P(RunTaskTest, DeathBySignalIsFailed) {
   json result = Run(Shell("kill -9 $$"));
   EXPECT_EQ(result["status"], "failed");
   EXPECT_EQ(result["term_signal"], 9);
   EXPECT_EQ(result["message"], "killed by signal 9");
 }
 
-TEST_F(RunTaskTest, TimeoutIsTimedOut) {
+TEST_P(RunTaskTest, TimeoutIsTimedOut) {
   TaskSpec spec = Shell("echo started; exec sleep 60");
   spec.timeout_s = 1;
   spec.outputs = {"nothing"};
@@ -467,7 +488,7 @@ TEST_F(RunTaskTest, TimeoutIsTimedOut) {
   EXPECT_EQ(result["missing_outputs"], json::array({"nothing"}));
 }
 
-TEST_F(RunTaskTest, CancelFromAnotherThreadIsCancelled) {
+TEST_P(RunTaskTest, CancelFromAnotherThreadIsCancelled) {
   auto token = sandbox::CancelToken::Create();
   ASSERT_TRUE(token.ok()) << token.status();
   options_.cancel = token->get();
@@ -495,7 +516,7 @@ TEST_F(RunTaskTest, CancelFromAnotherThreadIsCancelled) {
   EXPECT_TRUE(result["outputs"].empty());
 }
 
-TEST_F(RunTaskTest, CancelBeforeTheStartRunsNothing) {
+TEST_P(RunTaskTest, CancelBeforeTheStartRunsNothing) {
   auto token = sandbox::CancelToken::Create();
   ASSERT_TRUE(token.ok()) << token.status();
   (*token)->Cancel();
@@ -506,7 +527,7 @@ TEST_F(RunTaskTest, CancelBeforeTheStartRunsNothing) {
   EXPECT_TRUE(result["stdout"].is_null());
 }
 
-TEST_F(RunTaskTest, InputNotMatchingItsDigestIsErrorAndNothingRuns) {
+TEST_P(RunTaskTest, InputNotMatchingItsDigestIsErrorAndNothingRuns) {
   const std::string good = store_->Put("good");
   store_->PutAs("evil", good);  // the store hands out other bytes under that name
   TaskSpec spec = Shell("echo ran");
@@ -522,7 +543,7 @@ TEST_F(RunTaskTest, InputNotMatchingItsDigestIsErrorAndNothingRuns) {
   EXPECT_EQ(store_->uploads, 0);
 }
 
-TEST_F(RunTaskTest, InputOfTheWrongSizeIsError) {
+TEST_P(RunTaskTest, InputOfTheWrongSizeIsError) {
   const std::string abc = store_->Put("abc");
   TaskSpec spec = Shell("echo ran");
   spec.inputs = {{"in", abc, 4, false}};
@@ -534,7 +555,7 @@ TEST_F(RunTaskTest, InputOfTheWrongSizeIsError) {
   EXPECT_EQ(started_, 0);
 }
 
-TEST_F(RunTaskTest, MissingBlobIsError) {
+TEST_P(RunTaskTest, MissingBlobIsError) {
   TaskSpec spec = Shell("echo ran");
   spec.inputs = {{"a", store_->Put("a"), std::nullopt, false},
                  {"b", kSha256Empty, std::nullopt, false}};
@@ -546,7 +567,7 @@ TEST_F(RunTaskTest, MissingBlobIsError) {
   EXPECT_EQ(started_, 0);
 }
 
-TEST_F(RunTaskTest, SymlinkOutputsAreNotFollowed) {
+TEST_P(RunTaskTest, SymlinkOutputsAreNotFollowed) {
   TaskSpec spec = Shell(
       "ln -s /etc/passwd pw && mkdir out && ln -s /etc/passwd out/link && echo real > out/real "
       "&& ln -s /etc d && ln -s /etc out/etc && mkfifo out/fifo");
@@ -562,7 +583,7 @@ TEST_F(RunTaskTest, SymlinkOutputsAreNotFollowed) {
   EXPECT_FALSE(store_->Has(*passwd));
 }
 
-TEST_F(RunTaskTest, NetworkWhenThePolicyForbidsItIsError) {
+TEST_P(RunTaskTest, NetworkWhenThePolicyForbidsItIsError) {
   TaskSpec spec = Shell("echo ran");
   spec.network = true;
   json result = Run(spec);
@@ -571,7 +592,7 @@ TEST_F(RunTaskTest, NetworkWhenThePolicyForbidsItIsError) {
   EXPECT_EQ(started_, 0);
 }
 
-TEST_F(RunTaskTest, ExistingLeaseDirectoryIsLeftAlone) {
+TEST_P(RunTaskTest, ExistingLeaseDirectoryIsLeftAlone) {
   const std::string lease_dir = options_.work_root + "/lease-7";
   ASSERT_EQ(::mkdir(options_.work_root.c_str(), 0711), 0);
   ASSERT_EQ(::mkdir(lease_dir.c_str(), 0700), 0);
@@ -584,7 +605,7 @@ TEST_F(RunTaskTest, ExistingLeaseDirectoryIsLeftAlone) {
   EXPECT_TRUE(sandbox::Wipe(lease_dir).ok());
 }
 
-TEST_F(RunTaskTest, ResultStaysWithinItsSizeLimit) {
+TEST_P(RunTaskTest, ResultStaysWithinItsSizeLimit) {
   // 1,500 files with 100-byte names: more than 64 KiB of result; the rest is left out.
   TaskSpec spec = Shell(
       "mkdir out && cd out && i=0; while [ $i -lt 1500 ]; do "
@@ -602,7 +623,7 @@ TEST_F(RunTaskTest, ResultStaysWithinItsSizeLimit) {
   EXPECT_EQ(result["outputs"][0]["path"], "out/f" + std::string(99, '0'));
 }
 
-TEST_F(RunTaskTest, OutputNamesThatAreNotUtf8AreLeftOut) {
+TEST_P(RunTaskTest, OutputNamesThatAreNotUtf8AreLeftOut) {
   TaskSpec spec = Shell("mkdir out && echo x > \"$(printf 'out/bad\\377')\" && echo y > out/ok");
   spec.outputs = {"out"};
   json result = Run(spec);
@@ -614,7 +635,7 @@ TEST_F(RunTaskTest, OutputNamesThatAreNotUtf8AreLeftOut) {
       << result["message"];
 }
 
-TEST_F(RunTaskTest, SpecBuiltInCodeIsCheckedLikeAParsedOne) {
+TEST_P(RunTaskTest, SpecBuiltInCodeIsCheckedLikeAParsedOne) {
   TaskSpec unsafe = Shell("echo ran");
   unsafe.outputs = {"../escape"};
   TaskSpec unsorted = Shell("echo ran");
@@ -632,7 +653,7 @@ TEST_F(RunTaskTest, SpecBuiltInCodeIsCheckedLikeAParsedOne) {
   EXPECT_FALSE(Exists(options_.work_root));
 }
 
-TEST_F(RunTaskTest, FailedUploadIsError) {
+TEST_P(RunTaskTest, FailedUploadIsError) {
   TaskBlobs blobs = store_->Blobs();
   blobs.upload = [](const std::string&) -> absl::StatusOr<std::string> {
     return absl::UnavailableError("the exchange is away");
@@ -645,7 +666,7 @@ TEST_F(RunTaskTest, FailedUploadIsError) {
       << result["message"];
 }
 
-TEST_F(RunTaskTest, OddErrorTextIsMadeSafeForTheResult) {
+TEST_P(RunTaskTest, OddErrorTextIsMadeSafeForTheResult) {
   TaskBlobs blobs = store_->Blobs();
   blobs.fetch = [](const std::string&, const std::string&) {
     return absl::InternalError(std::string("bad\xff\n") + std::string(5000, 'x'));
@@ -661,7 +682,7 @@ TEST_F(RunTaskTest, OddErrorTextIsMadeSafeForTheResult) {
   EXPECT_NO_THROW(result.dump());
 }
 
-TEST_F(RunTaskTest, WorkRootTheJobCannotReachIsError) {
+TEST_P(RunTaskTest, WorkRootTheJobCannotReachIsError) {
   // As root, the job's uid must pass through every ancestor of its directory.
   const std::string closed = temp_.File("closed");
   ASSERT_EQ(::mkdir(closed.c_str(), 0700), 0);
@@ -673,11 +694,16 @@ TEST_F(RunTaskTest, WorkRootTheJobCannotReachIsError) {
       << result["message"];
 }
 
-TEST_F(RunTaskTest, UnwritableLeftoversAreWipedToo) {
+TEST_P(RunTaskTest, UnwritableLeftoversAreWipedToo) {
   // The job locks its own files away; the lease directory still goes (checked in TearDown).
   json result = Run(Shell("mkdir -p a/b && echo x > a/b/c && chmod 000 a/b/c a/b a"));
   EXPECT_EQ(result["status"], "succeeded") << result.dump();
 }
+
+INSTANTIATE_TEST_SUITE_P(ColdAndWarm, RunTaskTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Warm" : "Cold";
+                         });
 
 }  // namespace
 }  // namespace ocx::agent

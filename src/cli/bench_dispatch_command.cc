@@ -31,15 +31,19 @@ int RunDispatchBenchCommand(bench::DispatchBenchOptions options) {
       "task "
       "{\"command\":[\"echo\",\"running\"]}; `ocx exchange` in its own process (journal fsync, "
       "SQLite store), a local agent with %d slots and the bubblewrap sandbox, buyer over "
-      "loopback HTTP\n"
+      "loopback HTTP; %s\n"
       "trade -> the job running (its first output at the agent): p50 %.2f ms, p90 %.2f ms, "
       "p99 %.2f ms, max %.2f ms\n"
       "trade -> the agent launching the sandbox: p50 %.2f ms, p99 %.2f ms\n"
       "of which the buyer's task POST (durable) p50 %.2f ms; buys that found no offer yet: %d; "
-      "%.1f s in all\n",
-      result->leases, options.slots, result->p50_ms, result->p90_ms, result->p99_ms, result->max_ms,
+      "%.1f s in all\n"
+      "leases whose job ran in a prepared sandbox: %d of %d\n",
+      result->leases, options.slots,
+      options.warm_sandboxes > 0 ? "the agent keeps a sandbox prepared"
+                                 : "every job's sandbox starts afresh (--cold)",
+      result->p50_ms, result->p90_ms, result->p99_ms, result->max_ms,
       result->launch_p50_ms, result->launch_p99_ms, result->task_post_p50_ms, result->retries,
-      result->seconds);
+      result->seconds, result->prewarmed, result->leases);
   return 0;
 }
 
@@ -59,6 +63,9 @@ void RegisterDispatchBench(CLI::App* bench, Registry& registry) {
   command->add_option("--slots", options->slots, "The agent machine's cpu slots")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  command->add_flag_callback(
+      "--cold", [options] { options->warm_sandboxes = 0; },
+      "Start every job's sandbox afresh (no sandbox prepared ahead), for comparison");
   registry.Add(command, [options] { return RunDispatchBenchCommand(*options); });
 }
 

@@ -186,6 +186,7 @@ struct RunOptions {
   std::string data_dir = "./ocx-provider";
   std::string policy_file;
   std::string market = "cpu";
+  int warm_sandboxes = 1;
 };
 
 // `ocx provider run`: the agent, until SIGTERM or SIGINT.
@@ -233,6 +234,7 @@ int RunAgent(const RunOptions& options) {
   agent_options.policy = policy;
   agent_options.market = options.market;
   agent_options.sandbox = sandbox->get();
+  agent_options.warm_sandboxes = options.warm_sandboxes;
   agent_options.log = [](const std::string& line) {
     std::fprintf(stderr, "ocx provider: %s\n", line.c_str());
   };
@@ -268,6 +270,11 @@ void RegisterProvider(CLI::App& app, Registry& registry) {
                           "Owner policy TOML (docs/formats/provider-policy.md); default: share "
                           "everything, always, at 0.05");
   run_command->add_option("--market", run->market, "The market to sell in")->capture_default_str();
+  run_command
+      ->add_option("--warm-sandboxes", run->warm_sandboxes,
+                   "Sandboxes kept prepared so that a task starts at once (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 64));
   run_command->footer(
       "Needs root (jobs run in the bubblewrap sandbox under a uid of their own).\n"
       "Example: ocx provider run --exchange http://127.0.0.1:8080 --token-file bob.token \\\n"

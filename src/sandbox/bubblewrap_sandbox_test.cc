@@ -506,6 +506,9 @@ TEST_P(BubblewrapSandboxTest, JobsRunConcurrentlyFromSeveralThreads) {
   }
 }
 
+// What is particular to prepared sandboxes (the suite above covers what they share).
+class PreparedSandboxTest : public BubblewrapSandboxTest {};
+
 // Children of this test process: a prepared sandbox's bubblewrap is one while it waits.
 std::vector<pid_t> OwnChildren() {
   std::vector<pid_t> found;
@@ -525,8 +528,7 @@ std::vector<pid_t> OwnChildren() {
   return found;
 }
 
-TEST_P(BubblewrapSandboxTest, UnusedPreparedSandboxLeavesNothingBehind) {
-  if (!Prepared()) GTEST_SKIP() << "only about prepared sandboxes";
+TEST_P(PreparedSandboxTest, UnusedPreparedSandboxLeavesNothingBehind) {
   ASSERT_TRUE(OwnChildren().empty());
   auto prepared = sandbox_->Prepare({.work_dir = work_dir_});
   ASSERT_TRUE(prepared.ok()) << prepared.status();
@@ -535,8 +537,7 @@ TEST_P(BubblewrapSandboxTest, UnusedPreparedSandboxLeavesNothingBehind) {
   EXPECT_TRUE(OwnChildren().empty()) << "destroying it unused must kill it";
 }
 
-TEST_P(BubblewrapSandboxTest, PreparedSandboxServesOneJobInItsOwnDirectoryWithoutNetwork) {
-  if (!Prepared()) GTEST_SKIP() << "only about prepared sandboxes";
+TEST_P(PreparedSandboxTest, PreparedSandboxServesOneJobInItsOwnDirectoryWithoutNetwork) {
   auto prepared = sandbox_->Prepare({.work_dir = work_dir_});
   ASSERT_TRUE(prepared.ok()) << prepared.status();
   EXPECT_EQ((*prepared)->work_dir(), work_dir_);
@@ -563,8 +564,7 @@ TEST_P(BubblewrapSandboxTest, PreparedSandboxServesOneJobInItsOwnDirectoryWithou
   EXPECT_TRUE(OwnChildren().empty());
 }
 
-TEST_P(BubblewrapSandboxTest, DeadPreparedSandboxMeansAFreshStart) {
-  if (!Prepared()) GTEST_SKIP() << "only about prepared sandboxes";
+TEST_P(PreparedSandboxTest, DeadPreparedSandboxMeansAFreshStart) {
   auto prepared = sandbox_->Prepare({.work_dir = work_dir_});
   ASSERT_TRUE(prepared.ok()) << prepared.status();
   for (pid_t child : OwnChildren()) kill(child, SIGKILL);
@@ -594,6 +594,8 @@ INSTANTIATE_TEST_SUITE_P(ColdAndPrepared, BubblewrapSandboxTest, ::testing::Bool
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "Prepared" : "Cold";
                          });
+
+INSTANTIATE_TEST_SUITE_P(Prepared, PreparedSandboxTest, ::testing::Values(true));
 
 TEST(BubblewrapSandboxCreateTest, WithoutTheStarterEveryJobStartsAfresh) {
   BubblewrapSandbox::Options options;

@@ -10,7 +10,9 @@
 
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -205,6 +207,63 @@ TEST_F(ProviderAgentTest, ALeaseTaskRunsToCompletionAndIsBilled) {
   EXPECT_TRUE(LedgerIsBalanced(*op_, 100'000'000));
   // Nothing of the job is left on disk.
   EXPECT_TRUE(std::filesystem::is_empty(dir_->path() + "/agent/jobs"));
+}
+
+// bubblewrap processes that are children of this process (the agent runs in it).
+int BubblewrapChildren() {
+  int found = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos || line.find("(bwrap)") == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string state;
+    pid_t parent = 0;
+    rest >> state >> parent;
+    found += parent == ::getpid();
+  }
+  return found;
+}
+
+TEST_F(ProviderAgentTest, TasksStartInASandboxPreparedAheadAndNoneOutlivesTheAgent) {
+  StartAgent();
+  ASSERT_TRUE(WaitFor([&] { return agent_->status().warm_sandboxes == 1; }))
+      << "the agent never prepared a sandbox";
+  EXPECT_EQ(BubblewrapChildren(), 1) << "the prepared sandbox waits as the agent's child";
+  for (int task = 1; task <= 2; ++task) {
+    const uint64_t lease = BuyOneSlot();
+    const std::string lease_path = "/v1/leases/" + std::to_string(lease);
+    // Exactly what a fresh sandbox gives: /work empty and the job's own environment.
+    buyer_->Expect(201, "POST", lease_path + "/task",
+                   Json{{"command", {"sh", "-c", "echo $PWD $HOME; ls -A /work; echo $TASK"}},
+                        {"env", {{"TASK", std::to_string(task)}}}});
+    ASSERT_TRUE(WaitFor([&] {
+      return buyer_->Expect(200, "GET", lease_path + "/task")["task"]["status"] == "finished";
+    }));
+    const Json result = buyer_->Expect(200, "GET", lease_path + "/task")["task"]["result"];
+    EXPECT_EQ(result["status"], "succeeded") << result.dump();
+    Reply out = buyer_->Raw("GET", "/v1/blobs/" + result["stdout"]["sha256"].get<std::string>(),
+                            "", {}, "");
+    EXPECT_EQ(out.raw, "/work /work\n" + std::to_string(task) + "\n");
+    EXPECT_EQ(agent_->status().tasks_prewarmed, task);
+    // The next one is prepared once the job has had the CPU to itself for a moment.
+    ASSERT_TRUE(WaitFor([&] { return agent_->status().warm_sandboxes == 1; }));
+    ASSERT_TRUE(WaitFor([&] {
+      return buyer_->Expect(200, "GET", lease_path)["lease"]["status"] == "ended";
+    }));
+  }
+  EXPECT_TRUE(WaitFor([&] { return std::filesystem::is_empty(dir_->path() + "/agent/jobs"); }));
+  EXPECT_FALSE(std::filesystem::is_empty(dir_->path() + "/agent/warm"));
+  // Stopping kills the prepared sandbox and removes its directory.
+  agent_->Stop();
+  EXPECT_EQ(agent_->status().warm_sandboxes, 0u);
+  EXPECT_EQ(BubblewrapChildren(), 0);
+  EXPECT_TRUE(std::filesystem::is_empty(dir_->path() + "/agent/warm"));
 }
 
 TEST_F(ProviderAgentTest, AnAgentThatDiesMidLeaseGoesOfflineAndBillingStopsAtItsLastReport) {

@@ -111,6 +111,13 @@ absl::StatusOr<DispatchBenchResult> RunDispatchBench(const DispatchBenchOptions&
   auto agent = agent::Agent::Start(agent_options);
   if (!agent.ok()) return agent.status();
   (*agent)->RunInBackground();
+  // An agent that has been running a while has its sandboxes prepared: so has this one
+  // before the first lease (later ones find theirs refilled, or not, on their own).
+  const auto ready_by = Clock::now() + std::chrono::seconds(10);
+  while ((*agent)->status().warm_sandboxes < static_cast<size_t>(options.warm_sandboxes) &&
+         Clock::now() < ready_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 
   DispatchBenchResult result;
   std::vector<double> latencies, task_posts, to_launch;

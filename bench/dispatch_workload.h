@@ -1,5 +1,5 @@
 // `ocx bench dispatch`: how long from a trade to the leased job's process starting in the
-// sandbox on a local provider agent (docs/benchmarks.md, "Dispatch").
+// sandbox on a local provider agent (docs/benchmarks.md, "`ocx bench dispatch`").
 #pragma once
 
 #include <cstdint>

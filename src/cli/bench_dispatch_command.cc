@@ -1,5 +1,5 @@
 // `ocx bench dispatch`: time from a trade to the leased job starting in the sandbox on a
-// local provider agent (docs/benchmarks.md, "Dispatch").
+// local provider agent (docs/benchmarks.md, "`ocx bench dispatch`").
 #include <stdlib.h>
 
 #include <cstdio>

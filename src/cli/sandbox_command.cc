@@ -1,6 +1,6 @@
 // `ocx sandbox exec -- CMD...`: runs one command in the job sandbox, the way a provider's
 // agent runs a leased job, so that a provider can try it. `ocx sandbox bench` measures the
-// sandbox's start-up overhead (docs/benchmarks.md, "Sandbox start-up").
+// sandbox's start-up overhead (docs/benchmarks.md, "`ocx sandbox bench`").
 // See docs/sandbox.md for what is isolated how.
 #include <fcntl.h>
 #include <signal.h>

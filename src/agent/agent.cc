@@ -268,6 +268,9 @@ void Agent::RunInBackground() {
   if (options_.warm_sandboxes > 0) warmer_thread_ = std::thread([this] { WarmerLoop(); });
 }
 
+// The sandboxes are prepared on this thread, and a prepared sandbox dies with the thread that
+// forked it (the launcher's parent-death signal follows the thread, not the process): so the
+// thread lives until Stop(), which kills the jobs anyway.
 void Agent::WarmerLoop() {
   int64_t retry_ms = kWarmRetryMinMs;
   uint64_t made = 0;

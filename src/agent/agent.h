@@ -92,8 +92,8 @@ struct AgentStatus {
   int64_t usage_reports_sent = 0;
   int64_t tasks_started = 0;
   int64_t tasks_finished = 0;
-  int64_t tasks_prewarmed = 0;  // Of tasks_started: those whose job ran in a prepared sandbox.
-  size_t warm_sandboxes = 0;    // Prepared now, waiting for a task.
+  int64_t tasks_prewarmed = 0;   // Of tasks_started: those whose job ran in a prepared sandbox.
+  size_t warm_sandboxes = 0;     // Prepared now, waiting for a task.
   core::OrderId sell_order = 0;  // The open sell, 0 when none.
   int64_t offered_slots = 0;
   size_t active_leases = 0;
@@ -160,9 +160,9 @@ class Agent {
   int64_t offered_price_ = 0;  // Of the open sell. Connection thread only.
   std::thread connection_thread_;
   std::thread warmer_thread_;
-  std::condition_variable warm_cv_;                 // warm_ shrank, or stopping.
-  std::vector<WarmStart> warm_;                     // Guarded by mu_.
-  int64_t last_warm_take_ms_ = 0;                   // Guarded by mu_.
+  std::condition_variable warm_cv_;  // warm_ shrank, or stopping.
+  std::vector<WarmStart> warm_;      // Guarded by mu_.
+  int64_t last_warm_take_ms_ = 0;    // Guarded by mu_.
   std::atomic<uint64_t> next_message_id_{1};
   std::atomic<bool> market_dirty_{false};  // A lease ended: look at the offer now.
 };

@@ -41,9 +41,9 @@ int RunDispatchBenchCommand(bench::DispatchBenchOptions options) {
       result->leases, options.slots,
       options.warm_sandboxes > 0 ? "the agent keeps a sandbox prepared"
                                  : "every job's sandbox starts afresh (--cold)",
-      result->p50_ms, result->p90_ms, result->p99_ms, result->max_ms,
-      result->launch_p50_ms, result->launch_p99_ms, result->task_post_p50_ms, result->retries,
-      result->seconds, result->prewarmed, result->leases);
+      result->p50_ms, result->p90_ms, result->p99_ms, result->max_ms, result->launch_p50_ms,
+      result->launch_p99_ms, result->task_post_p50_ms, result->retries, result->seconds,
+      result->prewarmed, result->leases);
   return 0;
 }
 

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -268,7 +268,6 @@ struct StartRequest {
 namespace {
 
 using internal::StartRequest;
-
 
 // bubblewrap's options, NUL-separated for `--args`. They travel through a memfd rather than
 // the command line, so the job does not see host paths in its /proc/1/cmdline.
@@ -533,7 +532,9 @@ pid_t ReadChildPid(int fd) {
 std::string StarterMessage(const JobSpec& spec) {
   std::string strings;
   for (const std::string& arg : spec.argv) strings.append(arg).push_back('\0');
-  for (const auto& [key, value] : spec.env) strings.append(key).append("=").append(value).push_back('\0');
+  for (const auto& [key, value] : spec.env) {
+    strings.append(key).append("=").append(value).push_back('\0');
+  }
   if (strings.size() > kJobStarterBytesMax) return {};
   const JobStarterHeader header{kJobStarterMagic, static_cast<uint32_t>(spec.argv.size()),
                                 static_cast<uint32_t>(spec.env.size()),
@@ -596,8 +597,8 @@ namespace {
 
 // Runs a started sandbox's job to its end: forwards its output, and enforces the timeout,
 // cancellation and OOM; then makes sure nothing of it is left and fills in `result`.
-absl::Status Supervise(internal::StartedSandbox& started, const JobSpec& spec,
-                       OutputPump& out_pump, OutputPump& err_pump, JobResult& result) {
+absl::Status Supervise(internal::StartedSandbox& started, const JobSpec& spec, OutputPump& out_pump,
+                       OutputPump& err_pump, JobResult& result) {
   result.cgroup_version = started.cgroup != nullptr ? started.cgroup->version() : 0;
   result.swap_limited = started.cgroup != nullptr && started.cgroup->swap_limited();
   const bool has_deadline = spec.timeout.count() > 0;
@@ -627,7 +628,8 @@ absl::Status Supervise(internal::StartedSandbox& started, const JobSpec& spec,
     const size_t cancel_index = spec.cancel != nullptr && !kill_requested ? count++ : SIZE_MAX;
     if (cancel_index != SIZE_MAX) fds[cancel_index] = {spec.cancel->fd(), POLLIN, 0};
     const size_t oom_index =
-        started.cgroup != nullptr && started.cgroup->oom_fd() >= 0 && !kill_requested ? count++ : SIZE_MAX;
+        started.cgroup != nullptr && started.cgroup->oom_fd() >= 0 && !kill_requested ? count++
+                                                                                      : SIZE_MAX;
     if (oom_index != SIZE_MAX) {
       fds[oom_index] = {started.cgroup->oom_fd(), started.cgroup->oom_poll_events(), 0};
     }
@@ -678,7 +680,8 @@ absl::Status Supervise(internal::StartedSandbox& started, const JobSpec& spec,
   // Whatever ended the job: nothing of it may outlive Run().
   absl::Status teardown;
   if (started.cgroup != nullptr) teardown = started.cgroup->KillAll();
-  if (started.init_pidfd.valid() && !WaitPidfd(started.init_pidfd.get(), kInitExitDeadline) && teardown.ok()) {
+  if (started.init_pidfd.valid() && !WaitPidfd(started.init_pidfd.get(), kInitExitDeadline) &&
+      teardown.ok()) {
     teardown = absl::DeadlineExceededError("the sandbox's init did not exit");
   }
   // With every writer gone the pipes reach EOF; the deadline only guards against a copy of
@@ -782,7 +785,9 @@ absl::Status AwaitStarter(const internal::StartedSandbox& started) {
   const ssize_t n = ::read(started.err_r.get(), said, sizeof(said));  // non-blocking
   return absl::InternalError(absl::StrCat(
       "the prepared sandbox did not start",
-      n > 0 ? absl::StrCat(": ", absl::StripAsciiWhitespace(absl::string_view(said, static_cast<size_t>(n)))) : ""));
+      n > 0 ? absl::StrCat(
+                  ": ", absl::StripAsciiWhitespace(absl::string_view(said, static_cast<size_t>(n))))
+            : ""));
 }
 
 }  // namespace
@@ -862,7 +867,8 @@ absl::StatusOr<std::unique_ptr<internal::StartedSandbox>> BubblewrapSandbox::Sta
   OCX_RETURN_IF_ERROR(MakePipe(&started->status_r, &status_w));
   // Sockets, not pipes: sending to a launcher (or starter) that already died must not raise
   // SIGPIPE.
-  for (auto [read_end, write_end] : {std::pair{&go_r, &go_w}, std::pair{&command_r, &started->command}}) {
+  for (auto [read_end, write_end] :
+       {std::pair{&go_r, &go_w}, std::pair{&command_r, &started->command}}) {
     if (write_end == &started->command && !request.starter) continue;
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
@@ -920,8 +926,8 @@ absl::StatusOr<std::unique_ptr<internal::StartedSandbox>> BubblewrapSandbox::Sta
   started->pid = pid;          // from here on, an early return kills it (~StartedSandbox)
 
   // Parent. Drop our copies of the launcher's ends, so EOFs mean what they should.
-  for (UniqueFd* fd : {&dev_null, &out_w, &err_w, &status_w, &go_r, &fail_w, &args_fd,
-                       &seccomp_fd, &starter_fd, &command_r}) {
+  for (UniqueFd* fd : {&dev_null, &out_w, &err_w, &status_w, &go_r, &fail_w, &args_fd, &seccomp_fd,
+                       &starter_fd, &command_r}) {
     fd->Reset();
   }
   for (UniqueFd& fd : etc_fds) fd.Reset();
@@ -1074,7 +1080,9 @@ absl::StatusOr<JobResult> BubblewrapSandbox::Run(const JobSpec& spec) {
     OCX_ASSIGN_OR_RETURN(started, Start(request));
   }
   OCX_RETURN_IF_ERROR(Supervise(*started, spec, out_pump, err_pump, result));
-  if (result.prewarmed) result.cpu_time = std::max(result.cpu_time - cpu_before_job, std::chrono::nanoseconds{0});
+  if (result.prewarmed) {
+    result.cpu_time = std::max(result.cpu_time - cpu_before_job, std::chrono::nanoseconds{0});
+  }
   result.timing.prepare = started->t_fork - t_start;
   result.timing.spawn = started->t_exec - started->t_fork;
   return result;

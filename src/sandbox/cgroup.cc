@@ -395,8 +395,7 @@ absl::Status JobCgroup::SetLimits(const CgroupLimits& limits) {
     }
   }
   if (limits.pids_max > 0) {
-    OCX_RETURN_IF_ERROR(
-        WriteControlFile(pids_dir_ + "/pids.max", std::to_string(limits.pids_max)));
+    OCX_RETURN_IF_ERROR(WriteControlFile(pids_dir_ + "/pids.max", std::to_string(limits.pids_max)));
   }
   if (limits.cpu_quota_micros > 0) {
     OCX_RETURN_IF_ERROR(WriteControlFile(cpu_dir_ + "/cpu.cfs_period_us",

@@ -5,14 +5,14 @@
 // exactly as bubblewrap itself would have started it (same process, same PATH lookup).
 // Static and small: it runs inside the sandbox, where only /usr of the host is visible, and
 // it must cost next to nothing on the way to the job's first instruction.
+#include "src/sandbox/job_starter.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "src/sandbox/job_starter.h"
 
 extern char** environ;
 
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   // Ready: the sandbox is complete. Prepare() returns once it reads this.
   if (fd < 3 || ::write(fd, &kJobStarterReady, 1) != 1) return kJobStarterProtocolExit;
   JobStarterHeader header;
-  if ( !ReadFull(fd, &header, sizeof(header)) || header.magic != kJobStarterMagic ||
+  if (!ReadFull(fd, &header, sizeof(header)) || header.magic != kJobStarterMagic ||
       header.bytes > kJobStarterBytesMax || header.argc == 0 || header.argc > header.bytes ||
       header.envc > header.bytes) {
     return kJobStarterProtocolExit;
@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
   char* buffer = static_cast<char*>(malloc(header.bytes + 1));
   char** job_argv = static_cast<char**>(calloc(header.argc + 1, sizeof(char*)));
   char** job_env = static_cast<char**>(calloc(header.envc + 1, sizeof(char*)));
-  if (buffer == nullptr || job_argv == nullptr || job_env == nullptr) return kJobStarterProtocolExit;
+  if (buffer == nullptr || job_argv == nullptr || job_env == nullptr)
+    return kJobStarterProtocolExit;
   if (!ReadFull(fd, buffer, header.bytes)) return kJobStarterProtocolExit;
   ::close(fd);  // nothing of the agent stays open in the job
   char* at = buffer;

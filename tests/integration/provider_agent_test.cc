@@ -247,15 +247,14 @@ TEST_F(ProviderAgentTest, TasksStartInASandboxPreparedAheadAndNoneOutlivesTheAge
     }));
     const Json result = buyer_->Expect(200, "GET", lease_path + "/task")["task"]["result"];
     EXPECT_EQ(result["status"], "succeeded") << result.dump();
-    Reply out = buyer_->Raw("GET", "/v1/blobs/" + result["stdout"]["sha256"].get<std::string>(),
-                            "", {}, "");
+    Reply out = buyer_->Raw("GET", "/v1/blobs/" + result["stdout"]["sha256"].get<std::string>(), "",
+                            {}, "");
     EXPECT_EQ(out.raw, "/work /work\n" + std::to_string(task) + "\n");
     EXPECT_EQ(agent_->status().tasks_prewarmed, task);
     // The next one is prepared once the job has had the CPU to itself for a moment.
     ASSERT_TRUE(WaitFor([&] { return agent_->status().warm_sandboxes == 1; }));
-    ASSERT_TRUE(WaitFor([&] {
-      return buyer_->Expect(200, "GET", lease_path)["lease"]["status"] == "ended";
-    }));
+    ASSERT_TRUE(WaitFor(
+        [&] { return buyer_->Expect(200, "GET", lease_path)["lease"]["status"] == "ended"; }));
   }
   EXPECT_TRUE(WaitFor([&] { return std::filesystem::is_empty(dir_->path() + "/agent/jobs"); }));
   EXPECT_FALSE(std::filesystem::is_empty(dir_->path() + "/agent/warm"));

@@ -301,7 +301,6 @@ void Agent::WarmerLoop() {
     }
     retry_ms = kWarmRetryMinMs;
     warm_.push_back(*std::move(warm));
-    status_.warm_sandboxes = warm_.size();
   }
 }
 
@@ -310,7 +309,6 @@ std::optional<WarmStart> Agent::TakeWarmStart() {
   if (warm_.empty()) return std::nullopt;
   WarmStart warm = std::move(warm_.back());
   warm_.pop_back();
-  status_.warm_sandboxes = warm_.size();
   last_warm_take_ms_ = NowMs();
   warm_cv_.notify_all();
   return warm;
@@ -333,7 +331,6 @@ void Agent::Stop() {
   {
     std::lock_guard lock(mu_);
     warm.swap(warm_);
-    status_.warm_sandboxes = 0;
   }
   for (WarmStart& unused : warm) {
     unused.prepared.reset();  // kills it
@@ -359,6 +356,7 @@ AgentStatus Agent::status() const {
   AgentStatus out = status_;
   out.active_leases = 0;
   for (const auto& [id, state] : leases_) out.active_leases += !state->ended;
+  out.warm_sandboxes = warm_.size();
   return out;
 }
 

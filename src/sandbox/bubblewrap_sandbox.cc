@@ -528,6 +528,17 @@ pid_t ReadChildPid(int fd) {
   return pid;
 }
 
+// The cgroup limits of a job: its own, or its slots' defaults.
+CgroupLimits JobLimits(const JobSpec& spec) {
+  CgroupLimits limits;
+  limits.memory_bytes = spec.memory_bytes > 0 ? spec.memory_bytes : spec.slots * kSlotMemoryBytes;
+  limits.pids_max =
+      spec.pids_max > 0 ? spec.pids_max : std::min(spec.slots * kSlotPidsDefault, kPidsMax);
+  limits.cpu_quota_micros = spec.slots * kSlotCpuQuotaMicros;
+  limits.cpu_period_micros = kCpuPeriodMicros;
+  return limits;
+}
+
 // The job's message for ocx-job-start (job_starter.h); empty when it is over the bound.
 std::string StarterMessage(const JobSpec& spec) {
   std::string strings;
@@ -743,10 +754,6 @@ absl::Status Supervise(internal::StartedSandbox& started, const JobSpec& spec, O
   return absl::OkStatus();
 }
 
-}  // namespace
-
-namespace {
-
 // A bubblewrap started by Prepare(), waiting in ocx-job-start.
 class BubblewrapPrepared final : public PreparedSandbox {
  public:
@@ -793,6 +800,11 @@ absl::Status AwaitStarter(const internal::StartedSandbox& started) {
 }  // namespace
 
 std::string DefaultJobStarterPath() { return OCX_DEFAULT_JOB_STARTER_PATH; }
+
+absl::Status BubblewrapSandbox::HandToJobUid(const std::string& work_dir) const {
+  if (::geteuid() != 0) return absl::OkStatus();  // the job runs as the caller's uid
+  return ChownTree(AT_FDCWD, work_dir.c_str(), options_.job_host_uid, options_.job_host_gid, 0);
+}
 
 absl::StatusOr<std::unique_ptr<BubblewrapSandbox>> BubblewrapSandbox::Create(Options options) {
   if (::access(options.bwrap_path.c_str(), X_OK) != 0) {
@@ -969,31 +981,18 @@ absl::StatusOr<std::unique_ptr<internal::StartedSandbox>> BubblewrapSandbox::Sta
 absl::StatusOr<std::unique_ptr<PreparedSandbox>> BubblewrapSandbox::Prepare(
     const PrepareSpec& spec) {
   if (starter_.empty()) return starter_status_;
-  if (spec.work_dir.empty() || spec.work_dir[0] != '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("work_dir must be an absolute path, not '", spec.work_dir, "'"));
-  }
-  if (spec.tmp_bytes != 0 && spec.tmp_bytes < kMemoryBytesMin) {
-    return absl::InvalidArgumentError(absl::StrCat("tmp_bytes must be at least ",
-                                                   kMemoryBytesMin >> 20, " MiB, not ",
-                                                   spec.tmp_bytes, " bytes"));
-  }
+  OCX_RETURN_IF_ERROR(ValidatePrepareSpec(spec));
   StartRequest request;
   OCX_ASSIGN_OR_RETURN(request.work_dir, CheckWorkDir(spec.work_dir));
-  if (::geteuid() == 0) {
-    OCX_RETURN_IF_ERROR(ChownTree(AT_FDCWD, request.work_dir.c_str(), options_.job_host_uid,
-                                  options_.job_host_gid, 0));
-  }
+  // bubblewrap's --chdir /work already needs the job's uid to own the directory.
+  OCX_RETURN_IF_ERROR(HandToJobUid(request.work_dir));
   struct stat st;
   if (::stat(request.work_dir.c_str(), &st) != 0) {
     return ErrnoStatus(errno, "stat " + request.work_dir);
   }
   request.tmp_bytes = spec.tmp_bytes > 0 ? spec.tmp_bytes : kSlotMemoryBytes;
   // One slot's limits while it waits; Run() sets the job's before the job starts.
-  request.limits.memory_bytes = kSlotMemoryBytes;
-  request.limits.pids_max = kSlotPidsDefault;
-  request.limits.cpu_quota_micros = kSlotCpuQuotaMicros;
-  request.limits.cpu_period_micros = kCpuPeriodMicros;
+  request.limits = JobLimits(JobSpec{});
   request.argv = {std::string(kStarterPath), std::to_string(kCommandFd)};
   request.starter = true;
   OCX_ASSIGN_OR_RETURN(std::unique_ptr<internal::StartedSandbox> started, Start(request));
@@ -1009,12 +1008,8 @@ absl::StatusOr<JobResult> BubblewrapSandbox::Run(const JobSpec& spec) {
   OCX_RETURN_IF_ERROR(ValidateJobSpec(spec));
   StartRequest request;
   request.network = spec.network;
-  request.tmp_bytes = spec.memory_bytes > 0 ? spec.memory_bytes : spec.slots * kSlotMemoryBytes;
-  request.limits.memory_bytes = request.tmp_bytes;
-  request.limits.pids_max =
-      spec.pids_max > 0 ? spec.pids_max : std::min(spec.slots * kSlotPidsDefault, kPidsMax);
-  request.limits.cpu_quota_micros = spec.slots * kSlotCpuQuotaMicros;
-  request.limits.cpu_period_micros = kCpuPeriodMicros;
+  request.limits = JobLimits(spec);
+  request.tmp_bytes = request.limits.memory_bytes;
   OCX_ASSIGN_OR_RETURN(request.work_dir, CheckWorkDir(spec.work_dir));
 
   std::unique_ptr<internal::StartedSandbox> started;
@@ -1039,10 +1034,7 @@ absl::StatusOr<JobResult> BubblewrapSandbox::Run(const JobSpec& spec) {
     }
     started = std::move(prepared->started_);
   }
-  if (::geteuid() == 0) {
-    OCX_RETURN_IF_ERROR(ChownTree(AT_FDCWD, request.work_dir.c_str(), options_.job_host_uid,
-                                  options_.job_host_gid, 0));
-  }
+  OCX_RETURN_IF_ERROR(HandToJobUid(request.work_dir));
 
   OutputPump out_pump(spec.stdout_sink, spec.output_bytes_max);
   OutputPump err_pump(spec.stderr_sink, spec.output_bytes_max);

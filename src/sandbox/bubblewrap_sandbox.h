@@ -78,6 +78,8 @@ class BubblewrapSandbox final : public Sandbox {
         starter_(std::move(starter)),
         starter_status_(std::move(starter_status)) {}
   // Forks the launcher, which becomes bubblewrap in the new cgroup.
+  // As root: hands the (resolved) work directory tree to the job's host uid.
+  absl::Status HandToJobUid(const std::string& work_dir) const;
   absl::StatusOr<std::unique_ptr<internal::StartedSandbox>> Start(
       const internal::StartRequest& request) const;
 

@@ -537,6 +537,16 @@ TEST_P(PreparedSandboxTest, UnusedPreparedSandboxLeavesNothingBehind) {
   EXPECT_TRUE(OwnChildren().empty()) << "destroying it unused must kill it";
 }
 
+TEST_P(PreparedSandboxTest, BadPrepareSpecIsRefusedBeforeAnythingStarts) {
+  EXPECT_EQ(sandbox_->Prepare({.work_dir = "relative/dir"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sandbox_->Prepare({.work_dir = "/etc"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sandbox_->Prepare({.work_dir = work_dir_, .tmp_bytes = 1024}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(OwnChildren().empty());
+}
+
 TEST_P(PreparedSandboxTest, PreparedSandboxServesOneJobInItsOwnDirectoryWithoutNetwork) {
   auto prepared = sandbox_->Prepare({.work_dir = work_dir_});
   ASSERT_TRUE(prepared.ok()) << prepared.status();

@@ -49,7 +49,29 @@ namespace {
 
 bool HasNul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 
+absl::Status CheckWorkDirPath(const std::string& work_dir) {
+  if (work_dir.empty() || work_dir[0] != '/' || HasNul(work_dir)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("work_dir must be an absolute path, not '", work_dir, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckMemoryBytes(const char* what, int64_t bytes) {
+  if (bytes != 0 && bytes < kMemoryBytesMin) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " must be at least ",
+                                                   kMemoryBytesMin >> 20, " MiB, not ", bytes,
+                                                   " bytes"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status ValidatePrepareSpec(const PrepareSpec& spec) {
+  if (absl::Status s = CheckWorkDirPath(spec.work_dir); !s.ok()) return s;
+  return CheckMemoryBytes("tmp_bytes", spec.tmp_bytes);
+}
 
 absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (spec.argv.empty() || spec.argv[0].empty()) {
@@ -80,19 +102,12 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
                                                      kArgBytesMax, " bytes or holds a NUL"));
     }
   }
-  if (spec.work_dir.empty() || spec.work_dir[0] != '/' || HasNul(spec.work_dir)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("work_dir must be an absolute path, not '", spec.work_dir, "'"));
-  }
+  if (absl::Status s = CheckWorkDirPath(spec.work_dir); !s.ok()) return s;
   if (spec.slots < 1 || spec.slots > kSlotsMax) {
     return absl::InvalidArgumentError(
         absl::StrCat("slots must be 1..", kSlotsMax, ", not ", spec.slots));
   }
-  if (spec.memory_bytes != 0 && spec.memory_bytes < kMemoryBytesMin) {
-    return absl::InvalidArgumentError(absl::StrCat("memory must be at least ",
-                                                   kMemoryBytesMin >> 20, " MiB, not ",
-                                                   spec.memory_bytes, " bytes"));
-  }
+  if (absl::Status s = CheckMemoryBytes("memory", spec.memory_bytes); !s.ok()) return s;
   if (spec.pids_max != 0 && (spec.pids_max < kPidsMin || spec.pids_max > kPidsMax)) {
     return absl::InvalidArgumentError(
         absl::StrCat("pids_max must be ", kPidsMin, "..", kPidsMax, ", not ", spec.pids_max));

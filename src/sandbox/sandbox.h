@@ -187,6 +187,7 @@ std::vector<std::pair<std::string, std::string>> DefaultJobEnv();
 
 // Checks a spec against the bounds above; InvalidArgument with a sentence when it is off.
 absl::Status ValidateJobSpec(const JobSpec& spec);
+absl::Status ValidatePrepareSpec(const PrepareSpec& spec);
 
 // Removes `work_dir` and everything below it without following symbolic links, also what a
 // job made unreadable (mode 000 directories). Refuses relative paths and "/". NotFound-safe:

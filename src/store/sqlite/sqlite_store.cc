@@ -359,9 +359,9 @@ class ReadTransaction {
 struct SqliteStore::WriteStatements {
   Stmt begin, commit, rollback, set_meta;
   Stmt insert_account;
-  Stmt insert_entry, add_balance;
+  Stmt insert_entry, add_balance, touch_balance;
   Stmt insert_machine, set_machine_status;
-  Stmt insert_order, fill_order, end_order, replace_order, insert_rejection;
+  Stmt insert_order, insert_order_row, fill_order, end_order, replace_order, insert_rejection;
   Stmt insert_trade, link_trade;
   Stmt insert_lease, usage_lease, insert_usage, end_lease;
   Stmt insert_task, finish_task;
@@ -400,6 +400,11 @@ absl::Status SqliteStore::PrepareWriter() {
                               "INSERT INTO balances (owner, kind, amount) VALUES (?1, ?2, ?3) "
                               "ON CONFLICT (owner, kind) DO UPDATE SET amount = amount + "
                               "excluded.amount"));
+  // A balance a batch touched whose net change is zero: it exists afterwards, as it would
+  // had each transfer been applied alone, and an existing row is not rewritten.
+  OCX_RETURN_IF_ERROR(prepare(&w->touch_balance,
+                              "INSERT OR IGNORE INTO balances (owner, kind, amount) "
+                              "VALUES (?1, ?2, 0)"));
   OCX_RETURN_IF_ERROR(prepare(&w->insert_machine,
                               "INSERT INTO machines (id, owner, name, online, registered_seq, "
                               "registered_time, last_status_time) "
@@ -413,6 +418,14 @@ absl::Status SqliteStore::PrepareWriter() {
                               "created_time, updated_seq, updated_time) "
                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, 'open', NULL, ?7, ?8, ?7, "
                               "?8)"));
+  // An order placed and changed within one command (an ioc order cancelled unfilled, one that
+  // filled at once) is written once, as it stands at the command's end.
+  OCX_RETURN_IF_ERROR(prepare(&w->insert_order_row,
+                              "INSERT INTO orders (id, market, side, account, price, quantity, "
+                              "remaining, filled, status, cancel_reason, created_seq, "
+                              "created_time, updated_seq, updated_time) "
+                              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, "
+                              "?12)"));
   OCX_RETURN_IF_ERROR(prepare(&w->fill_order,
                               "UPDATE orders SET remaining = remaining - ?2, filled = filled + ?2, "
                               "status = CASE WHEN remaining = ?2 THEN 'filled' ELSE status END, "
@@ -856,11 +869,19 @@ namespace {
 
 // Applies the events of one command with the writer's statements. Not thread-safe: used
 // under write_mu_, inside the batch's transaction.
+using BalanceDeltas = std::map<std::pair<core::AccountId, core::BalanceKind>, core::Micros>;
+
 template <typename Statements>
 class EventProjector {
  public:
-  EventProjector(Statements& w, const AppliedCommand& command)
-      : w_(w), command_(command), seq_(Key(command.sequence)), time_(command.time_micros) {}
+  // `balance_deltas` collects the net change of each balance over the batch; the caller
+  // writes it before the batch commits (ApplyBalanceDeltas).
+  EventProjector(Statements& w, const AppliedCommand& command, BalanceDeltas* balance_deltas)
+      : w_(w),
+        command_(command),
+        seq_(Key(command.sequence)),
+        time_(command.time_micros),
+        balance_deltas_(balance_deltas) {}
 
   absl::Status operator()(const core::AccountCreated& e) {
     return w_.insert_account.Bind(1, int64_t{e.account})
@@ -883,14 +904,9 @@ class EventProjector {
                             .Bind(9, core::TransferKindName(e.kind))
                             .Bind(10, Key(e.reference))
                             .Run());
-    OCX_RETURN_IF_ERROR(w_.add_balance.Bind(1, int64_t{e.from.owner})
-                            .Bind(2, core::BalanceKindName(e.from.kind))
-                            .Bind(3, -e.amount)
-                            .Run());
-    return w_.add_balance.Bind(1, int64_t{e.to.owner})
-        .Bind(2, core::BalanceKindName(e.to.kind))
-        .Bind(3, e.amount)
-        .Run();
+    (*balance_deltas_)[{e.from.owner, e.from.kind}] -= e.amount;
+    (*balance_deltas_)[{e.to.owner, e.to.kind}] += e.amount;
+    return absl::OkStatus();
   }
 
   absl::Status operator()(const core::MachineRegistered& e) {
@@ -914,17 +930,22 @@ class EventProjector {
     const engine::Event& e = oe.event;
     switch (e.type) {
       case engine::EventType::kAccepted:
-        return w_.insert_order.Bind(1, e.id)
-            .Bind(2, oe.market)
-            .Bind(3, SideName(e.side))
-            .Bind(4, int64_t{e.account})
-            .Bind(5, e.price)
-            .Bind(6, e.quantity)
-            .Bind(7, seq_)
-            .Bind(8, time_)
-            .Run();
+        if (FindNewOrder(e.id) != nullptr) return Problem("an order accepted twice", e.id);
+        new_orders_.push_back(NewOrder{e.id, &oe.market, e.side, e.account, e.price, e.quantity,
+                                       e.quantity, 0, OrderStatus::kOpen, {}});
+        return absl::OkStatus();
       case engine::EventType::kTrade: {
         for (const core::OrderId id : {e.id, e.maker_id}) {
+          if (NewOrder* order = FindNewOrder(id)) {
+            // As fill_order: only an open order with at least that much left.
+            if (order->status != OrderStatus::kOpen || order->remaining < e.quantity) {
+              return Problem("trade of an order not open for it", static_cast<uint64_t>(id));
+            }
+            order->remaining -= e.quantity;
+            order->filled += e.quantity;
+            if (order->remaining == 0) order->status = OrderStatus::kFilled;
+            continue;
+          }
           OCX_RETURN_IF_ERROR(
               w_.fill_order.Bind(1, id).Bind(2, e.quantity).Bind(3, seq_).Bind(4, time_).Run());
           OCX_RETURN_IF_ERROR(ExpectOneRow(w_.fill_order, "trade of an order not open for it",
@@ -950,6 +971,17 @@ class EventProjector {
       case engine::EventType::kCancelled:
       case engine::EventType::kExpired: {
         const bool cancelled = e.type == engine::EventType::kCancelled;
+        if (NewOrder* order = FindNewOrder(e.id)) {
+          // As end_order: only an open order, and all of what is left of it.
+          if (order->status != OrderStatus::kOpen || order->remaining != e.quantity) {
+            return Problem("end of an order not open with that remainder",
+                           static_cast<uint64_t>(e.id));
+          }
+          order->remaining = 0;
+          order->status = cancelled ? OrderStatus::kCancelled : OrderStatus::kExpired;
+          if (cancelled) order->cancel_reason = std::string(engine::ReasonCode(e.cancel));
+          return absl::OkStatus();
+        }
         w_.end_order.Bind(1, e.id)
             .Bind(2, e.quantity)
             .Bind(3, OrderStatusName(cancelled ? OrderStatus::kCancelled : OrderStatus::kExpired));
@@ -963,6 +995,14 @@ class EventProjector {
                             static_cast<uint64_t>(e.id));
       }
       case engine::EventType::kReplaced:
+        if (NewOrder* order = FindNewOrder(e.id)) {
+          if (order->status != OrderStatus::kOpen) {
+            return Problem("replace of an order not open", static_cast<uint64_t>(e.id));
+          }
+          order->price = e.price;
+          order->remaining = e.quantity;
+          return absl::OkStatus();
+        }
         OCX_RETURN_IF_ERROR(w_.replace_order.Bind(1, e.id)
                                 .Bind(2, e.price)
                                 .Bind(3, e.quantity)
@@ -1111,8 +1151,27 @@ class EventProjector {
   }
 
   // After the command's last event: every trade found its lease.
+  // After the command's last event: every trade found its lease; the orders it placed are
+  // written as they stand now.
   absl::Status Finish() {
     if (pending_trade_ != 0) return Problem("a trade without its lease (trade row)", 0);
+    for (const NewOrder& order : new_orders_) {
+      w_.insert_order_row.Bind(1, order.id)
+          .Bind(2, *order.market)
+          .Bind(3, SideName(order.side))
+          .Bind(4, int64_t{order.account})
+          .Bind(5, order.price)
+          .Bind(6, order.quantity)
+          .Bind(7, order.remaining)
+          .Bind(8, order.filled)
+          .Bind(9, OrderStatusName(order.status));
+      if (order.cancel_reason.empty()) {
+        w_.insert_order_row.BindNull(10);
+      } else {
+        w_.insert_order_row.Bind(10, order.cancel_reason);
+      }
+      OCX_RETURN_IF_ERROR(w_.insert_order_row.Bind(11, seq_).Bind(12, time_).Run());
+    }
     return absl::OkStatus();
   }
 
@@ -1125,17 +1184,60 @@ class EventProjector {
     return Inconsistent(command_, std::string(what) + " " + std::to_string(id));
   }
 
+  // An order accepted by this command, as it stands after the events seen so far.
+  struct NewOrder {
+    int64_t id;
+    const std::string* market;  // In the command's events, which outlive the projector.
+    engine::Side side;
+    core::AccountId account;
+    int64_t price;
+    int64_t quantity;
+    int64_t remaining;
+    int64_t filled;
+    OrderStatus status;
+    std::string cancel_reason;  // Empty: NULL.
+  };
+
+  NewOrder* FindNewOrder(int64_t id) {
+    for (NewOrder& order : new_orders_) {
+      if (order.id == id) return &order;
+    }
+    return nullptr;
+  }
+
   Statements& w_;
   const AppliedCommand& command_;
   const int64_t seq_;
   const int64_t time_;
+  BalanceDeltas* balance_deltas_;
   int64_t pending_trade_ = 0;  // Row id of a trade whose LeaseStarted has not come yet.
+  std::vector<NewOrder> new_orders_;  // Few: one per order a command places.
 };
+
+// Writes the batch's net balance changes (in key order, so the same batch always writes the
+// same way). A balance whose changes cancel out is created if missing and otherwise left.
+absl::Status ApplyBalanceDeltas(Stmt& add_balance, Stmt& touch_balance,
+                                const BalanceDeltas& deltas) {
+  for (const auto& [key, delta] : deltas) {
+    const auto& [owner, kind] = key;
+    if (delta == 0) {
+      OCX_RETURN_IF_ERROR(
+          touch_balance.Bind(1, int64_t{owner}).Bind(2, core::BalanceKindName(kind)).Run());
+    } else {
+      OCX_RETURN_IF_ERROR(add_balance.Bind(1, int64_t{owner})
+                              .Bind(2, core::BalanceKindName(kind))
+                              .Bind(3, delta)
+                              .Run());
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
-absl::Status SqliteStore::ProjectCommand(const AppliedCommand& command) {
-  EventProjector<WriteStatements> projector(*write_, command);
+absl::Status SqliteStore::ProjectCommand(const AppliedCommand& command,
+                                         BalanceDeltas* balance_deltas) {
+  EventProjector<WriteStatements> projector(*write_, command, balance_deltas);
   for (const core::CoreEvent& event : command.events) {
     OCX_RETURN_IF_ERROR(std::visit(projector, event));
   }
@@ -1153,6 +1255,7 @@ absl::Status SqliteStore::ProjectLocked(std::span<const AppliedCommand> commands
   WriteStatements& w = *write_;
   OCX_RETURN_IF_ERROR(w.begin.Run());
   absl::Status status;
+  BalanceDeltas balance_deltas;
   for (const AppliedCommand& command : commands) {
     if (command.sequence <= last_sequence) continue;
     if (command.time_micros < last_time) {
@@ -1161,11 +1264,12 @@ absl::Status SqliteStore::ProjectLocked(std::span<const AppliedCommand> commands
                                          std::to_string(last_time));
       break;
     }
-    status = ProjectCommand(command);
+    status = ProjectCommand(command, &balance_deltas);
     if (!status.ok()) break;
     last_sequence = command.sequence;
     last_time = command.time_micros;
   }
+  if (status.ok()) status = ApplyBalanceDeltas(w.add_balance, w.touch_balance, balance_deltas);
   if (status.ok()) status = w.set_meta.Bind(1, kMetaLastSequence).Bind(2, Key(last_sequence)).Run();
   if (status.ok()) status = w.set_meta.Bind(1, kMetaLastTime).Bind(2, last_time).Run();
   if (status.ok()) status = w.commit.Run();

@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -131,7 +132,10 @@ class SqliteStore final : public Store {
 
   // Projects one batch in one transaction. Requires write_mu_.
   absl::Status ProjectLocked(std::span<const AppliedCommand> commands);
-  absl::Status ProjectCommand(const AppliedCommand& command);
+  // The net change of each balance (owner, kind) over a batch: written once per batch, so an
+  // order's hold and its release in the same batch cost no balance write.
+  using BalanceDeltas = std::map<std::pair<core::AccountId, core::BalanceKind>, core::Micros>;
+  absl::Status ProjectCommand(const AppliedCommand& command, BalanceDeltas* balance_deltas);
   // Records the first projection error (sticky) and wakes every waiter.
   void Fail(const absl::Status& error);
   absl::Status sticky_status();

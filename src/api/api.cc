@@ -952,51 +952,174 @@ bool PrintableAscii(std::string_view text) {
 }
 }  // namespace
 
-Json PlacedOrderJson(const core::PlaceOrder& c, const server::Acked& acked) {
+namespace {
+
+// What a placed order's answer says, from the command and the events it caused.
+struct PlacedOrderSummary {
+  struct Fill {
+    core::OrderId maker_order = 0;
+    core::PriceMicros price = 0;
+    core::Quantity quantity = 0;
+    core::LeaseId lease = 0;
+  };
+  core::OrderId id = 0;
+  core::Quantity filled = 0;
+  core::Quantity remaining = 0;
+  std::string_view status;
+  std::string_view cancel_reason;  // Only for a cancelled order; may be empty.
+  std::vector<Fill> fills;
+};
+
+PlacedOrderSummary SummarizePlacedOrder(const core::PlaceOrder& c, const server::Acked& acked) {
+  PlacedOrderSummary summary;
   const core::OrderId id = acked.output.result.order;
-  core::Quantity filled = 0, cancelled = 0;
-  std::string cancel_reason;
-  Json fills = Json::array();
-  std::map<core::OrderId, core::LeaseId> lease_of_sell;  // For a buy: which lease each fill made.
-  std::map<core::OrderId, core::LeaseId> lease_of_buy;
-  for (const core::CoreEvent& event : acked.output.events) {
-    if (const auto* started = std::get_if<core::LeaseStarted>(&event)) {
-      if (started->buy_order == id) lease_of_sell[started->sell_order] = started->lease;
-      if (started->sell_order == id) lease_of_buy[started->buy_order] = started->lease;
-    }
-  }
+  summary.id = id;
+  core::Quantity cancelled = 0;
+  std::string_view cancel_reason;
   for (const core::CoreEvent& event : acked.output.events) {
     const auto* order_event = std::get_if<core::OrderEvent>(&event);
     if (order_event == nullptr || order_event->event.id != id) continue;
     const engine::Event& e = order_event->event;
     if (e.type == engine::EventType::kTrade) {
-      filled += e.quantity;
-      const auto& leases = c.side == engine::Side::kBuy ? lease_of_sell : lease_of_buy;
-      const auto lease = leases.find(e.maker_id);
-      fills.push_back({{"maker_order", e.maker_id},
-                       {"price", Money(e.price)},
-                       {"quantity", e.quantity},
-                       {"lease", lease == leases.end() ? 0 : lease->second}});
+      summary.filled += e.quantity;
+      // Which lease the fill made: the LeaseStarted of this order and the fill's maker.
+      core::LeaseId lease = 0;
+      for (const core::CoreEvent& other : acked.output.events) {
+        const auto* started = std::get_if<core::LeaseStarted>(&other);
+        if (started == nullptr) continue;
+        const bool buys = c.side == engine::Side::kBuy;
+        if ((buys && started->buy_order == id && started->sell_order == e.maker_id) ||
+            (!buys && started->sell_order == id && started->buy_order == e.maker_id)) {
+          lease = started->lease;  // The last one wins, as the map this replaced did.
+        }
+      }
+      summary.fills.push_back({e.maker_id, e.price, e.quantity, lease});
     } else if (e.type == engine::EventType::kCancelled || e.type == engine::EventType::kExpired) {
       cancelled += e.quantity;
-      cancel_reason = std::string(engine::ReasonCode(e.cancel));
+      cancel_reason = engine::ReasonCode(e.cancel);
     }
   }
-  const core::Quantity remaining = c.quantity - filled - cancelled;
-  std::string status = remaining > 0 ? "open" : (filled == c.quantity ? "filled" : "cancelled");
-  Json order{{"id", id},
+  summary.remaining = c.quantity - summary.filled - cancelled;
+  summary.status = summary.remaining > 0                 ? "open"
+                   : summary.filled == c.quantity ? "filled"
+                                                          : "cancelled";
+  if (summary.status == "cancelled") summary.cancel_reason = cancel_reason;
+  return summary;
+}
+
+// Appends `text` as a JSON string, escaped as nlohmann::json::dump() escapes it (the text is
+// valid UTF-8: the sequencer refuses commands with any other).
+void AppendJsonString(std::string* out, std::string_view text) {
+  out->push_back('"');
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': *out += "\\\""; break;
+      case '\\': *out += "\\\\"; break;
+      case '\b': *out += "\\b"; break;
+      case '\f': *out += "\\f"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\t': *out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+          *out += escaped;
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendJsonInt(std::string* out, int64_t value) {
+  char digits[24];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+  out->append(digits, end);
+}
+
+}  // namespace
+
+Json PlacedOrderJson(const core::PlaceOrder& c, const server::Acked& acked) {
+  const PlacedOrderSummary summary = SummarizePlacedOrder(c, acked);
+  Json fills = Json::array();
+  for (const PlacedOrderSummary::Fill& fill : summary.fills) {
+    fills.push_back({{"maker_order", fill.maker_order},
+                     {"price", Money(fill.price)},
+                     {"quantity", fill.quantity},
+                     {"lease", fill.lease}});
+  }
+  Json order{{"id", summary.id},
              {"client_order_id", c.client_order_id},
              {"market", c.market},
              {"side", SideName(c.side)},
              {"type", c.type == engine::OrderType::kLimit ? "limit" : "market"},
              {"quantity", c.quantity},
-             {"remaining", remaining},
-             {"filled", filled},
-             {"status", status},
+             {"remaining", summary.remaining},
+             {"filled", summary.filled},
+             {"status", summary.status},
              {"account", c.actor}};
   order["price"] = c.type == engine::OrderType::kLimit ? Json(Money(c.price)) : Json();
-  if (status == "cancelled" && !cancel_reason.empty()) order["cancel_reason"] = cancel_reason;
+  if (!summary.cancel_reason.empty()) order["cancel_reason"] = summary.cancel_reason;
   return Json{{"order", order}, {"fills", fills}, {"sequence", acked.sequence}};
+}
+
+std::string PlacedOrderBody(const core::PlaceOrder& c, const server::Acked& acked) {
+  // Every order answer goes through here, on the journal's thread: written directly, with the
+  // keys in the order PlacedOrderJson(...).dump() gives them (sorted), byte for byte.
+  const PlacedOrderSummary summary = SummarizePlacedOrder(c, acked);
+  std::string out;
+  out.reserve(256 + c.client_order_id.size() + c.market.size() + 96 * summary.fills.size());
+  out += "{\"fills\":[";
+  for (size_t i = 0; i < summary.fills.size(); ++i) {
+    const PlacedOrderSummary::Fill& fill = summary.fills[i];
+    if (i > 0) out += ',';
+    out += "{\"lease\":";
+    AppendJsonInt(&out, static_cast<int64_t>(fill.lease));
+    out += ",\"maker_order\":";
+    AppendJsonInt(&out, fill.maker_order);
+    out += ",\"price\":";
+    AppendJsonString(&out, Money(fill.price));
+    out += ",\"quantity\":";
+    AppendJsonInt(&out, fill.quantity);
+    out += '}';
+  }
+  out += "],\"order\":{\"account\":";
+  AppendJsonInt(&out, c.actor);
+  if (!summary.cancel_reason.empty()) {
+    out += ",\"cancel_reason\":";
+    AppendJsonString(&out, summary.cancel_reason);
+  }
+  out += ",\"client_order_id\":";
+  AppendJsonString(&out, c.client_order_id);
+  out += ",\"filled\":";
+  AppendJsonInt(&out, summary.filled);
+  out += ",\"id\":";
+  AppendJsonInt(&out, summary.id);
+  out += ",\"market\":";
+  AppendJsonString(&out, c.market);
+  out += ",\"price\":";
+  if (c.type == engine::OrderType::kLimit) {
+    AppendJsonString(&out, Money(c.price));
+  } else {
+    out += "null";
+  }
+  out += ",\"quantity\":";
+  AppendJsonInt(&out, c.quantity);
+  out += ",\"remaining\":";
+  AppendJsonInt(&out, summary.remaining);
+  out += ",\"side\":";
+  AppendJsonString(&out, SideName(c.side));
+  out += ",\"status\":";
+  AppendJsonString(&out, summary.status);
+  out += ",\"type\":";
+  AppendJsonString(&out, c.type == engine::OrderType::kLimit ? "limit" : "market");
+  out += "},\"sequence\":";
+  AppendJsonInt(&out, static_cast<int64_t>(acked.sequence));
+  out += '}';
+  return out;
 }
 
 std::optional<core::PlaceOrder> ParseOrder(const Json& body, core::AccountId actor,
@@ -1122,7 +1245,10 @@ void Api::PlaceOrder(const CallPtr& call) {
         const core::CommandResult& result = acked.output.result;
         if (result.accepted) {
           placed->Add();
-          return call->respond(JsonResponse(201, PlacedOrderJson(command, acked)));
+          HttpResponse response;
+          response.status = 201;
+          response.body = PlacedOrderBody(command, acked);
+          return call->respond(std::move(response));
         }
         if (!(keyed && result.code == "duplicate_client_order_id" && result.order != 0)) {
           refused->Add();

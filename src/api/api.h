@@ -203,6 +203,8 @@ std::optional<core::SubmitJob> ParseJob(const nlohmann::json& body, core::Accoun
 std::string AutoClientOrderId();
 // The answer to an accepted order: the order as the command's events left it, its fills.
 nlohmann::json PlacedOrderJson(const core::PlaceOrder& command, const server::Acked& acked);
+// The same answer as PlacedOrderJson(...).dump(), byte for byte, written without building it.
+std::string PlacedOrderBody(const core::PlaceOrder& command, const server::Acked& acked);
 // HTTP status for a core/engine reason code.
 int StatusForReason(std::string_view code);
 

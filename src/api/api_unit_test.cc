@@ -8,6 +8,7 @@
 #include "src/api/http_types.h"
 #include "src/api/market_data.h"
 #include "src/core/exchange.h"
+#include "src/store/sqlite/store_test_util.h"
 
 namespace ocx::api {
 namespace {
@@ -187,6 +188,49 @@ TEST(ReasonStatusTest, CoreCodesMapToHttpStatuses) {
   EXPECT_EQ(StatusForReason("name_taken"), 409);
   EXPECT_EQ(StatusForReason("insufficient_funds"), 422);
   EXPECT_EQ(StatusForReason("off_tick"), 422);
+}
+
+// The hand-written answer to a placed order is PlacedOrderJson's dump byte for byte, over a
+// seeded random stream through a real exchange (fills with their leases, ioc and fok
+// remainders cancelled, orders left open, market orders), and for text that needs escaping.
+TEST(PlacedOrderBodyTest, EqualsTheJsonDumpForEveryPlacedOrder) {
+  store::testing::ExchangeDriver driver;
+  store::testing::CommandGenerator generator(7);
+  for (const core::CommandBody& command : generator.Setup()) driver.Run(command);
+  std::map<std::string, int> by_status;
+  int with_fills = 0;
+  for (int i = 0; i < 4000; ++i) {
+    driver.Advance(generator.NextStep());
+    const core::CommandBody command = generator.Next(driver.exchange(), driver.now());
+    core::CommandResult result;
+    const store::AppliedCommand& applied = driver.Run(command, &result);
+    const auto* place = std::get_if<core::PlaceOrder>(&command);
+    if (place == nullptr || !result.accepted) continue;
+    server::Acked acked;
+    acked.sequence = applied.sequence;
+    acked.time = applied.time_micros;
+    acked.output.result = result;
+    acked.output.events = applied.events;
+    const nlohmann::json expected = PlacedOrderJson(*place, acked);
+    ASSERT_EQ(PlacedOrderBody(*place, acked), expected.dump()) << "command " << i;
+    ++by_status[expected["order"]["status"].get<std::string>()];
+    with_fills += !expected["fills"].empty();
+  }
+  for (const char* status : {"open", "filled", "cancelled"}) {
+    EXPECT_GT(by_status[status], 0) << status;
+  }
+  EXPECT_GT(with_fills, 0);
+
+  core::PlaceOrder odd;
+  odd.actor = 4;
+  odd.market = "m\"\\\n\t\x01\x7f é";
+  odd.client_order_id = "key \"with\" quotes\r\n";
+  odd.type = engine::OrderType::kMarket;
+  odd.quantity = 3;
+  server::Acked acked;
+  acked.sequence = 99;
+  acked.output.result.order = 12;
+  EXPECT_EQ(PlacedOrderBody(odd, acked), PlacedOrderJson(odd, acked).dump());
 }
 
 }  // namespace

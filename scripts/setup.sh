@@ -11,6 +11,8 @@ packages=(
   libabsl-dev nlohmann-json3-dev libcli11-dev libsodium-dev libsqlite3-dev
   bubblewrap libseccomp-dev
   libboost1.81-dev libssl-dev libspdlog-dev libtomlplusplus-dev libre2-dev curl
+  # TCMalloc for the ocx binary (src/cli/CMakeLists.txt says why).
+  libgoogle-perftools-dev
   # The dashboard's browser tests drive Debian's Chromium (headless, off the network).
   chromium
 )

@@ -119,6 +119,7 @@ absl::StatusOr<std::unique_ptr<Sequencer>> Sequencer::Open(SequencerOptions opti
     Sequencer* target = sequencer.get();
     relay->target = [target](uint64_t durable) { target->OnDurable(durable); };
   }
+  sequencer->delivery_thread_ = std::thread([s = sequencer.get()] { s->DeliveryLoop(); });
   sequencer->thread_ = std::thread([s = sequencer.get()] { s->Loop(); });
   return sequencer;
 }
@@ -244,18 +245,37 @@ void Sequencer::MaybeSnapshot() {
 }
 
 void Sequencer::OnDurable(uint64_t durable_sequence) {
-  std::deque<Pending> ready;
+  // On the journal's writer thread: only hand over, so that its next write and sync start
+  // now rather than after every acknowledgement of this batch has been delivered.
   {
     std::lock_guard<std::mutex> lock(pending_mu_);
-    while (!pending_.empty() && pending_.front().acked.sequence <= durable_sequence) {
-      ready.push_back(std::move(pending_.front()));
-      pending_.pop_front();
-    }
+    OCX_ASSERT(durable_sequence >= journal_durable_);
+    journal_durable_ = durable_sequence;
   }
-  for (Pending& p : ready) {
-    if (options_.on_durable) options_.on_durable(p.acked);
-    delivered_sequence_.store(p.acked.sequence, std::memory_order_release);
-    if (p.done) p.done(p.acked);
+  delivery_cv_.notify_one();
+}
+
+void Sequencer::DeliveryLoop() {
+  std::deque<Pending> ready;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(pending_mu_);
+      delivery_cv_.wait(lock, [this] {
+        return delivery_stopping_ ||
+               (!pending_.empty() && pending_.front().acked.sequence <= journal_durable_);
+      });
+      while (!pending_.empty() && pending_.front().acked.sequence <= journal_durable_) {
+        ready.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+      if (ready.empty() && delivery_stopping_) return;  // Everything durable is delivered.
+    }
+    for (Pending& p : ready) {
+      if (options_.on_durable) options_.on_durable(p.acked);
+      delivered_sequence_.store(p.acked.sequence, std::memory_order_release);
+      if (p.done) p.done(p.acked);
+    }
+    ready.clear();
   }
 }
 
@@ -278,9 +298,16 @@ absl::Status Sequencer::Stop() {
     space_cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
-  // Close makes every appended record durable and delivers its acknowledgement.
+  // Close makes every appended record durable; the delivery thread then delivers every
+  // acknowledgement before it ends.
   const absl::Status closed = journal_ ? journal_->Close() : absl::OkStatus();
   if (!closed.ok()) Fail(closed);
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    delivery_stopping_ = true;
+  }
+  delivery_cv_.notify_one();
+  if (delivery_thread_.joinable()) delivery_thread_.join();
   return status();
 }
 

@@ -4,8 +4,10 @@
 // stamps each with the next sequence number and a timestamp from the Clock (never going
 // backwards), applies it to the core::Exchange, registers the reply, and appends the
 // command to the journal. The journal's writer thread syncs batches of records (group
-// commit); once a command's record is durable, its reply is delivered. So: acknowledged
-// means durable, and the sequencer keeps applying while a batch syncs.
+// commit); once a command's record is durable, the sequencer's delivery thread runs
+// on_durable and the reply, in sequence order, while the journal syncs the next batch. So:
+// acknowledged means durable, the sequencer keeps applying while a batch syncs, and the
+// journal keeps syncing while a batch is delivered.
 //
 // Recovery (Open): latest verified snapshot + replay of the journal after it; a torn
 // journal tail is truncated by the journal; corruption refuses to start.
@@ -54,8 +56,8 @@ struct SequencerOptions {
   // Named bound on commands waiting for the sequencer thread; Submit blocks while full.
   size_t inbound_max = 65'536;
   uint64_t journal_segment_bytes = journal::kDefaultSegmentBytes;
-  // Called for every durable command, in sequence order, on the journal's writer thread,
-  // before its AckCallback (the query store's projector hooks in here). Must be quick.
+  // Called for every durable command, in sequence order, on the delivery thread, before its
+  // AckCallback (the query store's projector hooks in here). Must be quick.
   std::function<void(const Acked&)> on_durable;
   // Passed to the journal (FileJournalOptions::on_batch_synced), for metrics.
   std::function<void(int64_t write_sync_nanos, size_t bytes)> on_journal_sync;
@@ -75,8 +77,8 @@ class Sequencer {
   Sequencer(const Sequencer&) = delete;
   Sequencer& operator=(const Sequencer&) = delete;
 
-  // Queues a command; `done` runs once it is durable (on the journal's writer thread: keep it
-  // quick). Errors: InvalidArgument for text that is not UTF-8 (nothing is applied),
+  // Queues a command; `done` runs once it is durable (on the delivery thread, which delivers
+  // every acknowledgement in order: keep it quick). Errors: InvalidArgument for text that is not UTF-8 (nothing is applied),
   // FailedPrecondition once stopped or failed.
   absl::Status Submit(core::CommandBody command, AckCallback done);
   // Submits and waits for the durable acknowledgement.
@@ -108,7 +110,8 @@ class Sequencer {
             SequencerRecovery recovery);
   void Loop();
   void Process(Inbound& item);
-  void OnDurable(uint64_t durable_sequence);
+  void OnDurable(uint64_t durable_sequence);  // The journal's writer thread.
+  void DeliveryLoop();
   void Fail(const absl::Status& error);
   void MaybeSnapshot();
 
@@ -131,7 +134,11 @@ class Sequencer {
   absl::Status status_;                  // First failure; sticky. Guarded by inbound_mu_.
 
   std::mutex pending_mu_;
-  std::deque<Pending> pending_;  // Applied, not yet durable, in sequence order. Guarded.
+  std::condition_variable delivery_cv_;  // Durable commands to deliver, or stopping.
+  std::deque<Pending> pending_;  // Applied, not yet delivered, in sequence order. Guarded.
+  uint64_t journal_durable_ = 0;     // The journal's last durable sequence. Guarded.
+  bool delivery_stopping_ = false;   // Guarded by pending_mu_.
+  std::thread delivery_thread_;
 
   std::mutex stop_mu_;
   bool stopped_ = false;  // Guarded by stop_mu_.

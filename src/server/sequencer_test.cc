@@ -1,8 +1,10 @@
-#include <atomic>
 #include "src/server/sequencer.h"
 
+#include <atomic>
+#include <future>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 
 #include "gtest/gtest.h"
 #include "src/base/testing/temp_dir.h"
@@ -73,6 +75,61 @@ TEST_F(SequencerTest, ExecuteAnswersWithTheResultInSequenceOrder) {
   ASSERT_TRUE(rejected.ok());
   EXPECT_EQ(rejected->output.result.code, "not_authorized");
   EXPECT_TRUE((*s)->Stop().ok());
+}
+
+// Acknowledgements are delivered off the journal's thread: while one is slow (here: blocked),
+// later commands still become durable, batch after batch, and are delivered after it, in order.
+TEST_F(SequencerTest, ASlowAcknowledgementDoesNotHoldBackTheJournal) {
+  std::atomic<int> batches_synced{0};
+  SequencerOptions options = Options();
+  options.on_journal_sync = [&batches_synced](int64_t, size_t) { batches_synced.fetch_add(1); };
+  auto s = Sequencer::Open(options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  bool release_set = false;
+  // Released on every way out, so that a failing run ends instead of hanging in Stop().
+  struct ReleaseOnExit {
+    std::promise<void>* release;
+    bool* set;
+    ~ReleaseOnExit() {
+      if (!*set) release->set_value();
+    }
+  } release_on_exit{&release, &release_set};
+  std::mutex mu;
+  std::vector<uint64_t> delivered;
+  auto record = [&mu, &delivered](const Acked& acked) {
+    std::lock_guard lock(mu);
+    delivered.push_back(acked.sequence);
+  };
+  const std::vector<core::CommandBody> commands = testing::SetupCommands();
+  ASSERT_GE(commands.size(), 3u);
+  ASSERT_TRUE((*s)->Submit(commands[0], [&, released](const Acked& acked) {
+                    released.wait();  // The first acknowledgement blocks its thread.
+                    record(acked);
+                  }).ok());
+  // Wait for the first batch, then submit the rest one by one: each needs a sync of its own.
+  for (int i = 0; i < 500 && batches_synced.load() < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (size_t i = 1; i < commands.size(); ++i) {
+    const int before = batches_synced.load();
+    ASSERT_TRUE((*s)->Submit(commands[i], record).ok());
+    for (int wait = 0; wait < 500 && batches_synced.load() == before; ++wait) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_GT(batches_synced.load(), before) << "command " << i << " was never synced";
+  }
+  {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(delivered.empty()) << "delivered past the blocked acknowledgement";
+  }
+  release.set_value();
+  release_set = true;
+  EXPECT_TRUE((*s)->Stop().ok());
+  std::vector<uint64_t> expected(commands.size());
+  std::iota(expected.begin(), expected.end(), uint64_t{1});
+  EXPECT_EQ(delivered, expected);
 }
 
 TEST_F(SequencerTest, AcknowledgementsArriveOnceEachInOrder) {

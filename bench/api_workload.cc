@@ -2,19 +2,18 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <deque>
-#include <filesystem>
-#include <fstream>
-#include <memory>
-#include <thread>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <thread>
 
 #include "nlohmann/json.hpp"
 #include "src/base/clock.h"
@@ -103,14 +102,14 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     started_ = now;
     net::async_write(stream_, net::buffer(request_),
                      [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (ec) return self->Fail("write: " + ec.message());
-      self->response_ = {};
-      http::async_read(self->stream_, self->buffer_, self->response_,
-                       [self](beast::error_code ec, size_t) {
-                         if (ec) return self->Fail("read: " + ec.message());
-                         self->OnResponse();
-                       });
-    });
+                       if (ec) return self->Fail("write: " + ec.message());
+                       self->response_ = {};
+                       http::async_read(self->stream_, self->buffer_, self->response_,
+                                        [self](beast::error_code ec, size_t) {
+                                          if (ec) return self->Fail("read: " + ec.message());
+                                          self->OnResponse();
+                                        });
+                     });
   }
 
   void OnResponse() {
@@ -145,7 +144,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   std::string host_;
   std::string token_;
   // Host and Authorization, each ending in CRLF: the same on every request.
-  const std::string common_headers_ = "Host: " + host_ + "\r\nAuthorization: Bearer " + token_ + "\r\n";
+  const std::string common_headers_ =
+      "Host: " + host_ + "\r\nAuthorization: Bearer " + token_ + "\r\n";
   std::string request_;
   http::response<http::string_body> response_;
   beast::flat_buffer buffer_;

@@ -1000,9 +1000,9 @@ PlacedOrderSummary SummarizePlacedOrder(const core::PlaceOrder& c, const server:
     }
   }
   summary.remaining = c.quantity - summary.filled - cancelled;
-  summary.status = summary.remaining > 0                 ? "open"
+  summary.status = summary.remaining > 0          ? "open"
                    : summary.filled == c.quantity ? "filled"
-                                                          : "cancelled";
+                                                  : "cancelled";
   if (summary.status == "cancelled") summary.cancel_reason = cancel_reason;
   return summary;
 }
@@ -1014,13 +1014,27 @@ void AppendJsonString(std::string* out, std::string_view text) {
   for (const char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\b': *out += "\\b"; break;
-      case '\f': *out += "\\f"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char escaped[8];

@@ -78,8 +78,8 @@ class Sequencer {
   Sequencer& operator=(const Sequencer&) = delete;
 
   // Queues a command; `done` runs once it is durable (on the delivery thread, which delivers
-  // every acknowledgement in order: keep it quick). Errors: InvalidArgument for text that is not UTF-8 (nothing is applied),
-  // FailedPrecondition once stopped or failed.
+  // every acknowledgement in order: keep it quick). Errors: InvalidArgument for text that is not
+  // UTF-8 (nothing is applied), FailedPrecondition once stopped or failed.
   absl::Status Submit(core::CommandBody command, AckCallback done);
   // Submits and waits for the durable acknowledgement.
   absl::StatusOr<Acked> Execute(core::CommandBody command);
@@ -135,9 +135,9 @@ class Sequencer {
 
   std::mutex pending_mu_;
   std::condition_variable delivery_cv_;  // Durable commands to deliver, or stopping.
-  std::deque<Pending> pending_;  // Applied, not yet delivered, in sequence order. Guarded.
-  uint64_t journal_durable_ = 0;     // The journal's last durable sequence. Guarded.
-  bool delivery_stopping_ = false;   // Guarded by pending_mu_.
+  std::deque<Pending> pending_;          // Applied, not yet delivered, in sequence order. Guarded.
+  uint64_t journal_durable_ = 0;         // The journal's last durable sequence. Guarded.
+  bool delivery_stopping_ = false;       // Guarded by pending_mu_.
   std::thread delivery_thread_;
 
   std::mutex stop_mu_;

@@ -1,9 +1,9 @@
 #include "src/server/sequencer.h"
 
 #include <atomic>
-#include <future>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <numeric>
 
 #include "gtest/gtest.h"
@@ -104,10 +104,12 @@ TEST_F(SequencerTest, ASlowAcknowledgementDoesNotHoldBackTheJournal) {
   };
   const std::vector<core::CommandBody> commands = testing::SetupCommands();
   ASSERT_GE(commands.size(), 3u);
-  ASSERT_TRUE((*s)->Submit(commands[0], [&, released](const Acked& acked) {
-                    released.wait();  // The first acknowledgement blocks its thread.
-                    record(acked);
-                  }).ok());
+  ASSERT_TRUE((*s)->Submit(commands[0],
+                           [&, released](const Acked& acked) {
+                             released.wait();  // The first acknowledgement blocks its thread.
+                             record(acked);
+                           })
+                  .ok());
   // Wait for the first batch, then submit the rest one by one: each needs a sync of its own.
   for (int i = 0; i < 500 && batches_synced.load() < 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

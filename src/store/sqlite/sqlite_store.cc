@@ -931,8 +931,16 @@ class EventProjector {
     switch (e.type) {
       case engine::EventType::kAccepted:
         if (FindNewOrder(e.id) != nullptr) return Problem("an order accepted twice", e.id);
-        new_orders_.push_back(NewOrder{e.id, &oe.market, e.side, e.account, e.price, e.quantity,
-                                       e.quantity, 0, OrderStatus::kOpen, {}});
+        new_orders_.push_back(NewOrder{e.id,
+                                       &oe.market,
+                                       e.side,
+                                       e.account,
+                                       e.price,
+                                       e.quantity,
+                                       e.quantity,
+                                       0,
+                                       OrderStatus::kOpen,
+                                       {}});
         return absl::OkStatus();
       case engine::EventType::kTrade: {
         for (const core::OrderId id : {e.id, e.maker_id}) {

@@ -66,9 +66,9 @@ class OrderRowsModel {
       };
       switch (e.type) {
         case engine::EventType::kAccepted:
-          rows_[e.id] = OrderRow{e.id,       order_event->market, e.side, e.account, e.price,
-                                 e.quantity, e.quantity,          0,      OrderStatus::kOpen,
-                                 "",         seq,                 time,   seq,       time};
+          rows_[e.id] = OrderRow{
+              e.id, order_event->market, e.side, e.account, e.price, e.quantity, e.quantity,
+              0,    OrderStatus::kOpen,  "",     seq,       time,    seq,        time};
           break;
         case engine::EventType::kTrade:
           for (const core::OrderId id : {e.id, e.maker_id}) {

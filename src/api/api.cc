@@ -976,24 +976,25 @@ PlacedOrderSummary SummarizePlacedOrder(const core::PlaceOrder& c, const server:
   summary.id = id;
   core::Quantity cancelled = 0;
   std::string_view cancel_reason;
+  // Which lease each fill made: the LeaseStarted events of this order, by the other side's
+  // order (a sweep can have many fills: one pass, then a lookup per fill).
+  std::map<core::OrderId, core::LeaseId> lease_by_maker;
+  const bool buys = c.side == engine::Side::kBuy;
+  for (const core::CoreEvent& event : acked.output.events) {
+    if (const auto* started = std::get_if<core::LeaseStarted>(&event)) {
+      if (buys && started->buy_order == id) lease_by_maker[started->sell_order] = started->lease;
+      if (!buys && started->sell_order == id) lease_by_maker[started->buy_order] = started->lease;
+    }
+  }
   for (const core::CoreEvent& event : acked.output.events) {
     const auto* order_event = std::get_if<core::OrderEvent>(&event);
     if (order_event == nullptr || order_event->event.id != id) continue;
     const engine::Event& e = order_event->event;
     if (e.type == engine::EventType::kTrade) {
       summary.filled += e.quantity;
-      // Which lease the fill made: the LeaseStarted of this order and the fill's maker.
-      core::LeaseId lease = 0;
-      for (const core::CoreEvent& other : acked.output.events) {
-        const auto* started = std::get_if<core::LeaseStarted>(&other);
-        if (started == nullptr) continue;
-        const bool buys = c.side == engine::Side::kBuy;
-        if ((buys && started->buy_order == id && started->sell_order == e.maker_id) ||
-            (!buys && started->sell_order == id && started->buy_order == e.maker_id)) {
-          lease = started->lease;  // The last one wins, as the map this replaced did.
-        }
-      }
-      summary.fills.push_back({e.maker_id, e.price, e.quantity, lease});
+      const auto lease = lease_by_maker.find(e.maker_id);
+      summary.fills.push_back(
+          {e.maker_id, e.price, e.quantity, lease == lease_by_maker.end() ? 0 : lease->second});
     } else if (e.type == engine::EventType::kCancelled || e.type == engine::EventType::kExpired) {
       cancelled += e.quantity;
       cancel_reason = engine::ReasonCode(e.cancel);
@@ -1081,8 +1082,9 @@ Json PlacedOrderJson(const core::PlaceOrder& c, const server::Acked& acked) {
 }
 
 std::string PlacedOrderBody(const core::PlaceOrder& c, const server::Acked& acked) {
-  // Every order answer goes through here, on the journal's thread: written directly, with the
-  // keys in the order PlacedOrderJson(...).dump() gives them (sorted), byte for byte.
+  // Every order answer goes through here, on the sequencer's delivery thread: written
+  // directly, with the keys in the order PlacedOrderJson(...).dump() gives them (sorted),
+  // byte for byte.
   const PlacedOrderSummary summary = SummarizePlacedOrder(c, acked);
   std::string out;
   out.reserve(256 + c.client_order_id.size() + c.market.size() + 96 * summary.fills.size());

@@ -25,7 +25,7 @@ Json ErrorMessage(std::string_view code, std::string_view message, const Json& i
 }  // namespace
 
 // One /v1/stream connection. OnMessage runs on the connection's strand (one at a time);
-// Deliver runs on the journal's writer thread and only forwards to the connection.
+// Deliver runs on the sequencer's delivery thread and only forwards to the connection.
 class StreamHandler : public WsHandler,
                       public StreamSink,
                       public std::enable_shared_from_this<StreamHandler> {

@@ -91,7 +91,12 @@ WireResponse ToWire(HttpResponse in, unsigned version, bool keep_alive, bool hea
   WireResponse out;
   std::string& head = out.head;
   head.reserve(192 + in.content_type.size());
-  head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  // The request's version, as Beast wrote it (10 * major + minor).
+  head += "HTTP/";
+  head += std::to_string(version / 10);
+  head += '.';
+  head += std::to_string(version % 10);
+  head += ' ';
   head += std::to_string(in.status);
   head += ' ';
   const auto reason = http::obsolete_reason(static_cast<http::status>(in.status));

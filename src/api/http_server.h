@@ -3,8 +3,8 @@
 //
 // Threads: `io_threads` threads run one io_context; each connection runs on its own strand,
 // so a session's handlers never run concurrently. Responses may be produced on other threads
-// (the journal's writer thread delivers acknowledgements); they are posted to the session's
-// strand before touching the socket.
+// (the sequencer's delivery thread delivers acknowledgements); they are posted to the
+// session's strand before touching the socket.
 //
 // Limits: request headers (431), bodies per path (413, via Api::BodyLimitFor), WebSocket
 // messages (close 1009), outbound WebSocket queue per connection (the connection is closed),

@@ -14,7 +14,7 @@
 // Publish holds, so no update is lost or doubled between them.
 //
 // Thread-safety: every method may be called from any thread; one mutex (mu_) guards all.
-// Publish runs on the journal's writer thread and must stay quick: messages are built only
+// Publish runs on the sequencer's delivery thread and must stay quick: messages are built only
 // for channels that have subscribers, and a sink's Deliver never blocks.
 #pragma once
 

@@ -193,6 +193,15 @@ void Sequencer::Loop() {
 }
 
 void Sequencer::Process(Inbound& item) {
+  {
+    // Backpressure from delivery: when acknowledgements (and the store's projection, which
+    // on_durable feeds) fall behind, stop applying, so the state never runs ahead of what was
+    // delivered by more than a named bound; Submit then blocks on a full inbound queue.
+    std::unique_lock<std::mutex> lock(pending_mu_);
+    delivery_space_cv_.wait(lock, [this] {
+      return pending_.size() + in_delivery_ < options_.undelivered_max || stop_requested_;
+    });
+  }
   Pending pending;
   pending.done = std::move(item.done);
   Acked& acked = pending.acked;
@@ -268,6 +277,7 @@ void Sequencer::DeliveryLoop() {
         ready.push_back(std::move(pending_.front()));
         pending_.pop_front();
       }
+      in_delivery_ = ready.size();
       if (ready.empty() && delivery_stopping_) return;  // Everything durable is delivered.
     }
     for (Pending& p : ready) {
@@ -276,6 +286,11 @@ void Sequencer::DeliveryLoop() {
       if (p.done) p.done(p.acked);
     }
     ready.clear();
+    {
+      std::lock_guard<std::mutex> lock(pending_mu_);
+      in_delivery_ = 0;
+    }
+    delivery_space_cv_.notify_one();
   }
 }
 
@@ -297,6 +312,12 @@ absl::Status Sequencer::Stop() {
     inbound_cv_.notify_all();
     space_cv_.notify_all();
   }
+  {
+    // A loop waiting for delivery to catch up goes on (a broken journal never catches up).
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    stop_requested_ = true;
+  }
+  delivery_space_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   // Close makes every appended record durable; the delivery thread then delivers every
   // acknowledgement before it ends.

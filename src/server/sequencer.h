@@ -16,7 +16,8 @@
 // the journal: the sequencer stops for good (every later Submit fails) and never
 // acknowledges that command. A restart recovers from the journal.
 //
-// Ownership: owns the Exchange, the journal and both threads. Thread-safety: Submit, Execute,
+// Ownership: owns the Exchange, the journal and three threads (sequencer, delivery, and the
+// journal's writer through the journal). Thread-safety: Submit, Execute,
 // Read and Stop may be called from any thread; Read runs under the state mutex, so it sees
 // the state between two commands (possibly including commands not yet durable).
 #pragma once
@@ -55,6 +56,10 @@ struct SequencerOptions {
   uint64_t snapshot_every = 100'000;
   // Named bound on commands waiting for the sequencer thread; Submit blocks while full.
   size_t inbound_max = 65'536;
+  // Named bound on commands applied but not yet delivered (durable or not): the sequencer
+  // waits before applying more, so slow acknowledgements or a slow on_durable hook hold back
+  // the exchange instead of queueing without end.
+  size_t undelivered_max = 65'536;
   uint64_t journal_segment_bytes = journal::kDefaultSegmentBytes;
   // Called for every durable command, in sequence order, on the delivery thread, before its
   // AckCallback (the query store's projector hooks in here). Must be quick.
@@ -85,7 +90,8 @@ class Sequencer {
   absl::StatusOr<Acked> Execute(core::CommandBody command);
   // Runs `read` on the state under the state mutex.
   void Read(const std::function<void(const core::Exchange&)>& read) const;
-  // Drains what was submitted, waits until it is durable, stops both threads. Idempotent.
+  // Drains what was submitted, waits until it is durable and delivered, stops the threads.
+  // Idempotent.
   absl::Status Stop();
 
   const SequencerRecovery& recovery() const { return recovery_; }
@@ -135,9 +141,12 @@ class Sequencer {
 
   std::mutex pending_mu_;
   std::condition_variable delivery_cv_;  // Durable commands to deliver, or stopping.
+  std::condition_variable delivery_space_cv_;  // Room in pending_, for the sequencer loop.
   std::deque<Pending> pending_;          // Applied, not yet delivered, in sequence order. Guarded.
   uint64_t journal_durable_ = 0;         // The journal's last durable sequence. Guarded.
   bool delivery_stopping_ = false;       // Guarded by pending_mu_.
+  bool stop_requested_ = false;          // Stop() began. Guarded by pending_mu_.
+  size_t in_delivery_ = 0;  // Taken from pending_ by the delivery thread, not yet delivered.
   std::thread delivery_thread_;
 
   std::mutex stop_mu_;

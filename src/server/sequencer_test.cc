@@ -77,61 +77,122 @@ TEST_F(SequencerTest, ExecuteAnswersWithTheResultInSequenceOrder) {
   EXPECT_TRUE((*s)->Stop().ok());
 }
 
+// Blocks the first acknowledgement until released, and records the sequence of every
+// acknowledgement delivered, in delivery order.
+class BlockedFirstAcknowledgement {
+ public:
+  ~BlockedFirstAcknowledgement() { Release(); }  // So that a failing test ends, not hangs.
+  AckCallback First() {
+    return [this, released = released_](const Acked& acked) {
+      released.wait();
+      Record(acked);
+    };
+  }
+  AckCallback Rest() {
+    return [this](const Acked& acked) { Record(acked); };
+  }
+  void Release() {
+    if (!released_set_.exchange(true)) release_.set_value();
+  }
+  std::vector<uint64_t> delivered() {
+    std::lock_guard lock(mu_);
+    return delivered_;
+  }
+
+ private:
+  void Record(const Acked& acked) {
+    std::lock_guard lock(mu_);
+    delivered_.push_back(acked.sequence);
+  }
+  std::promise<void> release_;
+  std::shared_future<void> released_ = release_.get_future().share();
+  std::atomic<bool> released_set_{false};
+  std::mutex mu_;
+  std::vector<uint64_t> delivered_;
+};
+
 // Acknowledgements are delivered off the journal's thread: while one is slow (here: blocked),
 // later commands still become durable, batch after batch, and are delivered after it, in order.
 TEST_F(SequencerTest, ASlowAcknowledgementDoesNotHoldBackTheJournal) {
+  BlockedFirstAcknowledgement acks;  // Outlives the sequencer, whose threads call into it.
   std::atomic<int> batches_synced{0};
   SequencerOptions options = Options();
   options.on_journal_sync = [&batches_synced](int64_t, size_t) { batches_synced.fetch_add(1); };
   auto s = Sequencer::Open(options);
   ASSERT_TRUE(s.ok()) << s.status();
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  bool release_set = false;
-  // Released on every way out, so that a failing run ends instead of hanging in Stop().
-  struct ReleaseOnExit {
-    std::promise<void>* release;
-    bool* set;
-    ~ReleaseOnExit() {
-      if (!*set) release->set_value();
+  // On every way out: release, then stop (joining the threads) before `acks` goes.
+  struct StopOnExit {
+    BlockedFirstAcknowledgement* acks;
+    Sequencer* sequencer;
+    ~StopOnExit() {
+      acks->Release();
+      (void)sequencer->Stop();
     }
-  } release_on_exit{&release, &release_set};
-  std::mutex mu;
-  std::vector<uint64_t> delivered;
-  auto record = [&mu, &delivered](const Acked& acked) {
-    std::lock_guard lock(mu);
-    delivered.push_back(acked.sequence);
-  };
+  } stop_on_exit{&acks, s->get()};
   const std::vector<core::CommandBody> commands = testing::SetupCommands();
   ASSERT_GE(commands.size(), 3u);
-  ASSERT_TRUE((*s)->Submit(commands[0],
-                           [&, released](const Acked& acked) {
-                             released.wait();  // The first acknowledgement blocks its thread.
-                             record(acked);
-                           })
-                  .ok());
+  ASSERT_TRUE((*s)->Submit(commands[0], acks.First()).ok());
   // Wait for the first batch, then submit the rest one by one: each needs a sync of its own.
   for (int i = 0; i < 500 && batches_synced.load() < 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (size_t i = 1; i < commands.size(); ++i) {
     const int before = batches_synced.load();
-    ASSERT_TRUE((*s)->Submit(commands[i], record).ok());
+    ASSERT_TRUE((*s)->Submit(commands[i], acks.Rest()).ok());
     for (int wait = 0; wait < 500 && batches_synced.load() == before; ++wait) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ASSERT_GT(batches_synced.load(), before) << "command " << i << " was never synced";
   }
-  {
-    std::lock_guard lock(mu);
-    EXPECT_TRUE(delivered.empty()) << "delivered past the blocked acknowledgement";
-  }
-  release.set_value();
-  release_set = true;
+  EXPECT_TRUE(acks.delivered().empty()) << "delivered past the blocked acknowledgement";
+  acks.Release();
   EXPECT_TRUE((*s)->Stop().ok());
   std::vector<uint64_t> expected(commands.size());
   std::iota(expected.begin(), expected.end(), uint64_t{1});
-  EXPECT_EQ(delivered, expected);
+  EXPECT_EQ(acks.delivered(), expected);
+}
+
+// What is applied but not delivered is bounded: behind a blocked acknowledgement the
+// sequencer keeps at most `undelivered_max` commands applied and undelivered (the blocked
+// one included), then waits; released, it goes on and every command is delivered once, in
+// order.
+TEST_F(SequencerTest, ApplyingWaitsWhenDeliveryFallsBehind) {
+  BlockedFirstAcknowledgement acks;
+  SequencerOptions options = Options();
+  options.undelivered_max = 2;
+  auto s = Sequencer::Open(options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  struct StopOnExit {
+    BlockedFirstAcknowledgement* acks;
+    Sequencer* sequencer;
+    ~StopOnExit() {
+      acks->Release();
+      (void)sequencer->Stop();
+    }
+  } stop_on_exit{&acks, s->get()};
+  const std::vector<core::CommandBody> commands = testing::SetupCommands();
+  ASSERT_GE(commands.size(), 5u);
+  ASSERT_TRUE((*s)->Submit(commands[0], acks.First()).ok());
+  for (size_t i = 1; i < commands.size(); ++i) {
+    ASSERT_TRUE((*s)->Submit(commands[i], acks.Rest()).ok());
+  }
+  auto applied = [&s] {
+    uint64_t last = 0;
+    (*s)->Read([&last](const core::Exchange& x) { last = x.last_sequence(); });
+    return last;
+  };
+  // The first is being delivered (blocked), with at most one more: two applied, no more.
+  for (int i = 0; i < 500 && applied() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(applied(), 2u);
+  acks.Release();
+  EXPECT_TRUE((*s)->Stop().ok());
+  EXPECT_EQ(applied(), commands.size());
+  std::vector<uint64_t> expected(commands.size());
+  std::iota(expected.begin(), expected.end(), uint64_t{1});
+  EXPECT_EQ(acks.delivered(), expected);
 }
 
 TEST_F(SequencerTest, AcknowledgementsArriveOnceEachInOrder) {

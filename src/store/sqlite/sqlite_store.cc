@@ -1158,7 +1158,6 @@ class EventProjector {
     return ExpectOneRow(w_.end_job, "end of a job not active", e.job);
   }
 
-  // After the command's last event: every trade found its lease.
   // After the command's last event: every trade found its lease; the orders it placed are
   // written as they stand now.
   absl::Status Finish() {

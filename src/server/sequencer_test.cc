@@ -111,6 +111,17 @@ class BlockedFirstAcknowledgement {
   std::vector<uint64_t> delivered_;
 };
 
+// On every way out of a test: release the blocked acknowledgement, then stop the sequencer
+// (joining its threads) before the callbacks' state goes.
+struct StopOnExit {
+  BlockedFirstAcknowledgement* acks;
+  Sequencer* sequencer;
+  ~StopOnExit() {
+    acks->Release();
+    (void)sequencer->Stop();
+  }
+};
+
 // Acknowledgements are delivered off the journal's thread: while one is slow (here: blocked),
 // later commands still become durable, batch after batch, and are delivered after it, in order.
 TEST_F(SequencerTest, ASlowAcknowledgementDoesNotHoldBackTheJournal) {
@@ -120,15 +131,7 @@ TEST_F(SequencerTest, ASlowAcknowledgementDoesNotHoldBackTheJournal) {
   options.on_journal_sync = [&batches_synced](int64_t, size_t) { batches_synced.fetch_add(1); };
   auto s = Sequencer::Open(options);
   ASSERT_TRUE(s.ok()) << s.status();
-  // On every way out: release, then stop (joining the threads) before `acks` goes.
-  struct StopOnExit {
-    BlockedFirstAcknowledgement* acks;
-    Sequencer* sequencer;
-    ~StopOnExit() {
-      acks->Release();
-      (void)sequencer->Stop();
-    }
-  } stop_on_exit{&acks, s->get()};
+  StopOnExit stop_on_exit{&acks, s->get()};
   const std::vector<core::CommandBody> commands = testing::SetupCommands();
   ASSERT_GE(commands.size(), 3u);
   ASSERT_TRUE((*s)->Submit(commands[0], acks.First()).ok());
@@ -162,14 +165,7 @@ TEST_F(SequencerTest, ApplyingWaitsWhenDeliveryFallsBehind) {
   options.undelivered_max = 2;
   auto s = Sequencer::Open(options);
   ASSERT_TRUE(s.ok()) << s.status();
-  struct StopOnExit {
-    BlockedFirstAcknowledgement* acks;
-    Sequencer* sequencer;
-    ~StopOnExit() {
-      acks->Release();
-      (void)sequencer->Stop();
-    }
-  } stop_on_exit{&acks, s->get()};
+  StopOnExit stop_on_exit{&acks, s->get()};
   const std::vector<core::CommandBody> commands = testing::SetupCommands();
   ASSERT_GE(commands.size(), 5u);
   ASSERT_TRUE((*s)->Submit(commands[0], acks.First()).ok());

@@ -3,15 +3,15 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <shared_mutex>
 
 #include "src/agent/task_spec.h"
+#include "src/api/offers.h"
 #include "src/base/assert.h"
 #include "src/base/decimal.h"
+#include "src/base/json_string.h"
 #include "src/core/exchange.h"
 #include "src/query/query.h"
-#include "src/api/offers.h"
-
-#include <shared_mutex>
 
 namespace ocx::api {
 namespace {
@@ -1008,46 +1008,7 @@ PlacedOrderSummary SummarizePlacedOrder(const core::PlaceOrder& c, const server:
   return summary;
 }
 
-// Appends `text` as a JSON string, escaped as nlohmann::json::dump() escapes it (the text is
-// valid UTF-8: the sequencer refuses commands with any other).
-void AppendJsonString(std::string* out, std::string_view text) {
-  out->push_back('"');
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        *out += "\\\"";
-        break;
-      case '\\':
-        *out += "\\\\";
-        break;
-      case '\b':
-        *out += "\\b";
-        break;
-      case '\f':
-        *out += "\\f";
-        break;
-      case '\n':
-        *out += "\\n";
-        break;
-      case '\r':
-        *out += "\\r";
-        break;
-      case '\t':
-        *out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          *out += escaped;
-        } else {
-          out->push_back(ch);
-        }
-    }
-  }
-  out->push_back('"');
-}
+using base::AppendJsonString;
 
 void AppendJsonInt(std::string* out, int64_t value) {
   char digits[24];

@@ -13,13 +13,13 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
-#include <cctype>
 #include <chrono>
 #include <deque>
 #include <thread>
 #include <vector>
 
 #include "spdlog/spdlog.h"
+#include "src/base/strings.h"
 
 namespace ocx::api {
 
@@ -71,13 +71,6 @@ HttpRequest ToRequest(const http::request<http::string_body>& in, const std::str
   return out;
 }
 
-bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 // A response as it goes on the wire: the status line and headers, then the body (none for a
 // HEAD request or a status that has none). Written by hand rather than by Beast's serializer,
 // which costs several times more per small response; the headers are the ones Beast would
@@ -105,7 +98,7 @@ WireResponse ToWire(HttpResponse in, unsigned version, bool keep_alive, bool hea
   head += in.content_type;
   const bool has_cache_control =
       std::any_of(in.headers.begin(), in.headers.end(),
-                  [](const auto& h) { return EqualsIgnoringCase(h.first, "Cache-Control"); });
+                  [](const auto& h) { return base::EqualsIgnoreCase(h.first, "Cache-Control"); });
   if (in.content_type == "application/json" && !has_cache_control) {
     head += "\r\nCache-Control: no-store";
   }

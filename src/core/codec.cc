@@ -4,6 +4,7 @@
 
 #include "nlohmann/json.hpp"
 #include "src/base/assert.h"
+#include "src/base/json_string.h"
 #include "src/core/exchange.h"
 
 namespace ocx::core {
@@ -182,32 +183,7 @@ class Writer {
   void Int(std::string_view key, int64_t value) { Key(key); out_->append(std::to_string(value)); }
   void UInt(std::string_view key, uint64_t value) { Key(key); out_->append(std::to_string(value)); }
   void Str(std::string_view key, std::string_view value) { Key(key); String(value); }
-  void String(std::string_view text) {
-    out_->push_back('"');
-    size_t run = 0;  // Start of the current stretch that needs no escaping.
-    for (size_t i = 0; i < text.size(); ++i) {
-      const auto u = static_cast<unsigned char>(text[i]);
-      if (u >= 0x20 && u != '"' && u != '\\') continue;
-      out_->append(text.data() + run, i - run);
-      run = i + 1;
-      switch (u) {
-        case '"': out_->append("\\\""); break;
-        case '\\': out_->append("\\\\"); break;
-        case '\b': out_->append("\\b"); break;
-        case '\f': out_->append("\\f"); break;
-        case '\n': out_->append("\\n"); break;
-        case '\r': out_->append("\\r"); break;
-        case '\t': out_->append("\\t"); break;
-        default: {
-          static constexpr char kHex[] = "0123456789abcdef";
-          const char escaped[] = {'\\', 'u', '0', '0', kHex[u >> 4], kHex[u & 15]};
-          out_->append(escaped, sizeof escaped);
-        }
-      }
-    }
-    out_->append(text.data() + run, text.size() - run);
-    out_->push_back('"');
-  }
+  void String(std::string_view text) { base::AppendJsonString(out_, text); }
 
  private:
   std::string* out_;

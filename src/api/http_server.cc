@@ -20,6 +20,7 @@
 
 #include "spdlog/spdlog.h"
 #include "src/base/strings.h"
+#include "src/base/thread_name.h"
 
 namespace ocx::api {
 
@@ -473,7 +474,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   }
   impl->Accept();
   for (int i = 0; i < options.io_threads; ++i) {
-    impl->threads.emplace_back([ioc = &impl->ioc] { ioc->run(); });
+    impl->threads.emplace_back([ioc = &impl->ioc] {
+      base::NameThisThread("ocx-io");
+      ioc->run();
+    });
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }

@@ -11,12 +11,18 @@
 #include <thread>
 #include <vector>
 
+#include "src/base/thread_name.h"
+
 namespace ocx::api {
 
 class WorkerPool {
  public:
   WorkerPool(size_t threads, size_t queue_max) : queue_max_(queue_max) {
-    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+    for (size_t i = 0; i < threads; ++i)
+      threads_.emplace_back([this] {
+        base::NameThisThread("ocx-worker");
+        Run();
+      });
   }
   ~WorkerPool() { Stop(); }
   WorkerPool(const WorkerPool&) = delete;

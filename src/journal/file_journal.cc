@@ -1,13 +1,14 @@
 #include "src/journal/file_journal.h"
 
-#include <chrono>
 #include <fcntl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "src/base/assert.h"
 #include "src/base/status.h"
+#include "src/base/thread_name.h"
 #include "src/journal/strings.h"
 
 namespace ocx::journal {
@@ -122,7 +123,10 @@ absl::StatusOr<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOption
   std::unique_ptr<FileJournal> journal(
       new FileJournal(std::move(options), std::move(report), std::move(fd), std::move(segment_path),
                       segment_size, next_sequence, std::move(segments)));
-  journal->writer_ = std::thread([j = journal.get()] { j->WriterLoop(); });
+  journal->writer_ = std::thread([j = journal.get()] {
+    base::NameThisThread("ocx-journal");
+    j->WriterLoop();
+  });
   return journal;
 }
 

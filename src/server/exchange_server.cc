@@ -10,6 +10,7 @@
 #include "src/api/auth.h"
 #include "src/base/files.h"
 #include "src/base/status.h"
+#include "src/base/thread_name.h"
 #include "src/server/project_journal.h"
 
 namespace ocx::server {
@@ -164,7 +165,10 @@ absl::Status ExchangeServer::Open() {
   if (!http.ok()) return http.status();
   http_ = std::move(*http);
 
-  ticker_ = std::thread([this] { TickLoop(); });
+  ticker_ = std::thread([this] {
+    base::NameThisThread("ocx-ticker");
+    TickLoop();
+  });
   spdlog::info("listening on {}", url());
   return absl::OkStatus();
 }

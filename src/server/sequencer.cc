@@ -4,6 +4,7 @@
 #include <future>
 
 #include "src/base/assert.h"
+#include "src/base/thread_name.h"
 #include "src/core/codec.h"
 #include "src/journal/file_journal_reader.h"
 #include "src/journal/snapshot.h"
@@ -119,8 +120,14 @@ absl::StatusOr<std::unique_ptr<Sequencer>> Sequencer::Open(SequencerOptions opti
     Sequencer* target = sequencer.get();
     relay->target = [target](uint64_t durable) { target->OnDurable(durable); };
   }
-  sequencer->delivery_thread_ = std::thread([s = sequencer.get()] { s->DeliveryLoop(); });
-  sequencer->thread_ = std::thread([s = sequencer.get()] { s->Loop(); });
+  sequencer->delivery_thread_ = std::thread([s = sequencer.get()] {
+    base::NameThisThread("ocx-delivery");
+    s->DeliveryLoop();
+  });
+  sequencer->thread_ = std::thread([s = sequencer.get()] {
+    base::NameThisThread("ocx-sequencer");
+    s->Loop();
+  });
   return sequencer;
 }
 

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -14,6 +14,7 @@
 
 #include "src/base/assert.h"
 #include "src/base/status.h"
+#include "src/base/thread_name.h"
 #include "src/core/exchange.h"
 #include "src/engine/events.h"
 #include "src/store/sqlite/schema.h"
@@ -601,7 +602,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(SqliteStoreOption
   OCX_RETURN_IF_ERROR(CheckDirectory(options.path));
   std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(options)));
   OCX_RETURN_IF_ERROR(store->Init());
-  store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
+  store->writer_ = std::thread([raw = store.get()] {
+    base::NameThisThread("ocx-store");
+    raw->WriterLoop();
+  });
   return store;
 }
 

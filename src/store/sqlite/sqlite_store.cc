@@ -671,6 +671,11 @@ absl::Status SqliteStore::Init() {
     }
   }
   OCX_RETURN_IF_ERROR(write_db_.Exec("PRAGMA synchronous = NORMAL"));
+  // 64 MiB of page cache for the writer (SQLite's default is 2 MiB): a batch of a few thousand
+  // orders touches more index pages than 2 MiB holds, and SQLite then spills dirty pages
+  // mid-transaction and reads pages back through the kernel (a profile of `ocx bench api`
+  // showed both; the writer's CPU per order fell by about a tenth with the larger cache).
+  OCX_RETURN_IF_ERROR(write_db_.Exec("PRAGMA cache_size = -65536"));
 
   // What is in the file: nothing (create), our tables (check the version), or something else.
   OCX_ASSIGN_OR_RETURN(Stmt tables, Stmt::Prepare(write_db_,

@@ -41,6 +41,10 @@ struct ApiBenchResult {
   double orders_per_second = 0;
   double requests_per_second = 0;
   double p50_ms = 0, p90_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;  // Per request.
+  // CPU time (user + system) of this whole process, exchange and generator together, per
+  // request answered, from the first request (warm-up included) to the last. It moves much
+  // less from run to run than the rate, which follows the disk's sync time.
+  double cpu_us_per_request = 0;
 };
 
 absl::StatusOr<ApiBenchResult> RunApiBench(const ApiBenchOptions& options);

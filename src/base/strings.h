@@ -44,8 +44,17 @@ inline std::string AsciiUpper(std::string_view text) {
   return out;
 }
 
+// ASCII case-insensitive equality, without copying either side (HTTP header names are
+// compared on every request).
 inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return AsciiLower(a) == AsciiLower(b);
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (absl::ascii_tolower(static_cast<unsigned char>(a[i])) !=
+        absl::ascii_tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace ocx::base

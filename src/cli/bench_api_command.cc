@@ -35,14 +35,15 @@ int RunApiBenchCommand(bench::ApiBenchOptions options) {
       "workload: %s orders over %s, %d keep-alive connections, one request in flight each, "
       "%s exchange, generator on this machine\n"
       "orders: %.0f orders/s (%llu in %.2f s); requests: %.0f/s; errors: %llu%s%s\n"
-      "latency per request: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
+      "latency per request: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n"
+      "cpu: %.1f us per request (user + system of this process: %s)\n",
       options.workload.c_str(), options.transport == "http" ? "HTTP" : "WebSocket",
       options.connections, options.url.empty() ? "an in-process" : "a remote",
-      result->orders_per_second, static_cast<unsigned long long>(result->orders),
-      result->seconds, result->requests_per_second,
-      static_cast<unsigned long long>(result->errors),
-      result->first_error.empty() ? "" : "; first: ", result->first_error.c_str(),
-      result->p50_ms, result->p90_ms, result->p99_ms, result->p999_ms, result->max_ms);
+      result->orders_per_second, static_cast<unsigned long long>(result->orders), result->seconds,
+      result->requests_per_second, static_cast<unsigned long long>(result->errors),
+      result->first_error.empty() ? "" : "; first: ", result->first_error.c_str(), result->p50_ms,
+      result->p90_ms, result->p99_ms, result->p999_ms, result->max_ms, result->cpu_us_per_request,
+      options.url.empty() ? "exchange and generator" : "the generator only");
   return result->errors == 0 ? 0 : 1;
 }
 

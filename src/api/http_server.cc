@@ -302,6 +302,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     if (const auto length = parser_->content_length(); length && *length > limit) {
       return WriteError(413, "body_too_large", "The request body exceeds this path's limit.");
     }
+    // A small request usually arrives whole in the read that found its header: its body is
+    // parsed here and now rather than by another asynchronous read, which would complete
+    // through the scheduler's queue (a hand-off, and often a wake-up of the other I/O thread).
+    while (!parser_->is_done() && buffer_.size() > 0) {
+      beast::error_code parse_error;
+      const size_t used = parser_->put(buffer_.data(), parse_error);
+      buffer_.consume(used);
+      if (parse_error == http::error::need_more) break;
+      if (parse_error) return OnReadError(parse_error);
+      if (used == 0) break;
+    }
+    if (parser_->is_done()) return OnRead({}, 0);
     // A body can take a while to arrive; the idle timeout is for silence between requests.
     Lowest(stream_).expires_after(
         std::chrono::seconds(std::max<int64_t>(30, server_->options.idle_timeout_s)));

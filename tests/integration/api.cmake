@@ -13,7 +13,7 @@ if(OCX_BUILD_TESTS)
       api_operations_test.cc
       api_jobs_test.cc
       api_dashboard_test.cc
-    LIBS ocx_client ocx_api ocx_base)
+    LIBS ocx_client ocx_api ocx_base ocx_bench_http)
   add_dependencies(ocx_api_integration_test ocx)
   target_compile_definitions(ocx_api_integration_test PRIVATE OCX_BINARY="$<TARGET_FILE:ocx>")
 

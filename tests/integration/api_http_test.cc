@@ -1,7 +1,14 @@
 // The life of orders over HTTP against a real exchange: resting, crossing, leases, cancel,
 // replace, release, the ledger and statements, and idempotent retries (docs/api.md).
-#include <string>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <string>
+#include <vector>
+
+#include "bench/http_response_reader.h"
 #include "gtest/gtest.h"
 #include "tests/integration/api_test_util.h"
 
@@ -371,6 +378,116 @@ TEST_F(ApiIdempotencyTest, WithoutAKeyEveryPostIsANewOrder) {
   ASSERT_EQ(second.status, 201) << second;
   EXPECT_NE(first.body["order"]["id"], second.body["order"]["id"]);
   EXPECT_EQ(consumer_->Expect(200, "GET", "/v1/orders")["items"].size(), 2u);
+}
+
+// ---- How requests arrive on the wire: a body after its header, requests back to back.
+
+// A plain TCP connection to the exchange, for requests written byte by byte as a test needs.
+class RawConnection {
+ public:
+  explicit RawConnection(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ =
+        fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  }
+  ~RawConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool connected() const { return connected_; }
+  bool Send(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  // True when some answer arrives within `wait_ms`.
+  bool Readable(int wait_ms) {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, wait_ms) > 0;
+  }
+  // The next `count` responses as (status, body); fewer when the connection ends or 10 s pass.
+  std::vector<std::pair<int, std::string>> Read(size_t count) {
+    std::vector<std::pair<int, std::string>> out;
+    const int64_t deadline = NowMs() + 10'000;
+    auto state = reader_.Parse();
+    while (out.size() < count) {
+      if (state == bench::HttpResponseReader::State::kComplete) {
+        out.emplace_back(reader_.status(), std::string(reader_.body()));
+        reader_.Consume();
+        state = reader_.Parse();
+        continue;
+      }
+      if (state == bench::HttpResponseReader::State::kError || NowMs() > deadline) break;
+      if (!Readable(static_cast<int>(deadline - NowMs()))) continue;
+      char chunk[4096];
+      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n <= 0) break;
+      state = reader_.Append(chunk, static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  bench::HttpResponseReader reader_;
+};
+
+class ApiFramingTest : public ExchangeTest {
+ protected:
+  void SetUp() override {
+    ExchangeTest::SetUp();
+    if (HasFatalFailure()) return;
+    market_ = MakeMarket("100");
+  }
+  std::string OrderRequest(const std::string& body) const {
+    return "POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+           market_.consumer.token +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+  }
+  Market market_;
+};
+
+TEST_F(ApiFramingTest, BodyArrivingAfterItsHeaderIsReadWhole) {
+  RawConnection connection(server_->port());
+  ASSERT_TRUE(connection.connected());
+  const std::string request = OrderRequest(BuyOrder("0.04", 2).dump());
+  const size_t body_start = request.find("\r\n\r\n") + 4;
+  // The header and a few bytes of the body, then nothing: no answer may come yet.
+  ASSERT_TRUE(connection.Send(request.substr(0, body_start + 5)));
+  EXPECT_FALSE(connection.Readable(200)) << "answered before the body was complete";
+  ASSERT_TRUE(connection.Send(request.substr(body_start + 5)));
+  const auto answers = connection.Read(1);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].first, 201) << answers[0].second;
+  const Json order = Json::parse(answers[0].second, nullptr, false);
+  ASSERT_TRUE(order.is_object()) << answers[0].second;
+  EXPECT_EQ(order["order"]["quantity"], 2);
+  EXPECT_EQ(order["order"]["price"], "0.04");
+}
+
+TEST_F(ApiFramingTest, RequestsWrittenBackToBackAreAnsweredInOrder) {
+  RawConnection connection(server_->port());
+  ASSERT_TRUE(connection.connected());
+  // Three requests in one write: the server finds the second and third already buffered
+  // after the first one's body.
+  ASSERT_TRUE(connection.Send(OrderRequest(BuyOrder("0.03", 1).dump()) +
+                              "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" +
+                              OrderRequest(BuyOrder("0.02", 3).dump())));
+  const auto answers = connection.Read(3);
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_EQ(answers[0].first, 201) << answers[0].second;
+  EXPECT_EQ(answers[1].first, 200) << answers[1].second;
+  EXPECT_EQ(answers[2].first, 201) << answers[2].second;
+  const Json first = Json::parse(answers[0].second, nullptr, false);
+  const Json third = Json::parse(answers[2].second, nullptr, false);
+  ASSERT_TRUE(first.is_object() && third.is_object());
+  EXPECT_EQ(first["order"]["price"], "0.03");
+  EXPECT_EQ(third["order"]["price"], "0.02");
+  EXPECT_LT(first["order"]["id"].get<uint64_t>(), third["order"]["id"].get<uint64_t>());
 }
 
 }  // namespace

@@ -39,8 +39,7 @@ CREATE TABLE ledger_entries (
   reference  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX ledger_entries_from ON ledger_entries (from_owner);
-CREATE INDEX ledger_entries_to ON ledger_entries (to_owner);
-CREATE INDEX ledger_entries_time ON ledger_entries (time);
+CREATE INDEX ledger_entries_to ON ledger_entries (to_owner) WHERE to_owner <> from_owner;
 
 CREATE TABLE machines (
   id               INTEGER PRIMARY KEY,
@@ -189,6 +188,17 @@ CREATE TABLE job_tasks (
   machine  INTEGER NOT NULL,
   PRIMARY KEY (job, idx)
 ) STRICT, WITHOUT ROWID;
+)sql";
+
+// Brings a version 3 store to version 4 in place (run inside a transaction): the ledger's
+// `time` index goes (a time bound is found by a binary search over entries instead), and
+// the `to_owner` index keeps only transfers between two accounts (one within an account, a
+// hold or a release, is found through `from_owner`). Every row stays as it is.
+inline constexpr char kMigrateFrom3Sql[] = R"sql(
+DROP INDEX ledger_entries_time;
+DROP INDEX ledger_entries_to;
+CREATE INDEX ledger_entries_to ON ledger_entries (to_owner) WHERE to_owner <> from_owner;
+UPDATE meta SET value = 4 WHERE key = 'schema_version';
 )sql";
 
 }  // namespace ocx::store::sqlite

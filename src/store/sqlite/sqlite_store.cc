@@ -307,6 +307,31 @@ absl::StatusOr<int64_t> ReadInt(Stmt& statement, int64_t fallback) {
   return statement.Int(0);
 }
 
+// The smallest entry bound B such that every ledger entry below B is before `time` and every
+// entry at or after B is at or after it; `end_entry` (one past the last entry) when none is.
+// A binary search over entry numbers, which is valid because time never decreases as the
+// entry number grows; `entry_at_or_after` reads the first entry at or after a number (entry
+// numbers need not be dense). About log2(entries) lookups by primary key.
+absl::StatusOr<int64_t> FirstEntryAtOrAfter(Stmt& entry_at_or_after, core::Timestamp time,
+                                            int64_t end_entry) {
+  // Invariant: entries below `low` are before `time`; entries at or after `high` are not.
+  int64_t low = 1;
+  int64_t high = end_entry;
+  while (low < high) {
+    const int64_t middle = low + (high - low) / 2;
+    ResetOnExit reset(entry_at_or_after);
+    entry_at_or_after.Bind(1, middle);
+    OCX_ASSIGN_OR_RETURN(const bool row, entry_at_or_after.Step());
+    if (!row || entry_at_or_after.Int(1) >= time) {
+      high = middle;
+    } else {
+      // Nothing lies between `middle` and this entry, which is before `time`.
+      low = entry_at_or_after.Int(0) + 1;
+    }
+  }
+  return low;
+}
+
 absl::Status CheckDirectory(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
@@ -371,7 +396,7 @@ struct SqliteStore::WriteStatements {
 
 struct SqliteStore::ReadStatements {
   Stmt list_accounts, balances, list_entries;
-  Stmt first_entry_from, next_entry, deltas_since, statement_entries;
+  Stmt entry_at_or_after, next_entry, deltas_since, statement_entries;
   Stmt list_trades, list_orders, list_orders_status, list_leases, get_lease, list_usage;
   Stmt list_machines, get_task;
   Stmt get_job, list_job_tasks, list_jobs;
@@ -523,29 +548,38 @@ absl::Status SqliteStore::PrepareReader() {
           " FROM ledger_entries WHERE from_owner = ?1 AND entry > ?2 ORDER BY entry LIMIT ?3) "
           "UNION ALL SELECT * FROM (SELECT " +
           entries +
-          " FROM ledger_entries WHERE to_owner = ?1 AND from_owner <> ?1 AND entry > ?2 "
+          " FROM ledger_entries WHERE to_owner = ?1 AND to_owner <> from_owner AND entry > ?2 "
           "ORDER BY entry LIMIT ?3) ORDER BY entry LIMIT ?3"));
   // Time is non-decreasing in entry order (the core's clock never goes back; the projection
-  // checks it), so a time bound is an entry bound: the first entry at or after it.
-  OCX_RETURN_IF_ERROR(prepare(&r->first_entry_from,
-                              "SELECT entry FROM ledger_entries WHERE time >= ?1 "
-                              "ORDER BY time, entry LIMIT 1"));
+  // checks it), so a time bound is an entry bound, found by a binary search over entries
+  // (FirstEntryAtOrAfter) with this lookup.
+  OCX_RETURN_IF_ERROR(prepare(&r->entry_at_or_after,
+                              "SELECT entry, time FROM ledger_entries WHERE entry >= ?1 "
+                              "ORDER BY entry LIMIT 1"));
   OCX_RETURN_IF_ERROR(
       prepare(&r->next_entry, "SELECT COALESCE(MAX(entry), 0) + 1 FROM ledger_entries"));
+  // An account's balance changes since an entry: out of it; into it from itself (a hold, a
+  // release: found through from_owner, since the to_owner index leaves them out); into it
+  // from another account. The `to_owner <> from_owner` term is the partial index's own
+  // condition, which SQLite must see written out to use that index.
   OCX_RETURN_IF_ERROR(prepare(&r->deltas_since,
                               "SELECT kind, SUM(delta) FROM ("
-                              "SELECT to_kind AS kind, amount AS delta FROM ledger_entries "
-                              "WHERE to_owner = ?1 AND entry >= ?2 UNION ALL "
-                              "SELECT from_kind, -amount FROM ledger_entries "
-                              "WHERE from_owner = ?1 AND entry >= ?2) GROUP BY kind"));
+                              "SELECT from_kind AS kind, -amount AS delta FROM ledger_entries "
+                              "WHERE from_owner = ?1 AND entry >= ?2 UNION ALL "
+                              "SELECT to_kind, amount FROM ledger_entries "
+                              "WHERE from_owner = ?1 AND to_owner = ?1 AND entry >= ?2 UNION ALL "
+                              "SELECT to_kind, amount FROM ledger_entries "
+                              "WHERE to_owner = ?1 AND to_owner <> from_owner AND entry >= ?2) "
+                              "GROUP BY kind"));
   OCX_RETURN_IF_ERROR(
       prepare(&r->statement_entries,
               "SELECT * FROM (SELECT " + entries +
                   " FROM ledger_entries WHERE from_owner = ?1 AND entry >= ?2 AND entry < ?3 "
                   "ORDER BY entry LIMIT ?4) UNION ALL SELECT * FROM (SELECT " +
                   entries +
-                  " FROM ledger_entries WHERE to_owner = ?1 AND from_owner <> ?1 AND entry >= ?2 "
-                  "AND entry < ?3 ORDER BY entry LIMIT ?4) ORDER BY entry LIMIT ?4"));
+                  " FROM ledger_entries WHERE to_owner = ?1 AND to_owner <> from_owner "
+                  "AND entry >= ?2 AND entry < ?3 ORDER BY entry LIMIT ?4) ORDER BY entry LIMIT "
+                  "?4"));
   OCX_RETURN_IF_ERROR(prepare(&r->list_trades, std::string("SELECT ") + kTradeColumns +
                                                    " FROM trades WHERE market = ?1 AND id > ?2 "
                                                    "ORDER BY id LIMIT ?3"));
@@ -695,6 +729,10 @@ absl::Status SqliteStore::Init() {
   }
   if (table_count == 0) {
     OCX_RETURN_IF_ERROR(InWriteTransaction(write_db_, [this] { return CreateSchema(write_db_); }));
+  } else if (has_meta && version == 3) {
+    // Version 4 changed only indexes: migrated in place, no rebuild.
+    OCX_RETURN_IF_ERROR(
+        InWriteTransaction(write_db_, [this] { return write_db_.Exec(sqlite::kMigrateFrom3Sql); }));
   } else if (!has_meta || version != kSqliteSchemaVersion) {
     const std::string found =
         has_meta ? "schema version " + std::to_string(version) : "tables that are not a store's";
@@ -1364,10 +1402,10 @@ absl::StatusOr<AccountStatement> SqliteStore::Statement(core::AccountId account,
 
   // The range as entry numbers [from_entry, to_entry).
   OCX_ASSIGN_OR_RETURN(const int64_t end_entry, ReadInt(r.next_entry, 1));
-  r.first_entry_from.Bind(1, from_time);
-  OCX_ASSIGN_OR_RETURN(const int64_t from_entry, ReadInt(r.first_entry_from, end_entry));
-  r.first_entry_from.Bind(1, to_time);
-  OCX_ASSIGN_OR_RETURN(const int64_t to_entry, ReadInt(r.first_entry_from, end_entry));
+  OCX_ASSIGN_OR_RETURN(const int64_t from_entry,
+                       FirstEntryAtOrAfter(r.entry_at_or_after, from_time, end_entry));
+  OCX_ASSIGN_OR_RETURN(const int64_t to_entry,
+                       FirstEntryAtOrAfter(r.entry_at_or_after, to_time, end_entry));
 
   // Balances then = current balances minus what moved since (recent history only).
   std::map<core::BalanceKind, core::Micros> current, since_from, since_to;

@@ -43,7 +43,9 @@
 namespace ocx::store {
 
 // Version of the tables (docs/formats/store.md), kept in meta.schema_version.
-inline constexpr int64_t kSqliteSchemaVersion = 3;  // 2: tasks; 3: jobs, job_tasks.
+// 2: tasks; 3: jobs, job_tasks; 4: ledger indexes (no `time`; `to_owner` only between two
+// accounts), migrated in place from 3.
+inline constexpr int64_t kSqliteSchemaVersion = 4;
 // Named bounds and defaults for SqliteStoreOptions.
 inline constexpr size_t kDefaultQueueCommandsMax = 8192;
 inline constexpr size_t kDefaultBatchCommandsMax = 1024;

@@ -590,6 +590,62 @@ TEST_F(SqliteStoreTest, RebuildFromScratchGivesIdenticalQueryResults) {
   EXPECT_TRUE(Dump(*store, kMarkets, time_a_, time_b_) == before);
 }
 
+// The indexes a store file holds, by name, with their SQL.
+std::map<std::string, std::string> IndexesOf(const std::string& path) {
+  std::map<std::string, std::string> out;
+  absl::StatusOr<sqlite::Db> db = sqlite::Db::Open(path, SQLITE_OPEN_READONLY);
+  EXPECT_TRUE(db.ok()) << db.status();
+  if (!db.ok()) return out;
+  absl::StatusOr<sqlite::Statement> q = sqlite::Statement::Prepare(
+      *db, "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL");
+  EXPECT_TRUE(q.ok()) << q.status();
+  while (q.ok() && *q->Step()) out[q->Text(0)] = q->Text(1);
+  return out;
+}
+
+// Version 4 changed only the ledger's indexes, so a version 3 file is migrated in place when
+// opened: same rows, same answers, the new indexes, and projection goes on from where it was.
+TEST_F(SqliteStoreTest, VersionThreeStoreIsMigratedInPlace) {
+  const std::vector<AppliedCommand> first(history().begin(), history().end() - 3);
+  const std::vector<AppliedCommand> rest(history().end() - 3, history().end());
+  StoreDump expected;
+  {
+    auto reference = Open("reference.db");
+    ASSERT_NE(reference, nullptr);
+    ASSERT_TRUE(reference->Project(history()).ok());
+    expected = Dump(*reference, kMarkets, time_a_, time_b_);
+  }
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Project(first).ok());
+  }
+  {
+    // The version 3 indexes, as that schema created them.
+    absl::StatusOr<sqlite::Db> db = sqlite::Db::Open(dir_.File("store.db"), SQLITE_OPEN_READWRITE);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE(db->Exec("DROP INDEX ledger_entries_to; "
+                         "CREATE INDEX ledger_entries_to ON ledger_entries (to_owner); "
+                         "CREATE INDEX ledger_entries_time ON ledger_entries (time); "
+                         "UPDATE meta SET value = 3 WHERE key = 'schema_version'")
+                    .ok());
+  }
+  ASSERT_NE(IndexesOf(dir_.File("store.db")), IndexesOf(dir_.File("reference.db")));
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->last_projected_sequence(), first.back().sequence);
+  ASSERT_TRUE(store->Project(rest).ok());
+  EXPECT_TRUE(Dump(*store, kMarkets, time_a_, time_b_) == expected);
+  ASSERT_TRUE(store->Close().ok());
+  EXPECT_EQ(IndexesOf(dir_.File("store.db")), IndexesOf(dir_.File("reference.db")));
+  absl::StatusOr<sqlite::Db> db = sqlite::Db::Open(dir_.File("store.db"), SQLITE_OPEN_READONLY);
+  ASSERT_TRUE(db.ok());
+  absl::StatusOr<sqlite::Statement> version =
+      sqlite::Statement::Prepare(*db, "SELECT value FROM meta WHERE key = 'schema_version'");
+  ASSERT_TRUE(version.ok() && *version->Step());
+  EXPECT_EQ(version->Int(0), kSqliteSchemaVersion);
+}
+
 // ---------------------------------------------------------------- the background writer
 
 TEST_F(SqliteStoreTest, EnqueuedCommandsAreProjectedInBatchesAndFlushWaitsForThem) {

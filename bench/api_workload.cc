@@ -22,6 +22,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -51,6 +52,21 @@ struct Shared {
   Clock::time_point stop_at;
   std::atomic<bool> failed{false};
 };
+
+// Seconds each thread of this process has run so far, summed by thread name (the kernel's
+// per-thread run time, /proc/self/task/*/schedstat, in nanoseconds).
+std::map<std::string, double> ThreadCpuSecondsByName() {
+  std::map<std::string, double> out;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::ifstream schedstat(task.path() / "schedstat");
+    std::string name;
+    uint64_t run_nanos = 0;
+    if (std::getline(comm, name) && (schedstat >> run_nanos)) out[name] += run_nanos / 1e9;
+  }
+  return out;
+}
 
 // User + system CPU seconds of this process so far (every thread).
 double ProcessCpuSeconds() {
@@ -501,6 +517,7 @@ absl::StatusOr<ApiBenchResult> RunApiBench(const ApiBenchOptions& options) {
                    std::chrono::microseconds(static_cast<int64_t>(options.seconds * 1e6));
   std::vector<Tally> tallies(options.connections);
   const double cpu_before = ProcessCpuSeconds();
+  const std::map<std::string, double> threads_before = ThreadCpuSecondsByName();
   absl::Status ran;
   if (options.transport == "http") {
     EpollHttpLoad load(options, &shared, &tallies);
@@ -509,6 +526,8 @@ absl::StatusOr<ApiBenchResult> RunApiBench(const ApiBenchOptions& options) {
     ran = RunWebSocketLoad(options, endpoint->host, endpoint->port, *tokens, &shared, &tallies);
   }
   const double cpu_spent = ProcessCpuSeconds() - cpu_before;
+  std::map<std::string, double> thread_seconds = ThreadCpuSecondsByName();
+  for (const auto& [name, seconds] : threads_before) thread_seconds[name] -= seconds;
   const double measured = std::chrono::duration<double>(
                               std::min(Clock::now(), shared.stop_at) - shared.measure_from)
                               .count();
@@ -540,6 +559,13 @@ absl::StatusOr<ApiBenchResult> RunApiBench(const ApiBenchOptions& options) {
   result.p999_ms = Percentile(latencies, 0.999);
   result.max_ms = latencies.empty() ? 0 : latencies.back() / 1000.0;
   result.cpu_us_per_request = answered > 0 ? cpu_spent * 1e6 / answered : 0;
+  for (const auto& [name, seconds] : thread_seconds) {
+    if (answered > 0 && seconds > 0) {
+      result.cpu_us_per_request_by_thread.emplace_back(name, seconds * 1e6 / answered);
+    }
+  }
+  std::sort(result.cpu_us_per_request_by_thread.begin(), result.cpu_us_per_request_by_thread.end(),
+            [](const auto& a, const auto& b) { return a.second > b.second; });
   return result;
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,6 +46,9 @@ struct ApiBenchResult {
   // request answered, from the first request (warm-up included) to the last. It moves much
   // less from run to run than the rate, which follows the disk's sync time.
   double cpu_us_per_request = 0;
+  // The same by thread name (ocx-io, ocx-store, ocx-generator, ...; threads of one name
+  // summed), from the kernel's per-thread run time, largest first.
+  std::vector<std::pair<std::string, double>> cpu_us_per_request_by_thread;
 };
 
 absl::StatusOr<ApiBenchResult> RunApiBench(const ApiBenchOptions& options);

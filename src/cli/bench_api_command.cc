@@ -44,6 +44,15 @@ int RunApiBenchCommand(bench::ApiBenchOptions options) {
       result->first_error.empty() ? "" : "; first: ", result->first_error.c_str(), result->p50_ms,
       result->p90_ms, result->p99_ms, result->p999_ms, result->max_ms, result->cpu_us_per_request,
       options.url.empty() ? "exchange and generator" : "the generator only");
+  std::string by_thread;
+  for (const auto& [name, micros] : result->cpu_us_per_request_by_thread) {
+    if (micros < 0.05) continue;
+    char part[64];
+    std::snprintf(part, sizeof part, "%s%s %.1f", by_thread.empty() ? "" : ", ", name.c_str(),
+                  micros);
+    by_thread += part;
+  }
+  std::printf("cpu by thread: %s us per request\n", by_thread.c_str());
   return result->errors == 0 ? 0 : 1;
 }
 

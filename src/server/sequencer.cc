@@ -193,20 +193,23 @@ void Sequencer::Loop() {
     }
     for (Inbound& item : batch) {
       Process(item);
-      if (!status().ok()) return;
+      if (failed_.load(std::memory_order_acquire)) return;
     }
     batch.clear();
   }
 }
 
 void Sequencer::Process(Inbound& item) {
-  {
+  if (undelivered_.load(std::memory_order_acquire) >= options_.undelivered_max) {
     // Backpressure from delivery: when acknowledgements (and the store's projection, which
     // on_durable feeds) fall behind, stop applying, so the state never runs ahead of what was
-    // delivered by more than a named bound; Submit then blocks on a full inbound queue.
+    // delivered by more than a named bound; Submit then blocks on a full inbound queue. (The
+    // counter is read without the lock first: below the bound, as nearly always, applying
+    // takes no lock that the delivery thread holds.)
     std::unique_lock<std::mutex> lock(pending_mu_);
     delivery_space_cv_.wait(lock, [this] {
-      return pending_.size() + in_delivery_ < options_.undelivered_max || stop_requested_;
+      return undelivered_.load(std::memory_order_acquire) < options_.undelivered_max ||
+             stop_requested_;
     });
   }
   Pending pending;
@@ -225,6 +228,7 @@ void Sequencer::Process(Inbound& item) {
     // Registered before the append, so the durability callback always finds it.
     std::lock_guard<std::mutex> lock(pending_mu_);
     pending_.push_back(std::move(pending));
+    undelivered_.fetch_add(1, std::memory_order_release);
   }
   const absl::Status appended = journal_->Append(journal::RecordView{
       acked.sequence, acked.time, core::kCommandPayloadVersion, payload});
@@ -284,7 +288,6 @@ void Sequencer::DeliveryLoop() {
         ready.push_back(std::move(pending_.front()));
         pending_.pop_front();
       }
-      in_delivery_ = ready.size();
       if (ready.empty() && delivery_stopping_) return;  // Everything durable is delivered.
     }
     for (Pending& p : ready) {
@@ -292,10 +295,13 @@ void Sequencer::DeliveryLoop() {
       delivered_sequence_.store(p.acked.sequence, std::memory_order_release);
       if (p.done) p.done(p.acked);
     }
+    const size_t delivered = ready.size();
     ready.clear();
     {
+      // Under the lock, so that a sequencer about to wait on delivery_space_cv_ either sees
+      // the new count or is already waiting when the notification comes.
       std::lock_guard<std::mutex> lock(pending_mu_);
-      in_delivery_ = 0;
+      undelivered_.fetch_sub(delivered, std::memory_order_release);
     }
     delivery_space_cv_.notify_one();
   }
@@ -304,6 +310,7 @@ void Sequencer::DeliveryLoop() {
 void Sequencer::Fail(const absl::Status& error) {
   std::lock_guard<std::mutex> lock(inbound_mu_);
   if (status_.ok()) status_ = error;
+  failed_.store(true, std::memory_order_release);
   stopping_ = true;
   inbound_cv_.notify_all();
   space_cv_.notify_all();

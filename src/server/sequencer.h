@@ -138,6 +138,7 @@ class Sequencer {
   std::deque<Inbound> inbound_;          // Guarded by inbound_mu_.
   bool stopping_ = false;                // Guarded by inbound_mu_.
   absl::Status status_;                  // First failure; sticky. Guarded by inbound_mu_.
+  std::atomic<bool> failed_{false};      // status_ is not OK (set with it, under inbound_mu_).
 
   std::mutex pending_mu_;
   std::condition_variable delivery_cv_;  // Durable commands to deliver, or stopping.
@@ -146,7 +147,10 @@ class Sequencer {
   uint64_t journal_durable_ = 0;         // The journal's last durable sequence. Guarded.
   bool delivery_stopping_ = false;       // Guarded by pending_mu_.
   bool stop_requested_ = false;          // Stop() began. Guarded by pending_mu_.
-  size_t in_delivery_ = 0;  // Taken from pending_ by the delivery thread, not yet delivered.
+  // Commands applied and not yet delivered: in pending_ or being delivered. Changed under
+  // pending_mu_; read without it by the sequencer, which waits (on delivery_space_cv_) only
+  // at the bound.
+  std::atomic<size_t> undelivered_{0};
   std::thread delivery_thread_;
 
   std::mutex stop_mu_;

@@ -1182,13 +1182,15 @@ bool CanonicalConstraints(const std::string& text, std::string* canonical, HttpR
 }
 
 std::string AutoClientOrderId() {
-  static const std::string prefix = "auto-" + RandomHex(8) + "-";
+  static const std::string prefix =
+      std::string(core::kAutoClientOrderIdPrefix) + RandomHex(8) + "-";
   static std::atomic<uint64_t> counter{0};
   return prefix + std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
 }
 
 bool ValidIdempotencyKey(std::string_view key) {
-  return !key.empty() && key.size() <= kIdempotencyKeyMax && PrintableAscii(key);
+  return !key.empty() && key.size() <= kIdempotencyKeyMax && PrintableAscii(key) &&
+         !key.starts_with(core::kAutoClientOrderIdPrefix);
 }
 
 void Api::PlaceOrder(const CallPtr& call) {
@@ -1205,7 +1207,8 @@ void Api::PlaceOrder(const CallPtr& call) {
     if (!ValidIdempotencyKey(key)) {
       return call->respond(ErrorResponse(
           400, "invalid_idempotency_key",
-          "The Idempotency-Key header is 1 to 64 printable ASCII characters without spaces."));
+          "The Idempotency-Key header is 1 to 64 printable ASCII characters without spaces, "
+          "not starting with \"auto-\" (the exchange's own)."));
     }
     c.client_order_id = key;
   } else {
@@ -1892,7 +1895,8 @@ void Api::SubmitJob(const CallPtr& call) {
   if (!key.empty() && !ValidIdempotencyKey(key)) {
     return call->respond(ErrorResponse(
         400, "invalid_idempotency_key",
-        "The Idempotency-Key header is 1 to 64 printable ASCII characters without spaces."));
+        "The Idempotency-Key header is 1 to 64 printable ASCII characters without spaces, "
+        "not starting with \"auto-\" (the exchange's own)."));
   }
   parsed->client_job_id = key.empty() ? AutoClientOrderId() : key;
   const core::SubmitJob command = *parsed;

@@ -122,7 +122,9 @@ class StreamHandler : public WsHandler,
       const std::string key = message.value("idempotency_key", "");
       if (!key.empty() && !ValidIdempotencyKey(key)) {
         return Reply(ErrorMessage("invalid_idempotency_key",
-                                  "An idempotency key is 1 to 64 printable ASCII characters.", id));
+                                  "An idempotency key is 1 to 64 printable ASCII characters, not "
+                                  "starting with \"auto-\" (the exchange's own).",
+                                  id));
       }
       placed->client_order_id = key.empty() ? AutoClientOrderId() : key;
       command = *placed;

@@ -9,6 +9,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "src/core/types.h"
@@ -46,10 +47,18 @@ struct Heartbeat {
   MachineId machine = 0;  // Authenticated machine.
 };
 
+// Client order ids with this prefix are made by the API for orders placed without an
+// Idempotency-Key ("auto-<random>-<counter>"); clients cannot choose them (the API refuses
+// such keys). Unique by construction, they need no duplicate check, so the core does not
+// remember them: otherwise every order ever placed without a key would stay in memory (and
+// in every snapshot) for good.
+inline constexpr std::string_view kAutoClientOrderIdPrefix = "auto-";
+
 struct PlaceOrder {
   AccountId actor = 0;
   std::string market;
-  std::string client_order_id;  // Unique per account, forever (idempotency).
+  // Unique per account, forever (idempotency); ids with kAutoClientOrderIdPrefix excepted.
+  std::string client_order_id;
   engine::Side side = engine::Side::kBuy;
   engine::OrderType type = engine::OrderType::kLimit;
   engine::TimeInForce tif = engine::TimeInForce::kGtc;

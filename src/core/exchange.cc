@@ -414,7 +414,9 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
   if (c.client_order_id.empty() || c.client_order_id.size() > kClientOrderIdMax) {
     return Reject(ctx, "invalid_client_order_id", "A client order id is 1 to 64 characters.");
   }
-  if (const auto used = client_order_ids_.find({c.actor, c.client_order_id});
+  const bool remembered = !c.client_order_id.starts_with(kAutoClientOrderIdPrefix);
+  if (const auto used = remembered ? client_order_ids_.find({c.actor, c.client_order_id})
+                                   : client_order_ids_.end();
       used != client_order_ids_.end()) {
     // The API answers an idempotent retry with the order this id placed.
     ctx.out->result.order = used->second;
@@ -522,7 +524,7 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
   books_[market]->Submit(order, now_, &engine_events_);
   OCX_ASSERT_MSG(engine_events_.empty() || engine_events_.front().type != EventType::kRejected,
                  "the engine rejected an order its precheck accepted");
-  client_order_ids_[{c.actor, c.client_order_id}] = order.id;
+  if (remembered) client_order_ids_[{c.actor, c.client_order_id}] = order.id;
   ++accounts_[c.actor].open_orders;
   if (c.side == Side::kSell) machines_.at(c.machine).sells.insert(order.id);
   ctx.out->result.order = order.id;

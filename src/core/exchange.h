@@ -167,7 +167,8 @@ class Exchange {
   // The job submitted with this client job id by this account (live or over), or 0.
   JobId FindClientJob(AccountId account, const std::string& client_job_id) const;
   const std::map<BalanceRef, Micros>& balances() const { return balances_; }
-  // The order placed with this client order id by this account (live or finished), or 0.
+  // The order placed with this client order id by this account (live or finished), or 0;
+  // always 0 for an id with kAutoClientOrderIdPrefix (not kept).
   OrderId FindClientOrder(AccountId account, const std::string& client_order_id) const;
   // Index of a market by name, or -1.
   int MarketIndex(const std::string& name) const;
@@ -259,7 +260,8 @@ class Exchange {
   std::map<std::string, AccountId> account_names_;
   std::map<BalanceRef, Micros> balances_;
   std::map<OrderId, OrderState> orders_;
-  // Client order ids ever used, per account (they stay taken: RULEBOOK section 2).
+  // Client order ids ever used, per account (they stay taken: RULEBOOK section 2), but for
+  // the API's own single-use ones (kAutoClientOrderIdPrefix), which are never kept.
   std::map<std::pair<AccountId, std::string>, OrderId> client_order_ids_;
   std::map<MachineId, Machine> machines_;
   std::set<std::pair<Timestamp, MachineId>> heartbeat_deadlines_;  // Online machines.

@@ -424,6 +424,39 @@ TEST_F(ExchangeTest, ClientOrderIdsAreUniquePerAccount) {
   EXPECT_TRUE(Run(c).result.accepted);
 }
 
+// The API's made-up ids (orders placed without an idempotency key) are unique by
+// construction; the core keeps none of them, so memory and snapshots do not grow with every
+// such order ever placed.
+TEST_F(ExchangeTest, AutoClientOrderIdsAreNotKept) {
+  Fund(alice_, kCredit);
+  PlaceOrder c;
+  c.actor = alice_;
+  c.market = "cpu";
+  c.client_order_id = std::string(kAutoClientOrderIdPrefix) + "0123456789abcdef-7";
+  c.price = 10'000;
+  c.quantity = 1;
+  c.tif = engine::TimeInForce::kIoc;
+  const std::string before = x_.Serialize();
+  const ApplyOutput first = Run(c);
+  ASSERT_TRUE(first.result.accepted) << first.result.code;
+  EXPECT_EQ(x_.FindClientOrder(alice_, c.client_order_id), 0u);
+  // Nothing of it is left in the state: the ioc order is gone and its id was not kept, so
+  // the state differs from before only in counters and the ledger.
+  EXPECT_EQ(x_.Serialize().find(c.client_order_id), std::string::npos);
+  EXPECT_NE(x_.Serialize(), before);
+  // The same made-up id again (it cannot happen through the API) is not refused either.
+  const ApplyOutput second = Run(c);
+  EXPECT_TRUE(second.result.accepted) << second.result.code;
+  EXPECT_NE(second.result.order, first.result.order);
+  // A client's own id is still kept and refused the second time.
+  c.client_order_id = "auto";  // Not the prefix: "auto-" with its dash.
+  ASSERT_TRUE(Run(c).result.accepted);
+  EXPECT_EQ(Run(c).result.code, "duplicate_client_order_id");
+  const auto restored = Exchange::Restore(x_.config(), x_.Serialize());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ((*restored)->StateHash(), x_.StateHash());
+}
+
 TEST_F(ExchangeTest, ReplaceUpNeedsTheExtraHoldAndRejectsWithoutChange) {
   Fund(alice_, Exchange::HoldFor(10'000, 2, 1, 20));
   const OrderId id = Buy(alice_, 10'000, 2, 1).result.order;

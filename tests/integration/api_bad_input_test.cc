@@ -141,6 +141,14 @@ TEST_F(ApiBadInputTest, MalformedOrderBodiesAreRefused) {
            "invalid_idempotency_key",
            "application/json",
            {{"Idempotency-Key", "a b"}}},
+          {"idempotency key in the exchange's own namespace",
+           "POST",
+           "/v1/orders",
+           good.dump(),
+           400,
+           "invalid_idempotency_key",
+           "application/json",
+           {{"Idempotency-Key", "auto-0123456789abcdef-1"}}},
       });
 }
 

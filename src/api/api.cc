@@ -445,7 +445,7 @@ void Api::Handle(HttpRequest request, Respond respond) {
     return call->respond(ErrorResponse(503, "unavailable", "The exchange is shutting down."));
   }
   const Route& route = routes[route_index];
-  const std::string authorization = call->request.Header("authorization");
+  const std::string& authorization = call->request.Header("authorization");
   if (!authorization.empty() && !Authenticate(call)) return;
   if (route.info.auth == "account" || route.info.auth == "operator") {
     if (!call->caller) {
@@ -489,7 +489,7 @@ void Api::ServeDashboard(const CallPtr& call) {
 }
 
 bool Api::Authenticate(const CallPtr& call) {
-  const std::string authorization = call->request.Header("authorization");
+  const std::string& authorization = call->request.Header("authorization");
   constexpr std::string_view kBearer = "Bearer ";
   if (!authorization.starts_with(kBearer)) {
     call->respond(ErrorResponse(401, "unauthenticated",
@@ -512,7 +512,7 @@ bool Api::RequireOperator(const CallPtr& call) {
 }
 
 bool Api::ParseBody(const CallPtr& call, Json* body) {
-  const std::string content_type = call->request.Header("content-type");
+  const std::string& content_type = call->request.Header("content-type");
   if (!content_type.starts_with("application/json")) {
     call->respond(ErrorResponse(415, "unsupported_media_type",
                                 "The body must be JSON (Content-Type: application/json)."));
@@ -1201,7 +1201,7 @@ void Api::PlaceOrder(const CallPtr& call) {
   if (!parsed) return call->respond(std::move(error));
   core::PlaceOrder& c = *parsed;
 
-  const std::string key = call->request.Header("idempotency-key");
+  const std::string& key = call->request.Header("idempotency-key");
   const bool keyed = !key.empty();
   if (keyed) {
     if (!ValidIdempotencyKey(key)) {
@@ -1891,7 +1891,7 @@ void Api::SubmitJob(const CallPtr& call) {
   HttpResponse error;
   std::optional<core::SubmitJob> parsed = ParseJob(body, call->caller->id, &error);
   if (!parsed) return call->respond(std::move(error));
-  const std::string key = call->request.Header("idempotency-key");
+  const std::string& key = call->request.Header("idempotency-key");
   if (!key.empty() && !ValidIdempotencyKey(key)) {
     return call->respond(ErrorResponse(
         400, "invalid_idempotency_key",

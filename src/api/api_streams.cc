@@ -356,7 +356,7 @@ std::shared_ptr<WsHandler> Api::OpenWebSocket(const HttpRequest& request,
   }
   if (request.path == "/v1/stream") {
     std::optional<AccountIdentity> caller;
-    const std::string authorization = request.Header("authorization");
+    const std::string& authorization = request.Header("authorization");
     if (!authorization.empty()) {
       if (authorization.starts_with("Bearer ")) {
         caller = deps_.identities->FindByToken(std::string_view(authorization).substr(7));

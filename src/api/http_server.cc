@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "spdlog/spdlog.h"
 #include "src/base/strings.h"
 #include "src/base/thread_name.h"
@@ -64,8 +65,8 @@ HttpRequest ToRequest(const http::request<http::string_body>& in, const std::str
   if (!ParseTarget(out.target, &out.path, &out.query)) out.path.clear();
   for (const auto& field : in) {
     std::string name(field.name_string());
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-    out.headers[name] = std::string(field.value());
+    for (char& c : name) c = absl::ascii_tolower(static_cast<unsigned char>(c));
+    out.headers[std::move(name)] = std::string(field.value());
   }
   out.body = in.body();
   out.remote_address = remote;

@@ -18,12 +18,15 @@ struct HttpRequest {
   std::string target;                          // As sent: path and query.
   std::string path;                            // Percent-decoded path, without the query.
   std::map<std::string, std::string> query;    // Decoded query parameters (last one wins).
-  std::map<std::string, std::string> headers;  // Names in lower case.
+  std::map<std::string, std::string, std::less<>> headers;  // Names in lower case.
   std::string body;
   std::string remote_address;
-  std::string Header(std::string_view name) const {
-    const auto it = headers.find(std::string(name));
-    return it == headers.end() ? std::string() : it->second;
+  // The value of a header by its lower-case name; empty when absent. Valid while the
+  // request is.
+  const std::string& Header(std::string_view name) const {
+    static const std::string kAbsent;
+    const auto it = headers.find(name);
+    return it == headers.end() ? kAbsent : it->second;
   }
 };
 

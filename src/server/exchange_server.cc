@@ -19,6 +19,10 @@ namespace {
 constexpr char kOperatorName[] = "operator";
 // The query store commits at most this often under load (reads that need it current flush).
 constexpr int64_t kStoreCommitIntervalMs = 100;
+// The query store's writer runs at a lower priority than the threads on the acknowledgement
+// path (SqliteStoreOptions::writer_nice says why): in `ocx bench api` it lowered the p99 of
+// order latency by about a tenth.
+constexpr int kStoreWriterNice = 10;
 
 }  // namespace
 
@@ -54,6 +58,7 @@ absl::Status ExchangeServer::Open() {
   store_options.commit_interval_ms = kStoreCommitIntervalMs;
   store_options.batch_commands_max = 16'384;
   store_options.queue_commands_max = 65'536;
+  store_options.writer_nice = kStoreWriterNice;
   auto store = store::SqliteStore::Open(store_options);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);

@@ -1,5 +1,6 @@
 #include "src/store/sqlite/sqlite_store.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -633,11 +634,20 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(SqliteStoreOption
   if (options.queue_commands_max == 0 || options.batch_commands_max == 0) {
     return absl::InvalidArgumentError("queue_commands_max and batch_commands_max must be >= 1");
   }
+  if (options.writer_nice < 0 || options.writer_nice > 19) {
+    return absl::InvalidArgumentError("writer_nice must be from 0 to 19, not " +
+                                      std::to_string(options.writer_nice));
+  }
   OCX_RETURN_IF_ERROR(CheckDirectory(options.path));
   std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(options)));
   OCX_RETURN_IF_ERROR(store->Init());
   store->writer_ = std::thread([raw = store.get()] {
     base::NameThisThread("ocx-store");
+    if (raw->options_.writer_nice > 0) {
+      // Linux gives each thread its own nice value; raising it needs no privilege. A failure
+      // only leaves the writer at the process's priority.
+      (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), raw->options_.writer_nice);
+    }
     raw->WriterLoop();
   });
   return store;

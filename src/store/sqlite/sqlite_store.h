@@ -68,6 +68,11 @@ struct SqliteStoreOptions {
   // the store is a projection and readers that need it current call Flush, which cuts the
   // wait short. 0: commit as soon as anything is queued.
   int64_t commit_interval_ms = 0;
+  // The writer thread's nice value (0 .. 19; 0: as the process). The exchange raises it: the
+  // projection is off the acknowledgement path and commits in bursts (a transaction every
+  // commit interval), and at equal priority those bursts delay the threads that answer
+  // orders. Store reads that wait for the projection (Flush) wait longer under full load.
+  int writer_nice = 0;
 };
 
 class SqliteStore final : public Store {

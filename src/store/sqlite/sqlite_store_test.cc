@@ -7,8 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -805,6 +807,46 @@ TEST(SqliteStoreOpenTest, EmptyPathAndBadBoundsAreInvalid) {
   options.path = dir.File("store.db");
   options.queue_commands_max = 0;
   EXPECT_EQ(SqliteStore::Open(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.queue_commands_max = 1;
+  options.writer_nice = 20;
+  EXPECT_EQ(SqliteStore::Open(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.writer_nice = -1;  // Would need a privilege, and would outrank the exchange.
+  EXPECT_EQ(SqliteStore::Open(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The nice value of this process's threads named `name` (field 19 of /proc/self/task/*/stat).
+std::vector<int> NiceOfThreadsNamed(const std::string& name) {
+  std::vector<int> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string thread_name;
+    std::getline(comm, thread_name);
+    if (thread_name != name) continue;
+    std::ifstream stat_file(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+    // After the ") " that ends the name: state is field 3, nice field 19.
+    std::istringstream rest(stat.substr(stat.rfind(") ") + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i) {
+      if (i == 19) out.push_back(std::stoi(field));
+    }
+  }
+  return out;
+}
+
+TEST(SqliteStoreOpenTest, WriterRunsAtTheGivenNiceValue) {
+  TempDir dir;
+  SqliteStoreOptions options;
+  options.path = dir.File("store.db");
+  options.writer_nice = 7;
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  // The writer names and renices itself before it takes its first command: once a command
+  // is projected, both are done.
+  ASSERT_TRUE((*store)->Enqueue(AppliedCommand{1, testing::kStartTime, {}}).ok());
+  ASSERT_TRUE((*store)->Flush().ok());
+  ASSERT_EQ((*store)->last_projected_sequence(), 1u);
+  EXPECT_EQ(NiceOfThreadsNamed("ocx-store"), std::vector<int>{7});
 }
 
 TEST(SqliteStoreOpenTest, FileThatIsNotADatabaseIsDataLoss) {

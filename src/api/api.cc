@@ -42,30 +42,27 @@ class Fields {
  public:
   explicit Fields(const Json& object) : object_(object) {}
 
-  bool Has(const char* key) {
-    seen_.push_back(key);
-    return object_.contains(key) && !object_[key].is_null();
-  }
+  bool Has(const char* key) { return Find(key) != nullptr; }
   std::string Str(const char* key, bool required, size_t max_length = 256) {
-    if (!Has(key)) {
+    const Json* v = Find(key);
+    if (v == nullptr) {
       if (required) Missing(key);
       return {};
     }
-    const Json& v = object_[key];
-    if (!v.is_string()) return Invalid(key, "a string"), std::string();
-    std::string s = v.get<std::string>();
+    if (!v->is_string()) return Invalid(key, "a string"), std::string();
+    const std::string& s = v->get_ref<const std::string&>();
     if (s.size() > max_length) return Invalid(key, "a shorter string"), std::string();
     return s;
   }
   int64_t Int(const char* key, bool required, int64_t fallback, int64_t min, int64_t max) {
-    if (!Has(key)) {
+    const Json* v = Find(key);
+    if (v == nullptr) {
       if (required) Missing(key);
       return fallback;
     }
-    const Json& v = object_[key];
-    if (!v.is_number_integer()) return Invalid(key, "an integer"), fallback;
+    if (!v->is_number_integer()) return Invalid(key, "an integer"), fallback;
     const int64_t value =
-        v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX ? max + 1 : v.get<int64_t>();
+        v->is_number_unsigned() && v->get<uint64_t>() > INT64_MAX ? max + 1 : v->get<int64_t>();
     if (value < min || value > max) {
       Invalid(key,
               ("an integer from " + std::to_string(min) + " to " + std::to_string(max)).c_str());
@@ -75,25 +72,26 @@ class Fields {
   }
   // A decimal string of credits ("1.25"): never a JSON number (it would pass through double).
   int64_t Money(const char* key, bool required) {
-    if (!Has(key)) {
+    const Json* v = Find(key);
+    if (v == nullptr) {
       if (required) Missing(key);
       return 0;
     }
-    const Json& v = object_[key];
-    if (!v.is_string()) {
+    if (!v->is_string()) {
       return Invalid(key, "a decimal string such as \"1.25\" (money is never a JSON number)"), 0;
     }
-    const base::ParsedMicros parsed = base::ParseMicros(v.get<std::string>());
+    const base::ParsedMicros parsed = base::ParseMicros(v->get_ref<const std::string&>());
     if (!parsed.ok()) return Invalid(key, "a decimal with at most 6 fractional digits"), 0;
     return parsed.micros;
   }
   const Json* Object(const char* key, bool required) {
-    if (!Has(key)) {
+    const Json* v = Find(key);
+    if (v == nullptr) {
       if (required) Missing(key);
       return nullptr;
     }
-    if (!object_[key].is_object()) return Invalid(key, "an object"), nullptr;
-    return &object_[key];
+    if (!v->is_object()) return Invalid(key, "an object"), nullptr;
+    return v;
   }
   // OK when every field was asked for and valid.
   bool Finish() {
@@ -110,6 +108,13 @@ class Fields {
   HttpResponse Error() const { return ErrorResponse(400, error_code_, error_message_); }
 
  private:
+  // The field's value, or nullptr when it is absent or null; the key counts as known to
+  // Finish either way. One lookup per field (each request's body is read through here).
+  const Json* Find(const char* key) {
+    seen_.emplace_back(key);
+    const auto it = object_.find(key);
+    return it == object_.end() || it->is_null() ? nullptr : &*it;
+  }
   void Missing(const char* key) {
     if (!error_code_.empty()) return;
     error_code_ = "missing_field";
@@ -122,7 +127,7 @@ class Fields {
   }
 
   const Json& object_;
-  std::vector<std::string> seen_;
+  std::vector<std::string_view> seen_;  // Keys asked for (string literals of the callers).
   std::string error_code_;
   std::string error_message_;
 };

@@ -13,6 +13,8 @@ packages=(
   libboost1.81-dev libssl-dev libspdlog-dev libtomlplusplus-dev libre2-dev curl
   # TCMalloc for the ocx binary (src/cli/CMakeLists.txt says why).
   libgoogle-perftools-dev
+  # wrk: the independent load generator of bench/wrk_api.sh (docs/benchmarks.md).
+  wrk
   # The dashboard's browser tests drive Debian's Chromium (headless, off the network).
   chromium
 )

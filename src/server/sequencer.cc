@@ -124,6 +124,12 @@ absl::StatusOr<std::unique_ptr<Sequencer>> Sequencer::Open(SequencerOptions opti
     base::NameThisThread("ocx-delivery");
     s->DeliveryLoop();
   });
+  if (sequencer->options_.snapshot_every > 0) {
+    sequencer->snapshot_thread_ = std::thread([s = sequencer.get()] {
+      base::NameThisThread("ocx-snapshot");
+      s->SnapshotLoop();
+    });
+  }
   sequencer->thread_ = std::thread([s = sequencer.get()] {
     base::NameThisThread("ocx-sequencer");
     s->Loop();
@@ -244,23 +250,46 @@ void Sequencer::Process(Inbound& item) {
 void Sequencer::MaybeSnapshot() {
   if (options_.snapshot_every == 0 || since_snapshot_ < options_.snapshot_every) return;
   since_snapshot_ = 0;
-  // Only durable state may be snapshotted: a snapshot ahead of the journal could not be
-  // continued after a crash.
-  std::string body;
-  uint64_t sequence;
+  SnapshotToWrite snapshot;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
-    sequence = exchange_->last_sequence();
-    body = exchange_->Serialize();
+    snapshot.sequence = exchange_->last_sequence();
+    snapshot.body = exchange_->Serialize();
   }
-  const absl::Status durable = journal_->WaitDurable(sequence);
-  if (!durable.ok()) return Fail(durable);
-  const absl::StatusOr<std::string> written = journal::WriteSnapshot(
-      SnapshotDir(options_.data_dir), sequence, core::kSnapshotVersion, body);
-  if (!written.ok()) {
-    // The journal still holds everything: a failed snapshot costs only recovery time.
-    // TODO(ocx): report through metrics once the server has them.
-    return;
+  {
+    // Waiting for the journal and writing the file happen on the snapshot thread: before,
+    // they held the sequencer (and so every order) for the sync and the file's write.
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snapshot_to_write_ = std::move(snapshot);
+  }
+  snapshot_cv_.notify_one();
+}
+
+void Sequencer::SnapshotLoop() {
+  for (;;) {
+    SnapshotToWrite snapshot;
+    {
+      std::unique_lock<std::mutex> lock(snapshot_mu_);
+      snapshot_cv_.wait(lock,
+                        [this] { return snapshot_to_write_.has_value() || snapshot_stopping_; });
+      if (!snapshot_to_write_.has_value()) return;  // Stopping, and nothing left to write.
+      snapshot = std::move(*snapshot_to_write_);
+      snapshot_to_write_.reset();
+    }
+    // Only durable state may be snapshotted: a snapshot ahead of the journal could not be
+    // continued after a crash.
+    const absl::Status durable = journal_->WaitDurable(snapshot.sequence);
+    if (!durable.ok()) {
+      Fail(durable);
+      continue;  // Nothing more is durable; a later snapshot fails the same way.
+    }
+    const absl::StatusOr<std::string> written = journal::WriteSnapshot(
+        SnapshotDir(options_.data_dir), snapshot.sequence, core::kSnapshotVersion, snapshot.body);
+    if (!written.ok()) {
+      // The journal still holds everything: a failed snapshot costs only recovery time.
+      // TODO(ocx): report through metrics once the server has them.
+      continue;
+    }
   }
 }
 
@@ -343,6 +372,13 @@ absl::Status Sequencer::Stop() {
   }
   delivery_cv_.notify_one();
   if (delivery_thread_.joinable()) delivery_thread_.join();
+  {
+    // A snapshot still waiting is written first: everything it captures is durable now.
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snapshot_stopping_ = true;
+  }
+  snapshot_cv_.notify_one();
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
   return status();
 }
 

@@ -16,8 +16,9 @@
 // the journal: the sequencer stops for good (every later Submit fails) and never
 // acknowledges that command. A restart recovers from the journal.
 //
-// Ownership: owns the Exchange, the journal and three threads (sequencer, delivery, and the
-// journal's writer through the journal). Thread-safety: Submit, Execute,
+// Ownership: owns the Exchange, the journal and up to four threads (sequencer, delivery, the
+// snapshot writer when snapshots are on, and the journal's writer through the journal).
+// Thread-safety: Submit, Execute,
 // Read and Stop may be called from any thread; Read runs under the state mutex, so it sees
 // the state between two commands (possibly including commands not yet durable).
 #pragma once
@@ -28,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -51,8 +53,10 @@ struct SequencerOptions {
   core::ExchangeConfig config = core::ExchangeConfig::Default();
   std::string data_dir;                 // journal/ and snapshots/ live under it.
   const base::Clock* clock = nullptr;   // Required; must outlive the sequencer.
-  // A snapshot after this many commands (0: never). Taken on the sequencer thread once
-  // everything before it is durable.
+  // A snapshot after this many commands (0: never). The state is serialized on the sequencer
+  // thread; a thread of its own waits until everything it captures is durable and writes the
+  // file, so the sequencer goes on meanwhile (while one is being written, a newer one replaces
+  // any that waits).
   uint64_t snapshot_every = 100'000;
   // Named bound on commands waiting for the sequencer thread; Submit blocks while full.
   size_t inbound_max = 65'536;
@@ -120,6 +124,7 @@ class Sequencer {
   void DeliveryLoop();
   void Fail(const absl::Status& error);
   void MaybeSnapshot();
+  void SnapshotLoop();  // The snapshot writer thread.
 
   const SequencerOptions options_;
   SequencerRecovery recovery_;
@@ -152,6 +157,17 @@ class Sequencer {
   // at the bound.
   std::atomic<size_t> undelivered_{0};
   std::thread delivery_thread_;
+
+  // A serialized state waiting to be written: the snapshot thread takes it.
+  struct SnapshotToWrite {
+    uint64_t sequence = 0;
+    std::string body;
+  };
+  std::mutex snapshot_mu_;
+  std::condition_variable snapshot_cv_;               // A snapshot to write, or stopping.
+  std::optional<SnapshotToWrite> snapshot_to_write_;  // Guarded by snapshot_mu_.
+  bool snapshot_stopping_ = false;                    // Guarded by snapshot_mu_.
+  std::thread snapshot_thread_;                       // Only when snapshot_every > 0.
 
   std::mutex stop_mu_;
   bool stopped_ = false;  // Guarded by stop_mu_.

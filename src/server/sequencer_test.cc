@@ -276,6 +276,32 @@ TEST_F(SequencerTest, SnapshotPlusTailEqualsAFullReplay) {
   EXPECT_EQ(ReplayHash(), before);
 }
 
+// Snapshots are written by a thread of their own; asked for faster than it writes, the
+// newest waiting one replaces the older, and Stop writes the last one asked for.
+TEST_F(SequencerTest, SnapshotAfterEveryCommandEndsWithTheLastOneWritten) {
+  std::string before;
+  uint64_t last = 0;
+  {
+    auto s = Sequencer::Open(Options(/*snapshot_every=*/1));
+    ASSERT_TRUE(s.ok());
+    testing::CommandStream stream(11);
+    for (const auto& c : testing::SetupCommands()) ASSERT_TRUE((*s)->Submit(c, nullptr).ok());
+    for (int i = 0; i < 300; ++i) {
+      clock_.Advance(50'000);
+      ASSERT_TRUE((*s)->Submit(stream.Next(), nullptr).ok());
+    }
+    ASSERT_TRUE((*s)->Stop().ok());
+    before = Hash(**s);
+    (*s)->Read([&](const core::Exchange& x) { last = x.last_sequence(); });
+  }
+  auto again = Sequencer::Open(Options());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().snapshot_sequence, last);
+  EXPECT_EQ((*again)->recovery().replayed, 0u);
+  EXPECT_EQ(Hash(**again), before);
+  EXPECT_EQ(ReplayHash(), before);
+}
+
 TEST_F(SequencerTest, TimeNeverGoesBackwardsEvenIfTheClockDoes) {
   auto s = Sequencer::Open(Options());
   ASSERT_TRUE(s.ok());

@@ -88,11 +88,22 @@ class ProviderAgentTest : public ExchangeTest {
         << "the agent never offered its capacity";
   }
 
-  // Buys one slot from the agent's offer; returns the lease.
+  // Buys one slot from the agent's offer; returns the lease (0, with a failure, when none
+  // could be bought). When a lease ends the agent offers its capacity anew by cancelling its
+  // sell and placing another, so the book can hold no ask for a moment: the buy is
+  // immediate-or-cancel (one that finds nothing is cancelled and its hold released) and is
+  // placed again until it fills. (A resting buy would have waited for the next ask, then
+  // filled outside this function, as a CI run of this test once found.)
   uint64_t BuyOneSlot() {
-    Json bought = buyer_->Expect(201, "POST", "/v1/orders", BuyOrder("0.05", 1));
-    EXPECT_EQ(bought["fills"].size(), 1u) << bought.dump();
-    return bought["fills"][0]["lease"].get<uint64_t>();
+    Json order = BuyOrder("0.05", 1);
+    order["tif"] = "ioc";
+    Json bought;
+    const bool filled = WaitFor([&] {
+      bought = buyer_->Expect(201, "POST", "/v1/orders", order);
+      return bought["fills"].size() == 1;
+    });
+    EXPECT_TRUE(filled) << "no slot could be bought; the last answer: " << bought.dump();
+    return filled ? bought["fills"][0]["lease"].get<uint64_t>() : 0;
   }
 
   std::string UploadBlob(const std::string& bytes) {
@@ -164,6 +175,7 @@ TEST_F(ProviderAgentTest, ALeaseTaskRunsToCompletionAndIsBilled) {
   ASSERT_TRUE(ReceiveType(*stream, "subscribed").has_value());
 
   const uint64_t lease = BuyOneSlot();
+  ASSERT_NE(lease, 0u);
   const std::string task_path = "/v1/leases/" + std::to_string(lease) + "/task";
   const Json spec{{"command", {"sh", "-c", "cat in.txt; mkdir out; echo done > out/result.txt; "
                                            "sleep 1"}},
@@ -237,6 +249,7 @@ TEST_F(ProviderAgentTest, TasksStartInASandboxPreparedAheadAndNoneOutlivesTheAge
   EXPECT_EQ(BubblewrapChildren(), 1) << "the prepared sandbox waits as the agent's child";
   for (int task = 1; task <= 2; ++task) {
     const uint64_t lease = BuyOneSlot();
+    ASSERT_NE(lease, 0u);
     const std::string lease_path = "/v1/leases/" + std::to_string(lease);
     // Exactly what a fresh sandbox gives: /work empty and the job's own environment.
     buyer_->Expect(201, "POST", lease_path + "/task",
@@ -268,6 +281,7 @@ TEST_F(ProviderAgentTest, TasksStartInASandboxPreparedAheadAndNoneOutlivesTheAge
 TEST_F(ProviderAgentTest, AnAgentThatDiesMidLeaseGoesOfflineAndBillingStopsAtItsLastReport) {
   StartAgent();
   const uint64_t lease = BuyOneSlot();
+  ASSERT_NE(lease, 0u);
   buyer_->Expect(201, "POST", "/v1/leases/" + std::to_string(lease) + "/task",
                  Json{{"command", {"sleep", "600"}}});
   // Let it run and report usage at least once.
@@ -304,6 +318,7 @@ TEST_F(ProviderAgentTest, AReclaimedLeaseStopsBillingAtOnceAndItsJobGetsItsNotic
   agent_->RunInBackground();
   ASSERT_TRUE(WaitFor([&] { return agent_->status().sell_order != 0; }));
   const uint64_t lease = BuyOneSlot();
+  ASSERT_NE(lease, 0u);
   const std::string lease_path = "/v1/leases/" + std::to_string(lease);
   buyer_->Expect(201, "POST", lease_path + "/task",
                  Json{{"command", {"sh", "-c", "echo started; sleep 600"}}});

@@ -808,9 +808,29 @@ void Agent::MaintainMarket(int64_t now_ms) {
     status_.offered_slots = open;
     return;
   }
-  if (sell != 0) (void)http_->Call("DELETE", "/v1/orders/" + std::to_string(sell));
-  sell = 0;
-  if (want > 0) {
+  // A sell still open is changed in place (one command, PATCH): cancelling it and placing
+  // another would leave the book without our ask between the two, and a buyer then finds
+  // nothing. The rulebook's replace keeps the order's id; a larger quantity or a new price
+  // only loses its time priority.
+  bool replaced = false;
+  if (sell != 0 && want > 0) {
+    const Json change{{"price", base::FormatMicros(*ask)}, {"quantity", want}};
+    auto answer = http_->Call("PATCH", "/v1/orders/" + std::to_string(sell), &change, {200});
+    if (answer.ok() && (*answer).value("status", "") == "replaced") {
+      replaced = true;
+      offered_price_ = *ask;
+      Log("offering " + std::to_string(want) + " slots at " + base::FormatMicros(*ask) +
+          " (order " + std::to_string(sell) + " changed)");
+    } else if (!answer.ok() && !client::GetApiError(answer.status())) {
+      return;  // The exchange is unreachable; try again later.
+    }
+    // Refused (the order filled or ended since we looked): a new one is placed below.
+  }
+  if (!replaced) {
+    if (sell != 0) (void)http_->Call("DELETE", "/v1/orders/" + std::to_string(sell));
+    sell = 0;
+  }
+  if (!replaced && want > 0) {
     const Json body{{"market", options_.market},
                     {"side", "sell"},
                     {"price", base::FormatMicros(*ask)},

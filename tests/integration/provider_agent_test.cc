@@ -89,11 +89,11 @@ class ProviderAgentTest : public ExchangeTest {
   }
 
   // Buys one slot from the agent's offer; returns the lease (0, with a failure, when none
-  // could be bought). When a lease ends the agent offers its capacity anew by cancelling its
-  // sell and placing another, so the book can hold no ask for a moment: the buy is
-  // immediate-or-cancel (one that finds nothing is cancelled and its hold released) and is
-  // placed again until it fills. (A resting buy would have waited for the next ask, then
-  // filled outside this function, as a CI run of this test once found.)
+  // could be bought). The book can still hold no ask for a moment (the agent places a new
+  // sell when its last one filled completely), so the buy is immediate-or-cancel (one that
+  // finds nothing is cancelled and its hold released) and is placed again until it fills. (A
+  // resting buy would have waited for the next ask, then filled outside this function, as a
+  // CI run of this test once found when the agent still cancelled and re-placed its sell.)
   uint64_t BuyOneSlot() {
     Json order = BuyOrder("0.05", 1);
     order["tif"] = "ioc";
@@ -138,6 +138,28 @@ TEST_F(ProviderAgentTest, RegistersHeartbeatsAndOffersItsCapacity) {
   agent_.reset();
   StartAgent();
   EXPECT_EQ(agent_->machine(), machine);
+}
+
+TEST_F(ProviderAgentTest, AnEndedLeaseReturnsItsSlotToTheSameSellOrder) {
+  StartAgent();
+  const uint64_t sell = agent_->status().sell_order;
+  const std::string sell_path = "/v1/orders/" + std::to_string(sell);
+  const uint64_t lease = BuyOneSlot();
+  ASSERT_NE(lease, 0u);
+  EXPECT_EQ(seller_->Expect(200, "GET", sell_path)["order"]["remaining"], 3);
+  buyer_->Expect(200, "POST", "/v1/leases/" + std::to_string(lease) + "/release");
+  // The freed slot goes back on the book through a replace of the same order: no cancel,
+  // so no moment without an ask.
+  ASSERT_TRUE(WaitFor([&] {
+    return seller_->Expect(200, "GET", sell_path)["order"]["remaining"] == 4;
+  })) << seller_->Expect(200, "GET", sell_path).dump();
+  const Json order = seller_->Expect(200, "GET", sell_path)["order"];
+  EXPECT_EQ(order["status"], "open") << order.dump();
+  EXPECT_EQ(agent_->status().sell_order, sell);
+  EXPECT_EQ(agent_->status().offered_slots, 4);
+  Json book = op_->Expect(200, "GET", "/v1/markets/cpu/book");
+  ASSERT_EQ(book["asks"].size(), 1u) << book.dump();
+  EXPECT_EQ(book["asks"][0][1], 4);
 }
 
 TEST_F(ProviderAgentTest, OutsideItsAvailabilityTheAgentOffersNothing) {

@@ -497,8 +497,16 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
   // The engine's own checks first, so that a rejected order moves no money. The order id is
   // used up either way: every id the exchange prints names one attempt.
   ++next_order_;
+  // The constraints are compiled before the precheck: a fok buy's "can it fill completely"
+  // counts only the asks of machines its constraints accept, as the engine will.
+  if (!c.constraints.empty()) {
+    state.constraints = c.constraints;
+    state.constraint_handle = CompileConstraint(c.constraints);
+    order.constraint = state.constraint_handle;
+  }
   const engine::RejectReason reason = books_[market]->PrecheckNew(order, now_);
   if (reason != engine::RejectReason::kNone) {
+    ReleaseConstraint(state.constraint_handle);
     engine::Event rejected;
     rejected.type = EventType::kRejected;
     rejected.command = engine::CommandKind::kNew;
@@ -510,11 +518,6 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
     rejected.quantity = order.quantity;
     ctx.out->events.push_back(OrderEvent{config.name, rejected});
     return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
-  }
-  if (!c.constraints.empty()) {
-    state.constraints = c.constraints;
-    state.constraint_handle = CompileConstraint(c.constraints);
-    order.constraint = state.constraint_handle;
   }
   // Hold first: trades in the engine call below draw on it.
   orders_[order.id] = state;

@@ -477,6 +477,35 @@ TEST_F(ExchangeTest, EngineRejectionsReachTheCallerWithTheirCode) {
   EXPECT_EQ(Avail(alice_), kCredit);
 }
 
+TEST_F(ExchangeTest, AFokBuyCountsOnlyTheAsksItsConstraintsAccept) {
+  // Found by the seeded random test: the precheck ignored the constraints, so it passed an
+  // order the engine then refused, and the exchange stopped on its assertion.
+  Fund(alice_, kCredit);
+  Sell(prov_, machine_, 40'000, 2);  // An EU machine's ask.
+  PlaceOrder c;
+  c.actor = alice_;
+  c.market = "cpu";
+  c.client_order_id = "fok-us-only";
+  c.tif = TimeInForce::kFok;
+  c.price = 50'000;
+  c.quantity = 2;
+  c.constraints = R"(region == "us")";
+  const Micros available = Avail(alice_);
+  const ApplyOutput refused = Run(c);
+  EXPECT_EQ(refused.result.code, "fok_unfillable");
+  for (const CoreEvent& e : refused.events) {
+    EXPECT_FALSE(std::holds_alternative<LedgerTransfer>(e));
+  }
+  EXPECT_EQ(Avail(alice_), available);
+  EXPECT_TRUE(x_.leases().empty());
+  // The same order for EU machines fills completely.
+  c.client_order_id = "fok-eu";
+  c.constraints = R"(region == "eu")";
+  ASSERT_TRUE(Run(c).result.accepted);
+  EXPECT_EQ(x_.leases().size(), 1u);
+  EXPECT_EQ(x_.leases().begin()->second.slots, 2);
+}
+
 TEST_F(ExchangeTest, RejectedCommandsMoveNoMoney) {
   // Found by the query store's tests: an engine rejection used to hold and release.
   Fund(alice_, kCredit);

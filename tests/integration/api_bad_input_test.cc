@@ -229,6 +229,19 @@ TEST_F(ApiBadInputTest, BadMoneyAndAccountsAreRefused) {
         });
 }
 
+TEST_F(ApiBadInputTest, AFokBuyWhoseConstraintsRuleOutEveryAskIsRefused) {
+  // Once a way to stop the exchange: the fok check ignored the constraints, the engine did
+  // not, and the core's assertion ended the process.
+  auto provider = ClientFor(market_.provider);
+  provider->Expect(201, "POST", "/v1/orders", SellOrder("0.05", 2, market_.machine.id));
+  Json fok = BuyOrder("0.05", 2);
+  fok["tif"] = "fok";
+  fok["constraints"] = R"(region == "nowhere")";
+  Check(*consumer_, {{"fok buy, no ask allowed", "POST", "/v1/orders", fok.dump(), 422,
+                      "fok_unfillable"}});
+  EXPECT_EQ(consumer_->Expect(200, "GET", "/healthz")["status"], "ok");
+}
+
 TEST_F(ApiBadInputTest, BadMachinesAreRefused) {
   auto provider = ClientFor(market_.provider);
   const std::string key = api::NewMachineKeyPair().public_key_hex;

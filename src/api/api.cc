@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <shared_mutex>
 
 #include "src/agent/task_spec.h"
@@ -614,6 +615,17 @@ bool IdParam(const std::string& text, uint64_t* id, HttpResponse* error) {
   return true;
 }
 
+// An account id in the path: as IdParam, and one past the ids accounts can have
+// (core::AccountId is 32 bits) is no account's, rather than another account's once narrowed.
+bool AccountIdParam(const std::string& text, uint64_t* id, HttpResponse* error) {
+  if (!IdParam(text, id, error)) return false;
+  if (*id > std::numeric_limits<core::AccountId>::max()) {
+    *error = ErrorResponse(404, "unknown_account", "No account has this id.");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- operations
@@ -712,7 +724,7 @@ bool OwnsOrOperates(const std::optional<AccountIdentity>& caller, uint64_t id) {
 void Api::GetAccount(const CallPtr& call) {
   uint64_t id = 0;
   HttpResponse error;
-  if (!IdParam(call->params[0], &id, &error)) return call->respond(error);
+  if (!AccountIdParam(call->params[0], &id, &error)) return call->respond(error);
   if (!OwnsOrOperates(call->caller, id)) {
     return call->respond(ErrorResponse(403, "forbidden", "This is not your account."));
   }
@@ -720,6 +732,27 @@ void Api::GetAccount(const CallPtr& call) {
 }
 
 void Api::GetMe(const CallPtr& call) { RespondAccount(call, call->caller->id); }
+
+void Api::RotateToken(const CallPtr& call) {
+  uint64_t id = 0;
+  HttpResponse error;
+  if (!AccountIdParam(call->params[0], &id, &error)) return call->respond(error);
+  if (!OwnsOrOperates(call->caller, id)) {
+    return call->respond(ErrorResponse(403, "forbidden", "This is not your account."));
+  }
+  // Like account creation: the token is made here, shown once in the answer, and only its
+  // hash is journaled. The answer comes once the command is durable, and by then the
+  // registry (fed before the answer) no longer knows the old token.
+  const std::string token = NewApiToken();
+  SubmitCommand(call,
+                core::RotateToken{call->caller->id, static_cast<core::AccountId>(id),
+                                  TokenHash(token)},
+                [token, id](const server::Acked& acked) {
+                  if (!acked.output.result.accepted) return Refused(acked.output.result);
+                  return JsonResponse(
+                      200, Json{{"account", id}, {"token", token}, {"sequence", acked.sequence}});
+                });
+}
 
 void Api::RespondAccount(const CallPtr& call, uint64_t id) {
   store::Store* store = deps_.store;
@@ -775,7 +808,7 @@ void Api::LedgerSummary(const CallPtr& call) {
 void Api::DepositTo(const CallPtr& call) {
   uint64_t id = 0;
   HttpResponse error;
-  if (!IdParam(call->params[0], &id, &error)) return call->respond(error);
+  if (!AccountIdParam(call->params[0], &id, &error)) return call->respond(error);
   Json body;
   if (!ParseBody(call, &body)) return;
   Fields f(body);
@@ -793,7 +826,7 @@ void Api::DepositTo(const CallPtr& call) {
 void Api::WithdrawFrom(const CallPtr& call) {
   uint64_t id = 0;
   HttpResponse error;
-  if (!IdParam(call->params[0], &id, &error)) return call->respond(error);
+  if (!AccountIdParam(call->params[0], &id, &error)) return call->respond(error);
   Json body;
   if (!ParseBody(call, &body)) return;
   Fields f(body);
@@ -820,7 +853,7 @@ void Api::AccountLedger(const CallPtr& call) {
   uint64_t id = 0, after = 0;
   size_t limit = 0;
   HttpResponse error;
-  if (!IdParam(call->params[0], &id, &error) ||
+  if (!AccountIdParam(call->params[0], &id, &error) ||
       !PageParams(call->request, &after, &limit, &error)) {
     return call->respond(error);
   }
@@ -839,7 +872,7 @@ void Api::AccountLedger(const CallPtr& call) {
 void Api::AccountStatement(const CallPtr& call) {
   uint64_t id = 0, from = 0, to = 0;
   HttpResponse error;
-  if (!IdParam(call->params[0], &id, &error)) return call->respond(error);
+  if (!AccountIdParam(call->params[0], &id, &error)) return call->respond(error);
   if (!OwnsOrOperates(call->caller, id)) {
     return call->respond(ErrorResponse(403, "forbidden", "This is not your account."));
   }
@@ -2007,6 +2040,10 @@ const std::vector<Route>& RouteTable() {
       {{"GET", "/v1/accounts", "List accounts", "operator"}, &Api::ListAccounts},
       {{"GET", "/v1/accounts/{id}", "An account with its balances", "account"}, &Api::GetAccount},
       {{"GET", "/v1/me", "The caller's own account with its balances", "account"}, &Api::GetMe},
+      {{"POST", "/v1/accounts/{id}/token",
+        "Replace the account's API token; returns the new one once, the old one stops working",
+        "account"},
+       &Api::RotateToken},
       {{"POST", "/v1/accounts/{id}/deposits", "Deposit credits", "operator"}, &Api::DepositTo},
       {{"POST", "/v1/accounts/{id}/withdrawals", "Withdraw credits", "operator"},
        &Api::WithdrawFrom},

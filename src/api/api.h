@@ -120,6 +120,7 @@ class Api {
   void ListAccounts(const CallPtr& call);
   void GetAccount(const CallPtr& call);
   void GetMe(const CallPtr& call);
+  void RotateToken(const CallPtr& call);
   void LedgerSummary(const CallPtr& call);
   void DepositTo(const CallPtr& call);
   void WithdrawFrom(const CallPtr& call);

@@ -149,11 +149,12 @@ std::string Api::OpenApiJson() {
       responses["101"] = {{"description", "Switching to the WebSocket protocol (docs/api.md)."}};
       responses["426"] = error;
     } else {
-      const bool creates = route.method == "POST" || route.method == "PUT";
-      responses[creates && route.pattern.find("/release") == std::string::npos &&
-                        route.pattern.find("/reclaim") == std::string::npos
-                    ? "201"
-                    : "200"] = {{"description", "Success."}};
+      // POST and PUT create (201), except the actions on something that exists.
+      const bool creates = (route.method == "POST" || route.method == "PUT") &&
+                           !route.pattern.ends_with("/release") &&
+                           !route.pattern.ends_with("/reclaim") &&
+                           !route.pattern.ends_with("/token");
+      responses[creates ? "201" : "200"] = {{"description", "Success."}};
       for (const char* status : {"400", "401", "403", "404", "422", "429", "503"}) {
         responses[status] = error;
       }

@@ -30,9 +30,14 @@ class StreamHandler : public WsHandler,
                       public StreamSink,
                       public std::enable_shared_from_this<StreamHandler> {
  public:
+  // `token_hash`: of the token the upgrade request carried and `caller` was found by (empty
+  // and nullopt for an anonymous connection).
   StreamHandler(Api* api, std::weak_ptr<WsConnection> connection,
-                std::optional<AccountIdentity> caller)
-      : api_(api), connection_(std::move(connection)), caller_(caller) {}
+                std::optional<AccountIdentity> caller, std::string token_hash)
+      : api_(api),
+        connection_(std::move(connection)),
+        caller_(caller),
+        token_hash_(std::move(token_hash)) {}
 
   void OnOpen() override {}
 
@@ -46,7 +51,11 @@ class StreamHandler : public WsHandler,
     if (op == "auth") {
       const std::string token = message.value("token", "");
       caller_ = api_->deps_.identities->FindByToken(token);
-      if (!caller_) return Reply(ErrorMessage("unauthenticated", "The API token is not valid."));
+      if (!caller_) {
+        token_hash_.clear();
+        return Reply(ErrorMessage("unauthenticated", "The API token is not valid."));
+      }
+      token_hash_ = TokenHash(token);
       return Reply(Json{{"type", "authenticated"}, {"account", caller_->id}});
     }
     if (op == "ping") return Reply(Json{{"type", "pong"}});
@@ -62,7 +71,7 @@ class StreamHandler : public WsHandler,
     const std::string channel = message["channel"].get<std::string>();
     std::string internal;
     if (channel == "orders" || channel == "leases") {
-      if (!caller_) {
+      if (!StillAuthenticated()) {
         return Reply(ErrorMessage("unauthenticated",
                                   "Private channels need a token: send {\"op\":\"auth\"} first."));
       }
@@ -85,6 +94,10 @@ class StreamHandler : public WsHandler,
     channels_.insert(internal);
     Reply(Json{{"type", "subscribed"}, {"channel", channel}});
     api_->deps_.market_data->Subscribe(internal, shared_from_this());
+    // The token may have been replaced between the check above and the subscription, after
+    // the rotation revoked the channel's subscribers: the registry changes before the streams
+    // hear of it, so looking again now catches that.
+    if ((channel == "orders" || channel == "leases") && !StillAuthenticated()) Revoke();
   }
 
   void OnClose() override { api_->deps_.market_data->UnsubscribeAll(this); }
@@ -93,14 +106,32 @@ class StreamHandler : public WsHandler,
     if (auto connection = connection_.lock()) connection->SendText(std::move(message));
   }
 
+  // The account's token was replaced: private streams end with the session (any thread).
+  void Revoke() override {
+    Deliver(Text(ErrorMessage("token_revoked",
+                              "This account's API token was replaced; connect again with the new "
+                              "one.")));
+    if (auto connection = connection_.lock()) connection->Close("token revoked");
+  }
+
  private:
   void Reply(const Json& json) { Deliver(Text(json)); }
+
+  // Whether the token this connection authenticated with is still the account's token; a
+  // replaced one signs the connection out.
+  bool StillAuthenticated() {
+    if (!caller_) return false;
+    if (api_->deps_.identities->FindByTokenHash(token_hash_)) return true;
+    caller_.reset();
+    token_hash_.clear();
+    return false;
+  }
 
   // Order entry over the stream: the same validation, rate limit and durability as
   // POST/DELETE /v1/orders; the answer carries the request's "id".
   void EnterOrder(const std::string& op, const Json& message) {
     const Json id = message.contains("id") ? message["id"] : Json();
-    if (!caller_) {
+    if (!StillAuthenticated()) {
       return Reply(ErrorMessage("unauthenticated", "Order entry needs a token: send auth first.", id));
     }
     if (api_->account_limiter_.Acquire(caller_->id, api_->deps_.clock->NowMicros()) > 0) {
@@ -158,6 +189,7 @@ class StreamHandler : public WsHandler,
   Api* api_;
   std::weak_ptr<WsConnection> connection_;
   std::optional<AccountIdentity> caller_;  // Strand only.
+  std::string token_hash_;                 // Of caller_'s token. Strand only.
   std::set<std::string> channels_;         // Strand only.
 };
 
@@ -356,17 +388,20 @@ std::shared_ptr<WsHandler> Api::OpenWebSocket(const HttpRequest& request,
   }
   if (request.path == "/v1/stream") {
     std::optional<AccountIdentity> caller;
+    std::string token_hash;
     const std::string& authorization = request.Header("authorization");
     if (!authorization.empty()) {
       if (authorization.starts_with("Bearer ")) {
-        caller = deps_.identities->FindByToken(std::string_view(authorization).substr(7));
+        const std::string_view token = std::string_view(authorization).substr(7);
+        caller = deps_.identities->FindByToken(token);
+        if (caller) token_hash = TokenHash(token);
       }
       if (!caller) {
         *refusal = ErrorResponse(401, "unauthenticated", "The API token is not valid.");
         return nullptr;
       }
     }
-    return std::make_shared<StreamHandler>(this, connection, caller);
+    return std::make_shared<StreamHandler>(this, connection, caller, std::move(token_hash));
   }
   if (request.path == "/v1/agent") return std::make_shared<AgentHandler>(this, connection);
   *refusal = ErrorResponse(404, "not_found", "No WebSocket endpoint has this path.");

@@ -106,7 +106,10 @@ void IdentityRegistry::Load(const core::Exchange& exchange) {
   std::unique_lock lock(mu_);
   for (const auto& [id, account] : exchange.accounts()) {
     accounts_[id] = AccountIdentity{id, account.role};
-    if (!account.token_hash.empty()) token_hashes_[account.token_hash] = id;
+    if (!account.token_hash.empty()) {
+      token_hashes_[account.token_hash] = id;
+      account_token_[id] = account.token_hash;
+    }
     if (account.role == core::Role::kOperator) any_operator_ = true;
   }
   for (const auto& [id, machine] : exchange.machines()) {
@@ -118,8 +121,17 @@ void IdentityRegistry::Apply(const core::CoreEvent& event) {
   if (const auto* created = std::get_if<core::AccountCreated>(&event)) {
     std::unique_lock lock(mu_);
     accounts_[created->account] = AccountIdentity{created->account, created->role};
-    if (!created->token_hash.empty()) token_hashes_[created->token_hash] = created->account;
+    if (!created->token_hash.empty()) {
+      token_hashes_[created->token_hash] = created->account;
+      account_token_[created->account] = created->token_hash;
+    }
     if (created->role == core::Role::kOperator) any_operator_ = true;
+  } else if (const auto* rotated = std::get_if<core::TokenRotated>(&event)) {
+    std::unique_lock lock(mu_);
+    std::string& current = account_token_[rotated->account];
+    if (!current.empty()) token_hashes_.erase(current);
+    current = rotated->token_hash;
+    token_hashes_[current] = rotated->account;
   } else if (const auto* machine = std::get_if<core::MachineRegistered>(&event)) {
     std::unique_lock lock(mu_);
     machines_[machine->machine] =
@@ -129,7 +141,10 @@ void IdentityRegistry::Apply(const core::CoreEvent& event) {
 
 std::optional<AccountIdentity> IdentityRegistry::FindByToken(std::string_view token) const {
   if (!LooksLikeToken(token)) return std::nullopt;
-  const std::string hash = TokenHash(token);
+  return FindByTokenHash(TokenHash(token));
+}
+
+std::optional<AccountIdentity> IdentityRegistry::FindByTokenHash(const std::string& hash) const {
   std::shared_lock lock(mu_);
   const auto it = token_hashes_.find(hash);
   if (it == token_hashes_.end()) return std::nullopt;

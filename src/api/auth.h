@@ -72,6 +72,8 @@ class IdentityRegistry {
   void Apply(const core::CoreEvent& event);
 
   std::optional<AccountIdentity> FindByToken(std::string_view token) const;
+  // The account whose current token has this hash (TokenHash); nullopt once it was rotated.
+  std::optional<AccountIdentity> FindByTokenHash(const std::string& hash) const;
   std::optional<AccountIdentity> FindAccount(core::AccountId id) const;
   std::optional<MachineIdentity> FindMachine(core::MachineId id) const;
   bool AnyOperator() const;
@@ -79,6 +81,8 @@ class IdentityRegistry {
  private:
   mutable std::shared_mutex mu_;
   std::unordered_map<std::string, core::AccountId> token_hashes_;  // Guarded by mu_.
+  // Each account's current token hash, so a rotation can drop the old one.
+  std::unordered_map<core::AccountId, std::string> account_token_;  // Guarded by mu_.
   std::unordered_map<core::AccountId, AccountIdentity> accounts_;  // Guarded by mu_.
   std::unordered_map<core::MachineId, MachineIdentity> machines_;  // Guarded by mu_.
   bool any_operator_ = false;                                      // Guarded by mu_.

@@ -131,6 +131,15 @@ void MarketData::AddLevel(Book& book, engine::Side side, core::PriceMicros price
   }
 }
 
+void MarketData::RevokeChannel(const std::string& channel) {
+  const auto it = subscribers_.find(channel);
+  if (it == subscribers_.end()) return;
+  for (const std::weak_ptr<StreamSink>& weak : it->second) {
+    if (const std::shared_ptr<StreamSink> sink = weak.lock()) sink->Revoke();
+  }
+  subscribers_.erase(it);
+}
+
 bool MarketData::HasSubscribers(const std::string& channel) const {
   const auto it = subscribers_.find(channel);
   return it != subscribers_.end() && !it->second.empty();
@@ -344,6 +353,10 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
                                                  {"job", submitted->job},
                                                  {"tasks", submitted->spec.tasks}}
                                                 .dump());
+    } else if (const auto* rotated = std::get_if<core::TokenRotated>(&event)) {
+      // Whoever subscribed with the old token loses the account's private streams.
+      RevokeChannel(OrdersChannel(rotated->account));
+      RevokeChannel(LeasesChannel(rotated->account));
     } else if (const auto* job_ended = std::get_if<core::JobEnded>(&event)) {
       job_owners_.erase(job_ended->job);
       Send(LeasesChannel(job_ended->owner), Json{{"type", "job_ended"},

@@ -44,6 +44,10 @@ class StreamSink {
  public:
   virtual ~StreamSink() = default;
   virtual void Deliver(std::shared_ptr<const std::string> message) = 0;
+  // The token that opened this private subscription was replaced (TokenRotated): the sink is
+  // already unsubscribed from the channel and should end its session. Called with the
+  // publisher's lock held: post, do not call back into MarketData.
+  virtual void Revoke() {}
 };
 
 struct Level {
@@ -126,6 +130,8 @@ class MarketData {
 
   void AddLevel(Book& book, engine::Side side, core::PriceMicros price, core::Quantity delta);
   void Send(const std::string& channel, const std::string& message);
+  // Revokes every subscriber of `channel` and drops the channel.
+  void RevokeChannel(const std::string& channel);
   bool HasSubscribers(const std::string& channel) const;
   std::string SnapshotMessage(const std::string& market, const Book& book) const;
 

@@ -321,6 +321,12 @@ struct Encoder {
     w.UInt("job", c.job);
     w.Str("type", "cancel_job");
   }
+  void operator()(const RotateToken& c) const {
+    w.UInt("account", c.account);
+    w.UInt("actor", c.actor);
+    w.Str("token_hash", c.token_hash);
+    w.Str("type", "rotate_token");
+  }
 };
 
 bool Utf8Valid(std::string_view text) {
@@ -357,7 +363,7 @@ std::string_view CommandName(const CommandBody& command) {
       "create_account", "deposit",       "withdraw",      "register_machine",
       "heartbeat",      "place_order",   "cancel_order",  "replace_order",
       "report_usage",   "end_lease",     "tick",          "assign_task",
-      "finish_task",    "submit_job",    "cancel_job"};
+      "finish_task",    "submit_job",    "cancel_job",    "rotate_token"};
   static_assert(std::size(kNames) == std::variant_size_v<CommandBody>);
   return kNames[command.index()];
 }
@@ -378,6 +384,8 @@ bool TextIsValid(const CommandBody& command) {
         using T = std::decay_t<decltype(c)>;
         if constexpr (std::is_same_v<T, CreateAccount>) {
           return Utf8Valid(c.name) && Utf8Valid(c.token_hash);
+        } else if constexpr (std::is_same_v<T, RotateToken>) {
+          return Utf8Valid(c.token_hash);
         } else if constexpr (std::is_same_v<T, PlaceOrder>) {
           return Utf8Valid(c.market) && Utf8Valid(c.client_order_id) &&
                  Utf8Valid(c.constraints);
@@ -480,6 +488,9 @@ absl::StatusOr<CommandBody> DecodeCommand(std::string_view payload) {
     out = c;
   } else if (type == "cancel_job") {
     out = CancelJob{r.Int<AccountId>("actor"), r.Int<JobId>("job")};
+  } else if (type == "rotate_token") {
+    out = RotateToken{r.Int<AccountId>("actor"), r.Int<AccountId>("account"),
+                      r.Str("token_hash")};
   } else {
     return absl::DataLossError("unknown command type \"" + type + "\"");
   }

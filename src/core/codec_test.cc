@@ -40,7 +40,9 @@ TEST(CodecTest, EveryCommandRoundTrips) {
       EndLease{0, 9, 4, LeaseEndReason::kFinished},
       Tick{},
       AssignTask{2, 4, R"({"command":["sh","-c","echo \"hi\"\n"]})"},
-      FinishTask{9, 4, R"({"status":"succeeded","exit_code":0})"}};
+      FinishTask{9, 4, R"({"status":"succeeded","exit_code":0})"},
+      CancelJob{3, 2},
+      RotateToken{1, 2, std::string(64, 'c')}};
   for (const CommandBody& command : commands) {
     const std::string encoded = EncodeCommand(command);
     const absl::StatusOr<CommandBody> decoded = DecodeCommand(encoded);
@@ -52,6 +54,10 @@ TEST(CodecTest, EveryCommandRoundTrips) {
   const auto account = DecodeCommand(EncodeCommand(commands[1]));
   ASSERT_TRUE(account.ok());
   EXPECT_EQ(std::get<CreateAccount>(*account).token_hash, std::string(64, 'f'));
+  const auto rotated = DecodeCommand(EncodeCommand(commands.back()));
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_EQ(std::get<RotateToken>(*rotated).account, 2u);
+  EXPECT_EQ(std::get<RotateToken>(*rotated).token_hash, std::string(64, 'c'));
   const auto registered = DecodeCommand(EncodeCommand(machine));
   ASSERT_TRUE(registered.ok());
   EXPECT_EQ(std::get<RegisterMachine>(*registered).spec.public_key, std::string(64, 'a'));
@@ -92,6 +98,7 @@ TEST(CodecTest, TextMustBeValidUtf8) {
   PlaceOrder order;
   order.client_order_id = "\x80";
   EXPECT_FALSE(TextIsValid(order));
+  EXPECT_FALSE(TextIsValid(RotateToken{1, 2, "\xff"}));
 }
 
 TEST(CodecTest, BadPayloadsAreDataLoss) {

@@ -25,6 +25,14 @@ struct CreateAccount {
   std::string token_hash;
 };
 
+// A new API token for an account, replacing its old one (which stops working once this is
+// durable). The account itself or an operator; the API made the token, only its hash is here.
+struct RotateToken {
+  AccountId actor = 0;
+  AccountId account = 0;
+  std::string token_hash;  // Lowercase hex BLAKE2b-256, as in CreateAccount.
+};
+
 struct Deposit {
   AccountId actor = 0;  // Must be an operator.
   AccountId account = 0;
@@ -156,6 +164,6 @@ struct CancelJob {
 
 using CommandBody = std::variant<CreateAccount, Deposit, Withdraw, RegisterMachine, Heartbeat,
                                  PlaceOrder, CancelOrder, ReplaceOrder, ReportUsage, EndLease,
-                                 Tick, AssignTask, FinishTask, SubmitJob, CancelJob>;
+                                 Tick, AssignTask, FinishTask, SubmitJob, CancelJob, RotateToken>;
 
 }  // namespace ocx::core

@@ -18,6 +18,13 @@ struct AccountCreated {
   std::string token_hash;  // As on the command (the API's token registry follows it).
 };
 
+// The account's API token was replaced: `token_hash` is the only one that authenticates it
+// from now on (the API's token registry follows it; open private streams are closed).
+struct TokenRotated {
+  AccountId account;
+  std::string token_hash;
+};
+
 // One double-entry movement: `amount` leaves `from` and enters `to`.
 enum class TransferKind : uint8_t {
   kDeposit, kWithdrawal, kHold, kRelease, kEscrow, kBill, kFee, kInsurance, kRefund,
@@ -137,7 +144,7 @@ struct JobEnded {
 using CoreEvent = std::variant<AccountCreated, LedgerTransfer, MachineRegistered,
                                MachineStatusChanged, OrderEvent, LeaseStarted, UsageRecorded,
                                LeaseEnded, TaskAssigned, TaskFinished, JobSubmitted,
-                               JobTaskChanged, JobEnded>;
+                               JobTaskChanged, JobEnded, TokenRotated>;
 
 // The answer to the command's sender. A rejection changed nothing.
 struct CommandResult {

@@ -297,6 +297,21 @@ void Exchange::Do(const CreateAccount& c, Ctx& ctx) {
   ctx.out->events.push_back(AccountCreated{id, c.name, c.role, c.token_hash});
 }
 
+void Exchange::Do(const RotateToken& c, Ctx& ctx) {
+  const Account* actor = FindAccount(c.actor);
+  if (actor == nullptr || (actor->id != c.account && actor->role != Role::kOperator)) {
+    return Reject(ctx, "not_authorized",
+                  "Only the account itself or an operator may replace its token.");
+  }
+  const auto it = accounts_.find(c.account);
+  if (it == accounts_.end()) return Reject(ctx, "unknown_account", "No account has this id.");
+  if (!IsLowerHex(c.token_hash, kTokenHashHexLength)) {
+    return Reject(ctx, "invalid_token_hash", "A token hash is 64 lowercase hex characters.");
+  }
+  it->second.token_hash = c.token_hash;
+  ctx.out->events.push_back(TokenRotated{c.account, c.token_hash});
+}
+
 void Exchange::Do(const Deposit& c, Ctx& ctx) {
   const Account* actor = FindAccount(c.actor);
   if (actor == nullptr || actor->role != Role::kOperator) {

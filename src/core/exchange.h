@@ -207,6 +207,7 @@ class Exchange {
   void ScheduleHeartbeatDeadline(Machine& machine, Timestamp heartbeat);
 
   void Do(const CreateAccount& c, Ctx& ctx);
+  void Do(const RotateToken& c, Ctx& ctx);
   void Do(const Deposit& c, Ctx& ctx);
   void Do(const Withdraw& c, Ctx& ctx);
   void Do(const RegisterMachine& c, Ctx& ctx);

@@ -132,6 +132,16 @@ class Generator {
       const auto it = Pick(x.jobs());
       return CancelJob{rng_.Percent(90) ? it->second.spec.actor : consumer, it->first};
     }
+    if (rng_.Percent(10)) {
+      // By the account itself, the operator, or (refused) another account; now and then a
+      // hash that is not one (refused).
+      static constexpr char kHex[] = "0123456789abcdef";
+      std::string hash(64, '0');
+      for (char& c : hash) c = kHex[rng_.Below(16)];
+      if (rng_.Percent(5)) hash[rng_.Below(64)] = 'G';
+      const uint64_t who = rng_.Below(10);
+      return RotateToken{who < 6 ? consumer : who < 9 ? AccountId{1} : provider, consumer, hash};
+    }
     return Tick{};
   }
 

@@ -356,6 +356,40 @@ TEST_F(ExchangeTest, OnlyOperatorsMoveMoneyInAndOut) {
   EXPECT_EQ(Run(Deposit{op_, 999, kCredit}).result.code, "unknown_account");
 }
 
+TEST_F(ExchangeTest, ATokenIsReplacedByItsAccountOrAnOperatorOnly) {
+  const std::string first(64, 'a'), second(64, 'b'), third(64, 'c');
+  // The account itself.
+  ApplyOutput out = Run(RotateToken{alice_, alice_, first});
+  ASSERT_TRUE(out.result.accepted) << out.result.code;
+  EXPECT_EQ(x_.accounts().at(alice_).token_hash, first);
+  ASSERT_EQ(out.events.size(), 1u);
+  const auto* rotated = std::get_if<TokenRotated>(&out.events[0]);
+  ASSERT_NE(rotated, nullptr);
+  EXPECT_EQ(rotated->account, alice_);
+  EXPECT_EQ(rotated->token_hash, first);
+  // An operator, for the account.
+  ASSERT_TRUE(Run(RotateToken{op_, alice_, second}).result.accepted);
+  EXPECT_EQ(x_.accounts().at(alice_).token_hash, second);
+  // Refusals change nothing and say nothing happened.
+  for (const auto& [command, code] : std::vector<std::pair<RotateToken, std::string>>{
+           {RotateToken{bob_, alice_, third}, "not_authorized"},
+           {RotateToken{prov_, alice_, third}, "not_authorized"},
+           {RotateToken{999, alice_, third}, "not_authorized"},
+           {RotateToken{op_, 999, third}, "unknown_account"},
+           {RotateToken{alice_, alice_, ""}, "invalid_token_hash"},
+           {RotateToken{alice_, alice_, std::string(64, 'A')}, "invalid_token_hash"},
+           {RotateToken{alice_, alice_, std::string(63, 'a')}, "invalid_token_hash"}}) {
+    out = Run(command);
+    EXPECT_EQ(out.result.code, code) << command.account << " by " << command.actor;
+    EXPECT_TRUE(out.events.empty());
+  }
+  EXPECT_EQ(x_.accounts().at(alice_).token_hash, second);
+  // The replaced hash is part of the state a snapshot keeps.
+  auto restored = Exchange::Restore(ExchangeConfig::Default(), x_.Serialize());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ((*restored)->accounts().at(alice_).token_hash, second);
+}
+
 TEST_F(ExchangeTest, OnlyTheOwnerCancelsOrReplacesAnOrder) {
   Fund(alice_, kCredit);
   const OrderId id = Buy(alice_, 10'000, 1, 1).result.order;

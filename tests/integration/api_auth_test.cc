@@ -11,6 +11,7 @@
 //   GET /v1/accounts/{id} (+ledger, statement)    403 forbidden
 //   GET /v1/orders/{id}, /v1/leases/{id}(/usage)  404 unknown_order / unknown_lease (private)
 //   POST /v1/orders, POST/PUT/GET /v1/blobs        any valid account token (nothing to own)
+//   POST /v1/accounts/{id}/token                   403 forbidden (the account or an operator)
 #include <string>
 
 #include "gtest/gtest.h"
@@ -256,6 +257,95 @@ TEST_F(ApiAuthorizationTest, AnInvalidTokenIsRefusedEvenOnPublicRoutes) {
   const auto bad = ClientFor(AccountHandle{0, "", "not-a-token"});
   ExpectRefused(bad->Call("GET", "/v1/orders"), 401, "unauthenticated");
   anonymous_->Expect(200, "GET", "/v1/markets");
+}
+
+TEST_F(ApiAuthorizationTest, ATokenIsReplacedByItsAccountOrAnOperatorOnly) {
+  const std::string path = "/v1/accounts/" + std::to_string(market_.consumer.id) + "/token";
+  ExpectRefused(anonymous_->Call("POST", path), 401, "unauthenticated");
+  ExpectRefused(garbage_->Call("POST", path), 401, "unauthenticated");
+  ExpectRefused(stranger_->Call("POST", path), 403, "forbidden");
+  ExpectRefused(seller_->Call("POST", path), 403, "forbidden");
+  // Nothing changed: the owner's token still works.
+  owner_->Expect(200, "GET", "/v1/me");
+
+  // The owner replaces it: the new token is shown once; the old one is refused at once.
+  const Json rotated = owner_->Expect(200, "POST", path);
+  EXPECT_EQ(rotated["account"], market_.consumer.id) << rotated.dump();
+  const std::string second = rotated.value("token", "");
+  ASSERT_EQ(second.size(), 68u) << rotated.dump();
+  EXPECT_TRUE(second.starts_with("ocx_"));
+  EXPECT_NE(second, market_.consumer.token);
+  ExpectRefused(owner_->Call("GET", "/v1/me"), 401, "unauthenticated");
+  ExpectRefused(owner_->Call("POST", "/v1/orders", BuyOrder("0.01", 1)), 401, "unauthenticated");
+  ApiClient renewed(server_->url(), second);
+  EXPECT_EQ(renewed.Expect(200, "GET", "/v1/me")["account"]["id"], market_.consumer.id);
+  // The account's orders and money are untouched: the token is only how it signs in.
+  EXPECT_EQ(renewed.Expect(200, "GET", OrderPath())["order"]["status"], "open");
+
+  // An operator replaces it for the account (a lost token, say).
+  const Json by_operator = op_->Expect(200, "POST", path);
+  const std::string third = by_operator.value("token", "");
+  ASSERT_EQ(third.size(), 68u) << by_operator.dump();
+  ExpectRefused(renewed.Call("GET", "/v1/me"), 401, "unauthenticated");
+  ApiClient again(server_->url(), third);
+  again.Expect(200, "GET", "/v1/me");
+  // ... and the account list still has one account of that name: nothing was created.
+  int named = 0;
+  for (const Json& account : ListAll(*op_, "/v1/accounts")) {
+    named += account["name"] == market_.consumer.name;
+  }
+  EXPECT_EQ(named, 1);
+  ExpectRefused(op_->Call("POST", "/v1/accounts/999999/token"), 404, "unknown_account");
+  ExpectRefused(op_->Call("POST", "/v1/accounts/4294967297/token"), 404, "unknown_account");
+}
+
+TEST_F(ApiAuthorizationTest, AReplacedTokenEndsTheStreamsItOpened) {
+  const std::string path = "/v1/accounts/" + std::to_string(market_.consumer.id) + "/token";
+  // One stream subscribed to a private channel, one signed in for order entry only.
+  auto subscribed = ConnectWebSocket(server_->url(), "/v1/stream", market_.consumer.token);
+  ASSERT_NE(subscribed, nullptr);
+  ASSERT_TRUE(subscribed->Send(Json{{"op", "subscribe"}, {"channel", "orders"}}.dump()).ok());
+  ASSERT_TRUE(ReceiveType(*subscribed, "subscribed").has_value());
+  auto entry = ConnectWebSocket(server_->url(), "/v1/stream");
+  ASSERT_NE(entry, nullptr);
+  ASSERT_TRUE(
+      entry->Send(Json{{"op", "auth"}, {"token", market_.consumer.token}}.dump()).ok());
+  ASSERT_TRUE(ReceiveType(*entry, "authenticated").has_value());
+
+  const std::string token = owner_->Expect(200, "POST", path).value("token", "");
+  ASSERT_FALSE(token.empty());
+  // The subscribed stream is told why, then closed.
+  const std::optional<Json> revoked = ReceiveType(*subscribed, "error");
+  ASSERT_TRUE(revoked.has_value());
+  EXPECT_EQ((*revoked)["error"]["code"], "token_revoked") << revoked->dump();
+  EXPECT_TRUE(ClosedWithin(*subscribed, 5'000));
+  // The other one is signed out: order entry and private channels need the new token.
+  ApiClient renewed(server_->url(), token);
+  const size_t orders_before = ListAll(renewed, "/v1/orders").size();
+  ASSERT_TRUE(entry->Send(Json{{"op", "place_order"},
+                               {"id", 1},
+                               {"order", BuyOrder("0.01", 1)}}
+                              .dump())
+                  .ok());
+  std::optional<Json> refused = ReceiveType(*entry, "error");
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ((*refused)["error"]["code"], "unauthenticated") << refused->dump();
+  ASSERT_TRUE(entry->Send(Json{{"op", "subscribe"}, {"channel", "leases"}}.dump()).ok());
+  refused = ReceiveType(*entry, "error");
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ((*refused)["error"]["code"], "unauthenticated") << refused->dump();
+  EXPECT_EQ(ListAll(renewed, "/v1/orders").size(), orders_before);
+  // The old token cannot open a stream any more (401 at the upgrade); the new one signs in.
+  client::HttpClientOptions options;
+  options.timeout_ms = 15'000;
+  options.bearer_token = market_.consumer.token;
+  const auto endpoint = client::ParseUrl(server_->url());
+  ASSERT_TRUE(endpoint.ok());
+  EXPECT_FALSE(client::WebSocketClient::Connect(*endpoint, "/v1/stream", options).ok());
+  ASSERT_TRUE(entry->Send(Json{{"op", "auth"}, {"token", token}}.dump()).ok());
+  ASSERT_TRUE(ReceiveType(*entry, "authenticated").has_value());
+  ASSERT_TRUE(entry->Send(Json{{"op", "subscribe"}, {"channel", "leases"}}.dump()).ok());
+  EXPECT_TRUE(ReceiveType(*entry, "subscribed").has_value());
 }
 
 class ApiRateLimitTest : public ExchangeTest {};

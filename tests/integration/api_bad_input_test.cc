@@ -206,6 +206,8 @@ TEST_F(ApiBadInputTest, BadPathsMethodsAndQueriesAreRefused) {
 
 TEST_F(ApiBadInputTest, BadMoneyAndAccountsAreRefused) {
   const std::string deposits = "/v1/accounts/" + std::to_string(market_.consumer.id) + "/deposits";
+  // Account ids are 32 bits: this one, cut to 32 bits, would be the consumer's.
+  const std::string wide = "/v1/accounts/" + std::to_string((uint64_t{1} << 32) + market_.consumer.id);
   Check(*op_,
         {
             {"amount as a number", "POST", deposits, R"({"amount":5})", 400, "invalid_field"},
@@ -216,6 +218,13 @@ TEST_F(ApiBadInputTest, BadMoneyAndAccountsAreRefused) {
             {"amount negative", "POST", deposits, R"({"amount":"-5"})", 422, "invalid_amount"},
             {"deposit to nobody", "POST", "/v1/accounts/99999/deposits", R"({"amount":"5"})", 404,
              "unknown_account"},
+            {"deposit past 32 bits", "POST", wide + "/deposits", R"({"amount":"5"})", 404,
+             "unknown_account"},
+            {"withdrawal past 32 bits", "POST", wide + "/withdrawals", R"({"amount":"5"})", 404,
+             "unknown_account"},
+            {"ledger past 32 bits", "GET", wide + "/ledger", "", 404, "unknown_account"},
+            {"statement past 32 bits", "GET", wide + "/statement", "", 404, "unknown_account"},
+            {"new token past 32 bits", "POST", wide + "/token", "", 404, "unknown_account"},
             {"withdraw from nowhere", "POST",
              "/v1/accounts/" + std::to_string(market_.consumer.id) + "/withdrawals",
              R"({"amount":"5","from":"escrow"})", 400, "invalid_field"},

@@ -23,6 +23,7 @@ const std::set<std::pair<std::string, std::string>>& RouteTable() {
       {"get", "/v1/accounts"},
       {"get", "/v1/accounts/{id}"},
       {"get", "/v1/me"},
+      {"post", "/v1/accounts/{id}/token"},
       {"post", "/v1/accounts/{id}/deposits"},
       {"post", "/v1/accounts/{id}/withdrawals"},
       {"get", "/v1/accounts/{id}/ledger"},

@@ -1204,6 +1204,9 @@ class EventProjector {
                                       ", not waiting or running in an active job");
   }
 
+  // The store holds no tokens: only the core and the API's registry know them.
+  absl::Status operator()(const core::TokenRotated&) { return absl::OkStatus(); }
+
   absl::Status operator()(const core::JobEnded& e) {
     if (e.state == core::JobState::kActive) return Problem("a job ended as active", e.job);
     OCX_RETURN_IF_ERROR(w_.end_job.Bind(1, Key(e.job))

@@ -746,6 +746,14 @@ void Agent::SendUsageReports(int64_t) {
   }
 }
 
+namespace {
+// The exchange answered that the order is not open (filled, cancelled, expired).
+bool OrderIsGone(const absl::Status& status) {
+  const std::optional<client::ApiError> error = client::GetApiError(status);
+  return error && error->code == "unknown_order";
+}
+}  // namespace
+
 void Agent::MaintainMarket(int64_t now_ms) {
   // The owner's own load, from /proc/stat (what our jobs use is counted as the owner's here:
   // a known overestimate, documented, that errs on the owner's side).
@@ -813,6 +821,11 @@ void Agent::MaintainMarket(int64_t now_ms) {
   // nothing. The rulebook's replace keeps the order's id; a larger quantity or a new price
   // only loses its time priority.
   bool replaced = false;
+  auto keep_offer = [&] {  // Leaves the open sell as it is, to be looked at next time.
+    std::lock_guard lock(mu_);
+    status_.sell_order = sell;
+    status_.offered_slots = open;
+  };
   if (sell != 0 && want > 0) {
     const Json change{{"price", base::FormatMicros(*ask)}, {"quantity", want}};
     auto answer = http_->Call("PATCH", "/v1/orders/" + std::to_string(sell), &change, {200});
@@ -821,13 +834,20 @@ void Agent::MaintainMarket(int64_t now_ms) {
       offered_price_ = *ask;
       Log("offering " + std::to_string(want) + " slots at " + base::FormatMicros(*ask) +
           " (order " + std::to_string(sell) + " changed)");
-    } else if (!answer.ok() && !client::GetApiError(answer.status())) {
-      return;  // The exchange is unreachable; try again later.
+    } else if (answer.ok() || OrderIsGone(answer.status())) {
+      sell = 0;  // It filled or ended since we looked: a new one is placed below.
+    } else {
+      // Unreachable, busy, or refused for now (say, a lease we have not heard of yet still
+      // holds a slot): the ask on the book stays, rather than none at all.
+      if (client::GetApiError(answer.status())) {
+        Log("could not change the offer: " + answer.status().ToString());
+      }
+      return keep_offer();
     }
-    // Refused (the order filled or ended since we looked): a new one is placed below.
   }
-  if (!replaced) {
-    if (sell != 0) (void)http_->Call("DELETE", "/v1/orders/" + std::to_string(sell));
+  if (!replaced && sell != 0) {  // Nothing to offer now: withdraw it.
+    auto cancelled = http_->Call("DELETE", "/v1/orders/" + std::to_string(sell));
+    if (!cancelled.ok() && !OrderIsGone(cancelled.status())) return keep_offer();
     sell = 0;
   }
   if (!replaced && want > 0) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <shared_mutex>
 
@@ -10,6 +11,7 @@
 #include "src/api/offers.h"
 #include "src/base/assert.h"
 #include "src/base/decimal.h"
+#include "src/base/files.h"
 #include "src/base/json_string.h"
 #include "src/core/exchange.h"
 #include "src/query/query.h"
@@ -744,13 +746,28 @@ void Api::RotateToken(const CallPtr& call) {
   // hash is journaled. The answer comes once the command is durable, and by then the
   // registry (fed before the answer) no longer knows the old token.
   const std::string token = NewApiToken();
+  // The operator whose token <data_dir>/operator.token holds gets the new one written there
+  // too: were the answer lost, the only operator would otherwise be locked out for good.
+  std::string token_file = deps_.config.data_dir + "/operator.token";
+  {
+    std::ifstream in(token_file);
+    std::string held;
+    std::getline(in, held);
+    const auto holder = deps_.identities->FindByToken(held);
+    if (!holder || holder->id != id) token_file.clear();
+  }
   SubmitCommand(call,
                 core::RotateToken{call->caller->id, static_cast<core::AccountId>(id),
                                   TokenHash(token)},
-                [token, id](const server::Acked& acked) {
+                [token, id, token_file](const server::Acked& acked) {
                   if (!acked.output.result.accepted) return Refused(acked.output.result);
-                  return JsonResponse(
-                      200, Json{{"account", id}, {"token", token}, {"sequence", acked.sequence}});
+                  Json body{{"account", id}, {"token", token}, {"sequence", acked.sequence}};
+                  if (!token_file.empty()) {
+                    const absl::Status written =
+                        base::WriteFileAtomically(token_file, token + "\n", 0600);
+                    body["token_file"] = written.ok() ? "written" : "not_written";
+                  }
+                  return JsonResponse(200, body);
                 });
 }
 

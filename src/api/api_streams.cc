@@ -1,5 +1,6 @@
 // The API's WebSocket endpoints: /v1/stream (market data, my orders and leases) and
 // /v1/agent (a provider machine's channel). docs/api.md specifies the messages.
+#include <atomic>
 #include <set>
 
 #include "src/api/api.h"
@@ -97,7 +98,11 @@ class StreamHandler : public WsHandler,
     // The token may have been replaced between the check above and the subscription, after
     // the rotation revoked the channel's subscribers: the registry changes before the streams
     // hear of it, so looking again now catches that.
-    if ((channel == "orders" || channel == "leases") && !StillAuthenticated()) Revoke();
+    if ((channel == "orders" || channel == "leases") && !StillAuthenticated()) {
+      channels_.erase(internal);
+      api_->deps_.market_data->Unsubscribe(internal, this);
+      Revoke();
+    }
   }
 
   void OnClose() override { api_->deps_.market_data->UnsubscribeAll(this); }
@@ -106,8 +111,10 @@ class StreamHandler : public WsHandler,
     if (auto connection = connection_.lock()) connection->SendText(std::move(message));
   }
 
-  // The account's token was replaced: private streams end with the session (any thread).
+  // The account's token was replaced: private streams end with the session (any thread;
+  // once, though the orders and the leases channel are both revoked).
   void Revoke() override {
+    if (revoked_.exchange(true)) return;
     Deliver(Text(ErrorMessage("token_revoked",
                               "This account's API token was replaced; connect again with the new "
                               "one.")));
@@ -191,6 +198,7 @@ class StreamHandler : public WsHandler,
   std::optional<AccountIdentity> caller_;  // Strand only.
   std::string token_hash_;                 // Of caller_'s token. Strand only.
   std::set<std::string> channels_;         // Strand only.
+  std::atomic<bool> revoked_{false};
 };
 
 // One /v1/agent connection: challenge-response with the machine's Ed25519 key, then

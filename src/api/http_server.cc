@@ -166,7 +166,8 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
 
   void SendText(std::shared_ptr<const std::string> text) override {
     net::post(ws_.get_executor(), [self = this->shared_from_this(), text = std::move(text)] {
-      if (self->closing_) return;
+      // After Close() nothing new goes out: what was queued before it is sent, then the close.
+      if (self->closing_ || self->close_after_writes_) return;
       if (self->outbound_.size() >= self->server_->options.ws_outbound_messages_max) {
         // A client that cannot keep up is dropped rather than buffered without bound.
         self->CloseNow("slow consumer: outbound queue full");

@@ -820,7 +820,6 @@ void Agent::MaintainMarket(int64_t now_ms) {
   // another would leave the book without our ask between the two, and a buyer then finds
   // nothing. The rulebook's replace keeps the order's id; a larger quantity or a new price
   // only loses its time priority.
-  bool replaced = false;
   auto keep_offer = [&] {  // Leaves the open sell as it is, to be looked at next time.
     std::lock_guard lock(mu_);
     status_.sell_order = sell;
@@ -830,7 +829,6 @@ void Agent::MaintainMarket(int64_t now_ms) {
     const Json change{{"price", base::FormatMicros(*ask)}, {"quantity", want}};
     auto answer = http_->Call("PATCH", "/v1/orders/" + std::to_string(sell), &change, {200});
     if (answer.ok() && (*answer).value("status", "") == "replaced") {
-      replaced = true;
       offered_price_ = *ask;
       Log("offering " + std::to_string(want) + " slots at " + base::FormatMicros(*ask) +
           " (order " + std::to_string(sell) + " changed)");
@@ -844,13 +842,12 @@ void Agent::MaintainMarket(int64_t now_ms) {
       }
       return keep_offer();
     }
-  }
-  if (!replaced && sell != 0) {  // Nothing to offer now: withdraw it.
+  } else if (sell != 0) {  // Nothing to offer now: withdraw it.
     auto cancelled = http_->Call("DELETE", "/v1/orders/" + std::to_string(sell));
     if (!cancelled.ok() && !OrderIsGone(cancelled.status())) return keep_offer();
     sell = 0;
   }
-  if (!replaced && want > 0) {
+  if (sell == 0 && want > 0) {  // None open (or it just went): a new one.
     const Json body{{"market", options_.market},
                     {"side", "sell"},
                     {"price", base::FormatMicros(*ask)},

@@ -748,8 +748,8 @@ void Api::RotateToken(const CallPtr& call) {
   const std::string token = NewApiToken();
   // The operator whose token <data_dir>/operator.token holds gets the new one written there
   // too: were the answer lost, the only operator would otherwise be locked out for good.
-  std::string token_file = deps_.config.data_dir + "/operator.token";
-  {
+  std::string token_file = deps_.operator_token_path;
+  if (!token_file.empty()) {
     std::ifstream in(token_file);
     std::string held;
     std::getline(in, held);
@@ -2052,7 +2052,7 @@ const std::vector<Route>& RouteTable() {
       {{"GET", "/healthz", "Liveness and the last durable sequence", "none"}, &Api::Healthz},
       {{"GET", "/metrics", "Prometheus metrics", "none"}, &Api::Metrics},
       {{"GET", "/openapi.json", "This API's OpenAPI 3.0 description", "none"}, &Api::OpenApi},
-      {{"POST", "/v1/accounts", "Create an account; returns its API token once", "none"},
+      {{"POST", "/v1/accounts", "Create an account; returns its API token once", "none", 201},
        &Api::CreateAccount},
       {{"GET", "/v1/accounts", "List accounts", "operator"}, &Api::ListAccounts},
       {{"GET", "/v1/accounts/{id}", "An account with its balances", "account"}, &Api::GetAccount},
@@ -2061,8 +2061,8 @@ const std::vector<Route>& RouteTable() {
         "Replace the account's API token; returns the new one once, the old one stops working",
         "account"},
        &Api::RotateToken},
-      {{"POST", "/v1/accounts/{id}/deposits", "Deposit credits", "operator"}, &Api::DepositTo},
-      {{"POST", "/v1/accounts/{id}/withdrawals", "Withdraw credits", "operator"},
+      {{"POST", "/v1/accounts/{id}/deposits", "Deposit credits", "operator", 201}, &Api::DepositTo},
+      {{"POST", "/v1/accounts/{id}/withdrawals", "Withdraw credits", "operator", 201},
        &Api::WithdrawFrom},
       {{"GET", "/v1/accounts/{id}/ledger", "Ledger entries of an account", "account"},
        &Api::AccountLedger},
@@ -2076,14 +2076,14 @@ const std::vector<Route>& RouteTable() {
       {{"GET", "/v1/markets/{market}/book", "Aggregated order book depth", "none"},
        &Api::MarketBook},
       {{"GET", "/v1/markets/{market}/trades", "Trades of a market", "none"}, &Api::MarketTrades},
-      {{"POST", "/v1/orders", "Place an order (Idempotency-Key header)", "account"},
+      {{"POST", "/v1/orders", "Place an order (Idempotency-Key header)", "account", 201},
        &Api::PlaceOrder},
       {{"GET", "/v1/orders", "My orders", "account"}, &Api::ListOrders},
       {{"GET", "/v1/orders/{id}", "One of my orders", "account"}, &Api::GetOrder},
       {{"DELETE", "/v1/orders/{id}", "Cancel an order", "account"}, &Api::CancelOrder},
       {{"PATCH", "/v1/orders/{id}", "Replace an order's price and/or quantity", "account"},
        &Api::ReplaceOrder},
-      {{"POST", "/v1/machines", "Register a machine (provider)", "account"}, &Api::RegisterMachine},
+      {{"POST", "/v1/machines", "Register a machine (provider)", "account", 201}, &Api::RegisterMachine},
       {{"GET", "/v1/machines", "Machines with attributes, capacity and status", "none"},
        &Api::ListMachines},
       {{"GET", "/v1/machines/{id}", "One machine", "none"}, &Api::GetMachine},
@@ -2096,7 +2096,7 @@ const std::vector<Route>& RouteTable() {
       {{"GET", "/v1/leases/{id}", "One lease", "account"}, &Api::GetLease},
       {{"GET", "/v1/leases/{id}/usage", "Usage reports of a lease", "account"}, &Api::LeaseUsage},
       {{"POST", "/v1/leases/{id}/task", "Give an active lease its task (docs/formats/task.md)",
-        "account"},
+        "account", 201},
        &Api::AssignTask},
       {{"GET", "/v1/leases/{id}/task", "A lease's task: spec, status and result", "account"},
        &Api::GetTask},
@@ -2106,19 +2106,22 @@ const std::vector<Route>& RouteTable() {
         "account"},
        &Api::ReclaimLease},
       {{"POST", "/v1/jobs", "Submit a job (docs/formats/job.md; Idempotency-Key header)",
-        "account"},
+        "account", 201},
        &Api::SubmitJob},
       {{"GET", "/v1/jobs", "My jobs", "account"}, &Api::ListJobs},
       {{"GET", "/v1/jobs/{id}", "One of my jobs with its tasks", "account"}, &Api::GetJob},
       {{"DELETE", "/v1/jobs/{id}", "Cancel a job: its orders and running tasks", "account"},
        &Api::CancelJob},
-      {{"POST", "/v1/blobs", "Upload a blob; returns its SHA-256", "account"}, &Api::UploadBlob},
-      {{"PUT", "/v1/blobs/{sha256}", "Upload a blob checked against its SHA-256", "account"},
+      {{"POST", "/v1/blobs", "Upload a blob; returns its SHA-256", "account", 201}, &Api::UploadBlob},
+      {{"PUT", "/v1/blobs/{sha256}", "Upload a blob checked against its SHA-256", "account",
+        201},
        &Api::PutBlob},
       {{"GET", "/v1/blobs/{sha256}", "Download a blob (also HEAD)", "account"}, &Api::GetBlob},
-      {{"GET", "/v1/stream", "WebSocket: market data and my orders and leases", "none", true},
+      {{"GET", "/v1/stream", "WebSocket: market data and my orders and leases", "none", 101,
+        true},
        &Api::WebSocketOnly},
-      {{"GET", "/v1/agent", "WebSocket: a provider machine's agent channel", "machine", true},
+      {{"GET", "/v1/agent", "WebSocket: a provider machine's agent channel", "machine",
+        101, true},
        &Api::WebSocketOnly},
   };
   return routes;

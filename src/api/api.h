@@ -73,6 +73,9 @@ struct ApiDeps {
   // (then `web_unavailable` says why, and "/" answers 404 dashboard_not_built).
   const WebAssets* web = nullptr;
   std::string web_unavailable;
+  // Where the bootstrap operator's token is kept (ExchangeServer::operator_token_path); a
+  // rotation of that operator's token rewrites it. Empty: no such file.
+  std::string operator_token_path;
 };
 
 // One route of the table that both dispatch and /openapi.json come from.
@@ -81,6 +84,7 @@ struct RouteInfo {
   std::string pattern;  // "/v1/orders/{id}"
   std::string summary;
   std::string auth;  // "none", "account", "operator", "machine"
+  int success_status = 200;  // What a success answers (OpenAPI): 201 where it creates.
   bool websocket = false;
 };
 

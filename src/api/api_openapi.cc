@@ -146,15 +146,11 @@ std::string Api::OpenApiJson() {
                {"content", {{"application/json", {{"schema", Ref("Error")}}}}}};
     Json responses = Json::object();
     if (route.websocket) {
-      responses["101"] = {{"description", "Switching to the WebSocket protocol (docs/api.md)."}};
+      responses[std::to_string(route.success_status)] = {
+          {"description", "Switching to the WebSocket protocol (docs/api.md)."}};
       responses["426"] = error;
     } else {
-      // POST and PUT create (201), except the actions on something that exists.
-      const bool creates = (route.method == "POST" || route.method == "PUT") &&
-                           !route.pattern.ends_with("/release") &&
-                           !route.pattern.ends_with("/reclaim") &&
-                           !route.pattern.ends_with("/token");
-      responses[creates ? "201" : "200"] = {{"description", "Success."}};
+      responses[std::to_string(route.success_status)] = {{"description", "Success."}};
       for (const char* status : {"400", "401", "403", "404", "422", "429", "503"}) {
         responses[status] = error;
       }

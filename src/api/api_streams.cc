@@ -71,7 +71,8 @@ class StreamHandler : public WsHandler,
     }
     const std::string channel = message["channel"].get<std::string>();
     std::string internal;
-    if (channel == "orders" || channel == "leases") {
+    const bool private_channel = channel == "orders" || channel == "leases";
+    if (private_channel) {
       if (!StillAuthenticated()) {
         return Reply(ErrorMessage("unauthenticated",
                                   "Private channels need a token: send {\"op\":\"auth\"} first."));
@@ -98,7 +99,7 @@ class StreamHandler : public WsHandler,
     // The token may have been replaced between the check above and the subscription, after
     // the rotation revoked the channel's subscribers: the registry changes before the streams
     // hear of it, so looking again now catches that.
-    if ((channel == "orders" || channel == "leases") && !StillAuthenticated()) {
+    if (private_channel && !StillAuthenticated()) {
       channels_.erase(internal);
       api_->deps_.market_data->Unsubscribe(internal, this);
       Revoke();

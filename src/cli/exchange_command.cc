@@ -132,7 +132,8 @@ void RegisterExchange(CLI::App& app, Registry& registry) {
       "  ocx exchange --data-dir ./ocx-data --port 8080\n"
       "  ocx exchange --config exchange.toml\n"
       "  ocx exchange --print-config > exchange.toml\n"
-      "The operator's API token is written once to <data-dir>/operator.token.");
+      "The operator's API token is written to <data-dir>/operator.token (again when it is "
+      "replaced).");
   exchange->add_option("--config", flags->config_file, "TOML configuration file")
       ->check(CLI::ExistingFile);
   exchange->add_option("--listen", flags->listen, "Address to listen on (default 127.0.0.1)");

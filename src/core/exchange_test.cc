@@ -66,6 +66,11 @@ class ExchangeTest : public ::testing::Test {
   }
   ApplyOutput Buy(AccountId who, PriceMicros price, Quantity qty, int32_t hours = 1,
                   TimeInForce tif = TimeInForce::kGtc, OrderType type = OrderType::kLimit) {
+    return Run(BuyCommand(who, price, qty, hours, tif, type));
+  }
+  // The command Buy runs, for a test to change before running it.
+  PlaceOrder BuyCommand(AccountId who, PriceMicros price, Quantity qty, int32_t hours = 1,
+                        TimeInForce tif = TimeInForce::kGtc, OrderType type = OrderType::kLimit) {
     PlaceOrder c;
     c.actor = who;
     c.market = "cpu";
@@ -76,7 +81,7 @@ class ExchangeTest : public ::testing::Test {
     c.price = price;
     c.quantity = qty;
     c.max_hours = hours;
-    return Run(c);
+    return c;
   }
   ApplyOutput Sell(AccountId who, MachineId machine, PriceMicros price, Quantity qty,
                    TimeInForce tif = TimeInForce::kGtc) {
@@ -516,13 +521,7 @@ TEST_F(ExchangeTest, AFokBuyCountsOnlyTheAsksItsConstraintsAccept) {
   // order the engine then refused, and the exchange stopped on its assertion.
   Fund(alice_, kCredit);
   Sell(prov_, machine_, 40'000, 2);  // An EU machine's ask.
-  PlaceOrder c;
-  c.actor = alice_;
-  c.market = "cpu";
-  c.client_order_id = "fok-us-only";
-  c.tif = TimeInForce::kFok;
-  c.price = 50'000;
-  c.quantity = 2;
+  PlaceOrder c = BuyCommand(alice_, 50'000, 2, 1, TimeInForce::kFok);
   c.constraints = R"(region == "us")";
   const Micros available = Avail(alice_);
   const ApplyOutput refused = Run(c);

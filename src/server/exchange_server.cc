@@ -153,6 +153,7 @@ absl::Status ExchangeServer::Open() {
   deps.config = config;
   deps.exchange = options_.exchange;
   deps.store_target_sequence = &store_target_sequence_;
+  deps.operator_token_path = operator_token_path();
   api_ = std::make_unique<api::Api>(std::move(deps));
 
   api::HttpServerOptions http_options;

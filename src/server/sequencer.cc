@@ -283,13 +283,10 @@ void Sequencer::SnapshotLoop() {
       Fail(durable);
       continue;  // Nothing more is durable; a later snapshot fails the same way.
     }
-    const absl::StatusOr<std::string> written = journal::WriteSnapshot(
-        SnapshotDir(options_.data_dir), snapshot.sequence, core::kSnapshotVersion, snapshot.body);
-    if (!written.ok()) {
-      // The journal still holds everything: a failed snapshot costs only recovery time.
-      // TODO(ocx): report through metrics once the server has them.
-      continue;
-    }
+    // A failed write is let go: the journal still holds everything, so it costs only
+    // recovery time. TODO(ocx): report it through metrics once the server has them.
+    (void)journal::WriteSnapshot(SnapshotDir(options_.data_dir), snapshot.sequence,
+                                 core::kSnapshotVersion, snapshot.body);
   }
 }
 

@@ -25,17 +25,26 @@ struct Pos {
   int64_t column = 1;
 };
 
+struct Member;  // A table's key and value: below, as a Node holds Members.
+
 struct Node {
   enum class Kind { kString, kInteger, kFloat, kBool, kArray, kTable, kOther };
   Kind kind = Kind::kOther;
   Pos pos;
-  std::string text;                                   // kString
-  int64_t integer = 0;                                // kInteger
-  bool boolean = false;                               // kBool
-  bool integer_out_of_range = false;                  // A JSON integer beyond int64.
-  std::vector<Node> items;                            // kArray
-  std::vector<std::pair<std::string, Node>> members;  // kTable, in file order
-  std::vector<Pos> key_positions;                     // kTable, one per member
+  std::string text;                   // kString
+  int64_t integer = 0;                // kInteger
+  bool boolean = false;               // kBool
+  bool integer_out_of_range = false;  // A JSON integer beyond int64.
+  std::vector<Node> items;            // kArray
+  std::vector<Member> members;        // kTable, in file order
+  std::vector<Pos> key_positions;     // kTable, one per member
+};
+
+// Not std::pair<std::string, Node>: a pair needs a complete Node, which the vector in Node
+// does not have yet (GCC's library let that through; clang refuses it).
+struct Member {
+  std::string key;
+  Node value;
 };
 
 class Reader {
@@ -115,8 +124,8 @@ absl::Status ApplyRoot(const Reader& reader, const Node& root, JobFile* job) {
   }
   std::set<std::string> seen;
   for (size_t m = 0; m < root.members.size(); ++m) {
-    const std::string& key = root.members[m].first;
-    const Node& node = root.members[m].second;
+    const std::string& key = root.members[m].key;
+    const Node& node = root.members[m].value;
     const Pos& key_pos = root.key_positions[m];
     if (!seen.insert(key).second) return reader.Error(key_pos, "duplicate key '" + key + "'");
     if (key == "command") {
@@ -231,7 +240,7 @@ Node FromToml(const toml::node& node) {
   } else if (const auto* t = node.as_table()) {
     out.kind = Node::Kind::kTable;
     for (const auto& [key, value] : *t) {
-      out.members.emplace_back(std::string(key.str()), FromToml(value));
+      out.members.push_back(Member{std::string(key.str()), FromToml(value)});
       out.key_positions.push_back(TomlPos(key.source()));
     }
   }
@@ -299,7 +308,7 @@ class Locator {
         SkipSpace();
         Advance();  // ':'
         SkipSpace();
-        out.members.emplace_back(std::move(key), Value());
+        out.members.push_back(Member{std::move(key), Value()});
         out.key_positions.push_back(key_pos);
         SkipSpace();
         if (at_ < text_.size() && text_[at_] == ',') {
@@ -375,6 +384,25 @@ Pos PosOfOffset(std::string_view text, size_t offset) {
   return pos;
 }
 
+// The offset of the first '[' or '{' of the valid JSON `text` that opens more than `depth_max`
+// levels, or npos.
+size_t FindNestedDeeperThan(std::string_view text, int depth_max) {
+  int depth = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '"') {
+      for (++i; i < text.size() && text[i] != '"'; ++i) {
+        if (text[i] == '\\') ++i;
+      }
+    } else if (c == '[' || c == '{') {
+      if (++depth > depth_max) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
 
 bool IsEnvName(std::string_view name) {
@@ -431,6 +459,22 @@ absl::StatusOr<JobFile> ParseJobJson(std::string_view text, std::string_view sou
     }
     return absl::InvalidArgumentError(std::string(source_name) + ":" + std::to_string(pos.line) +
                                       ":" + std::to_string(pos.column) + ": " + what);
+  } catch (const nlohmann::json::exception& error) {
+    // Not a syntax error, and without a position: a number too large for a double
+    // ("[json.exception.out_of_range.406] number overflow parsing '1e999'").
+    std::string what = error.what();
+    if (const size_t bracket = what.find("] "); bracket != std::string::npos) {
+      what = what.substr(bracket + 2);
+    }
+    return absl::InvalidArgumentError(std::string(source_name) + ": " + what);
+  }
+  // The Locator recurses once per level: refuse deep nesting before it runs out of stack.
+  if (const size_t deep = FindNestedDeeperThan(text, kJobFileDepthMax);
+      deep != std::string_view::npos) {
+    const Pos pos = PosOfOffset(text, deep);
+    return absl::InvalidArgumentError(std::string(source_name) + ":" + std::to_string(pos.line) +
+                                      ":" + std::to_string(pos.column) + ": nested deeper than " +
+                                      std::to_string(kJobFileDepthMax) + " levels");
   }
   Locator locator(text);
   const Node tree = locator.Build();

@@ -30,6 +30,7 @@ inline constexpr int64_t kJobHoursMax = 744;
 inline constexpr int64_t kJobTimeoutSecondsMax = 7 * 24 * 3600;
 inline constexpr size_t kJobConstraintsBytesMax = 4096;
 inline constexpr size_t kJobFileBytesMax = 1 << 20;
+inline constexpr int kJobFileDepthMax = 64;  // Nested JSON arrays and objects.
 
 struct JobFile {
   std::vector<std::string> command;  // argv; empty: not given (then required from flags).

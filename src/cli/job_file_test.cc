@@ -208,6 +208,28 @@ TEST(JobFileTest, SyntaxErrorsNameTheirPosition) {
   EXPECT_EQ(json.substr(0, 12), "j.json:2:19:") << json;
 }
 
+TEST(JobFileTest, JsonNumberTooLargeForADoubleIsAnError) {
+  // Found by fuzz/job_file_fuzz.cc: nlohmann throws out_of_range, not parse_error, for it,
+  // and the exception ended the process.
+  EXPECT_EQ(ErrorOf(ParseJobJson("{\"slots\": 1e999}", "j.json")),
+            "j.json: number overflow parsing '1e999'");
+  EXPECT_EQ(ErrorOf(ParseJobJson("[-2E2222222222]", "j.json")),
+            "j.json: number overflow parsing '-2E2222222222'");
+}
+
+TEST(JobFileTest, JsonNestedTooDeeplyIsAnErrorAtTheBracket) {
+  // A job file may be 1 MiB: 600,000 nested arrays ran the JSON locator out of stack.
+  const std::string deep =
+      "{\"x\":\n" + std::string(300'000, '[') + std::string(300'000, ']') + "}";
+  EXPECT_EQ(ErrorOf(ParseJobJson(deep, "j.json")), "j.json:2:64: nested deeper than 64 levels");
+  // Brackets inside strings do not count.
+  const std::string in_string = "{\"command\": [\"" + std::string(100, '[') + "\\\"{\"]}";
+  EXPECT_EQ(ErrorOf(ParseJobJson(in_string, "j.json")), "");
+  const std::string at_limit = std::string(64, '[') + std::string(64, ']');
+  EXPECT_EQ(ErrorOf(ParseJobJson(at_limit, "j.json")),
+            "j.json:1:1: a job file must be an object of fields, not an array");
+}
+
 TEST(JobFileTest, LoadJobFilePicksTheFormatByExtensionAndKeepsItsFolder) {
   base::testing::TempDir dir;
   {

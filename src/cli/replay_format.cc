@@ -327,7 +327,12 @@ ReplayStats Replay(std::istream& in, engine::PriceMicros tick_micros, std::ostre
                    std::ostream& errors) {
   engine::BookConfig config;
   config.tick_micros = tick_micros;
-  engine::OrderBook book(config);
+  return Replay(in, config, out, errors);
+}
+
+ReplayStats Replay(std::istream& in, const engine::BookConfig& book_config, std::ostream& out,
+                   std::ostream& errors) {
+  engine::OrderBook book(book_config);
   ReplayParser parser;
   ReplayStats stats;
   std::vector<engine::Event> events;

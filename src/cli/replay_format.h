@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "src/engine/command.h"
+#include "src/engine/order_book.h"
 
 namespace ocx::cli {
 
@@ -56,6 +57,10 @@ struct ReplayStats {
 // Applies a whole replay stream to a fresh one-market book with the given tick, writing
 // one event a line to `out` and a report per malformed line ("line N: why") to `errors`.
 ReplayStats Replay(std::istream& in, engine::PriceMicros tick_micros, std::ostream& out,
+                   std::ostream& errors);
+// The same with the whole book configuration: the fuzz harness (fuzz/replay_fuzz.cc) runs
+// millions of short files and reserves a small book for each, not the default's 64 Ki orders.
+ReplayStats Replay(std::istream& in, const engine::BookConfig& book_config, std::ostream& out,
                    std::ostream& errors);
 
 }  // namespace ocx::cli

@@ -196,5 +196,31 @@ TEST(ReplayTest, MalformedLineIsReportedWithItsNumberAndSkipped) {
             std::string::npos);
 }
 
+TEST(ReplayTest, BookConfigSetsTheTickAndOnlyReservesLess) {
+  const std::string file =
+      R"({"op":"new","id":1,"account":"a","side":"sell","price":"0.05","qty":2})"
+      "\n"
+      R"({"op":"new","id":2,"account":"b","side":"buy","price":"0.051","qty":2})"
+      "\n"
+      R"({"op":"new","id":3,"account":"b","side":"buy","price":"0.05","qty":2})"
+      "\n";
+  std::istringstream by_tick_in(file);
+  std::ostringstream by_tick, by_tick_errors;
+  Replay(by_tick_in, 10'000, by_tick, by_tick_errors);
+
+  engine::BookConfig small;
+  small.tick_micros = 10'000;
+  small.expected_orders = 4;
+  small.expected_levels = 4;
+  std::istringstream small_in(file);
+  std::ostringstream events, errors;
+  const ReplayStats stats = Replay(small_in, small, events, errors);
+  EXPECT_EQ(stats.trades, 1u);
+  EXPECT_EQ(events.str(), by_tick.str());
+  EXPECT_NE(events.str().find(R"({"type":"rejected","id":2,"op":"new","reason":"off_tick"})"),
+            std::string::npos)
+      << events.str();
+}
+
 }  // namespace
 }  // namespace ocx::cli

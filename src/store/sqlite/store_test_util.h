@@ -1,6 +1,7 @@
 // Helpers shared by the store tests: a temporary directory, a driver that runs a real
 // core::Exchange and keeps what each command produced as AppliedCommands, a command
-// generator for seeded random streams, and comparisons of a Store with the core.
+// generator for seeded random streams, comparisons of a Store with the core, and a look at
+// a SqliteStore's file.
 #pragma once
 
 #include <stdlib.h>
@@ -9,13 +10,16 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "src/base/testing/temp_dir.h"
 #include "src/base/rng.h"
+#include "src/base/testing/temp_dir.h"
 #include "src/core/exchange.h"
+#include "src/store/sqlite/sqlite_db.h"
+#include "src/store/sqlite/sqlite_store.h"
 #include "src/store/store.h"
 
 namespace ocx::store::testing {
@@ -29,6 +33,25 @@ class TempDir : public base::testing::TempDir {
  public:
   TempDir() : base::testing::TempDir("ocx_store_test") {}
 };
+
+inline absl::StatusOr<std::unique_ptr<SqliteStore>> OpenAt(const std::string& path) {
+  SqliteStoreOptions options;
+  options.path = path;
+  return SqliteStore::Open(options);
+}
+
+// The indexes a store file holds, by name, with their SQL.
+inline std::map<std::string, std::string> IndexesOf(const std::string& path) {
+  std::map<std::string, std::string> out;
+  absl::StatusOr<sqlite::Db> db = sqlite::Db::Open(path, SQLITE_OPEN_READONLY);
+  EXPECT_TRUE(db.ok()) << db.status();
+  if (!db.ok()) return out;
+  absl::StatusOr<sqlite::Statement> q = sqlite::Statement::Prepare(
+      *db, "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL");
+  EXPECT_TRUE(q.ok()) << q.status();
+  while (q.ok() && *q->Step()) out[q->Text(0)] = q->Text(1);
+  return out;
+}
 
 // Runs commands through a real exchange, checking its invariants after each, and records
 // every command as the projector would receive it.

@@ -306,6 +306,19 @@ class Store {
   // Every machine, by id.
   virtual absl::StatusOr<std::vector<MachineRow>> ListMachines(core::MachineId after,
                                                                size_t limit) = 0;
+
+  // ---- Blobs named by tasks (docs/formats/blobs.md: who may read a blob, which are kept)
+
+  // Whether a task `account` may see names the blob: the task of a lease where it is the
+  // buyer or the seller, in the task's spec (inputs[].sha256) or its result (stdout, stderr,
+  // outputs[].sha256); or the task spec of a job it owns.
+  virtual absl::StatusOr<bool> BlobGranted(const std::string& sha256,
+                                           core::AccountId account) = 0;
+  // Whether the blob is still needed: named by the spec of a task whose lease is active or of
+  // a job still running, or by the spec or result of a task that finished (or whose lease
+  // ended) at or after `since`.
+  virtual absl::StatusOr<bool> BlobReferenced(const std::string& sha256,
+                                              core::Timestamp since) = 0;
 };
 
 }  // namespace ocx::store

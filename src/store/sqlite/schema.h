@@ -188,6 +188,14 @@ CREATE TABLE job_tasks (
   machine  INTEGER NOT NULL,
   PRIMARY KEY (job, idx)
 ) STRICT, WITHOUT ROWID;
+
+CREATE TABLE task_blobs (
+  sha256 TEXT NOT NULL,
+  lease  INTEGER NOT NULL,
+  job    INTEGER NOT NULL,
+  role   TEXT NOT NULL,
+  PRIMARY KEY (sha256, lease, job, role)
+) STRICT, WITHOUT ROWID;
 )sql";
 
 // Brings a version 3 store to version 4 in place (run inside a transaction): the ledger's
@@ -199,6 +207,20 @@ DROP INDEX ledger_entries_time;
 DROP INDEX ledger_entries_to;
 CREATE INDEX ledger_entries_to ON ledger_entries (to_owner) WHERE to_owner <> from_owner;
 UPDATE meta SET value = 4 WHERE key = 'schema_version';
+)sql";
+
+// Brings a version 4 store to version 5 in place (run inside a transaction): adds the empty
+// `task_blobs` table. The caller then fills it from the `tasks` and `jobs` rows already
+// there (their documents are parsed in C++, as the projector does), in the same transaction.
+inline constexpr char kMigrateFrom4Sql[] = R"sql(
+CREATE TABLE task_blobs (
+  sha256 TEXT NOT NULL,
+  lease  INTEGER NOT NULL,
+  job    INTEGER NOT NULL,
+  role   TEXT NOT NULL,
+  PRIMARY KEY (sha256, lease, job, role)
+) STRICT, WITHOUT ROWID;
+UPDATE meta SET value = 5 WHERE key = 'schema_version';
 )sql";
 
 }  // namespace ocx::store::sqlite

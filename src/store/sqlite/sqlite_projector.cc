@@ -14,6 +14,7 @@
 #include "src/engine/events.h"
 #include "src/store/sqlite/sqlite_store.h"
 #include "src/store/sqlite/sqlite_store_internal.h"
+#include "src/store/task_blobs.h"
 
 namespace ocx::store {
 
@@ -158,6 +159,7 @@ absl::Status SqliteStore::PrepareWriter() {
   OCX_RETURN_IF_ERROR(prepare(&w->end_job,
                               "UPDATE jobs SET state = ?2, end_seq = ?3, end_time = ?4 "
                               "WHERE id = ?1 AND owner = ?5 AND state = 'active'"));
+  OCX_RETURN_IF_ERROR(prepare(&w->insert_task_blob, internal::kInsertTaskBlobSql));
   write_ = std::move(w);
   return absl::OkStatus();
 }
@@ -387,13 +389,15 @@ class EventProjector {
   }
 
   absl::Status operator()(const core::TaskAssigned& e) {
-    return w_.insert_task.Bind(1, Key(e.lease))
-        .Bind(2, int64_t{e.buyer})
-        .Bind(3, Key(e.machine))
-        .Bind(4, e.spec)
-        .Bind(5, seq_)
-        .Bind(6, time_)
-        .Run();
+    OCX_RETURN_IF_ERROR(w_.insert_task.Bind(1, Key(e.lease))
+                            .Bind(2, int64_t{e.buyer})
+                            .Bind(3, Key(e.machine))
+                            .Bind(4, e.spec)
+                            .Bind(5, seq_)
+                            .Bind(6, time_)
+                            .Run());
+    // A job's task is recorded under its lease like any other (job 0).
+    return internal::InsertTaskBlobs(w_.insert_task_blob, Key(e.lease), 0, BlobsOfTaskSpec(e.spec));
   }
 
   absl::Status operator()(const core::TaskFinished& e) {
@@ -403,7 +407,9 @@ class EventProjector {
                             .Bind(4, seq_)
                             .Bind(5, time_)
                             .Run());
-    return ExpectOneRow(w_.finish_task, "end of a task not running", e.lease);
+    OCX_RETURN_IF_ERROR(ExpectOneRow(w_.finish_task, "end of a task not running", e.lease));
+    return internal::InsertTaskBlobs(w_.insert_task_blob, Key(e.lease), 0,
+                                     BlobsOfTaskResult(e.result));
   }
 
   absl::Status operator()(const core::JobSubmitted& e) {
@@ -428,7 +434,8 @@ class EventProjector {
     for (int32_t index = 0; index < spec.tasks; ++index) {
       OCX_RETURN_IF_ERROR(w_.insert_job_task.Bind(1, Key(e.job)).Bind(2, int64_t{index}).Run());
     }
-    return absl::OkStatus();
+    return internal::InsertTaskBlobs(w_.insert_task_blob, 0, Key(e.job),
+                                     BlobsOfTaskSpec(spec.task_spec));
   }
 
   absl::Status operator()(const core::JobTaskChanged& e) {

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "src/base/sha256.h"
 #include "src/base/status.h"
 #include "src/core/exchange.h"
 #include "src/store/sqlite/sqlite_store.h"
@@ -390,6 +391,8 @@ absl::Status SqliteStore::PrepareReader() {
   OCX_RETURN_IF_ERROR(prepare(&r->list_machines, std::string("SELECT ") + kMachineColumns +
                                                      " FROM machines WHERE id > ?1 "
                                                      "ORDER BY id LIMIT ?2"));
+  OCX_RETURN_IF_ERROR(prepare(&r->blob_granted, internal::kBlobGrantedSql));
+  OCX_RETURN_IF_ERROR(prepare(&r->blob_referenced, internal::kBlobReferencedSql));
   read_ = std::move(r);
   return absl::OkStatus();
 }
@@ -579,6 +582,32 @@ absl::StatusOr<std::vector<MachineRow>> SqliteStore::ListMachines(core::MachineI
   OCX_STORE_READ_LOCK();
   read_->list_machines.Bind(1, Key(after)).Bind(2, static_cast<int64_t>(limit));
   return ReadAll<MachineRow>(read_->list_machines);
+}
+
+namespace {
+
+// No row holds anything but a digest: asking about something else is a caller's mistake.
+absl::Status CheckDigest(const std::string& sha256) {
+  if (base::IsSha256Hex(sha256)) return absl::OkStatus();
+  return absl::InvalidArgumentError("a blob's digest is 64 lowercase hex digits (SHA-256)");
+}
+
+}  // namespace
+
+absl::StatusOr<bool> SqliteStore::BlobGranted(const std::string& sha256, core::AccountId account) {
+  OCX_RETURN_IF_ERROR(CheckDigest(sha256));
+  OCX_STORE_READ_LOCK();
+  read_->blob_granted.Bind(1, sha256).Bind(2, int64_t{account});
+  OCX_ASSIGN_OR_RETURN(const int64_t granted, ReadInt(read_->blob_granted, 0));
+  return granted != 0;
+}
+
+absl::StatusOr<bool> SqliteStore::BlobReferenced(const std::string& sha256, core::Timestamp since) {
+  OCX_RETURN_IF_ERROR(CheckDigest(sha256));
+  OCX_STORE_READ_LOCK();
+  read_->blob_referenced.Bind(1, sha256).Bind(2, since);
+  OCX_ASSIGN_OR_RETURN(const int64_t referenced, ReadInt(read_->blob_referenced, 0));
+  return referenced != 0;
 }
 
 #undef OCX_STORE_READ_LOCK

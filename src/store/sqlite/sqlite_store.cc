@@ -19,6 +19,7 @@
 #include "src/base/thread_name.h"
 #include "src/store/sqlite/schema.h"
 #include "src/store/sqlite/sqlite_store_internal.h"
+#include "src/store/task_blobs.h"
 
 namespace ocx::store {
 
@@ -126,6 +127,36 @@ absl::Status CreateSchema(Db& db) {
   return absl::OkStatus();
 }
 
+// Brings a version 4 store to version 5 (inside the caller's transaction): the task_blobs
+// table, filled from every task's spec and result and every job's task spec already stored,
+// as the projector would have written them.
+absl::Status MigrateFrom4(Db& db) {
+  OCX_RETURN_IF_ERROR(db.Exec(sqlite::kMigrateFrom4Sql));
+  OCX_ASSIGN_OR_RETURN(Stmt insert, Stmt::Prepare(db, internal::kInsertTaskBlobSql));
+  {
+    OCX_ASSIGN_OR_RETURN(Stmt tasks, Stmt::Prepare(db,
+                                                   "SELECT lease, spec, COALESCE(result, '') "
+                                                   "FROM tasks ORDER BY lease"));
+    for (;;) {
+      OCX_ASSIGN_OR_RETURN(const bool row, tasks.Step());
+      if (!row) break;
+      const int64_t lease = tasks.Int(0);
+      OCX_RETURN_IF_ERROR(
+          internal::InsertTaskBlobs(insert, lease, 0, BlobsOfTaskSpec(tasks.Text(1))));
+      OCX_RETURN_IF_ERROR(
+          internal::InsertTaskBlobs(insert, lease, 0, BlobsOfTaskResult(tasks.Text(2))));
+    }
+  }
+  OCX_ASSIGN_OR_RETURN(Stmt jobs, Stmt::Prepare(db, "SELECT id, task_spec FROM jobs ORDER BY id"));
+  for (;;) {
+    OCX_ASSIGN_OR_RETURN(const bool row, jobs.Step());
+    if (!row) break;
+    OCX_RETURN_IF_ERROR(
+        internal::InsertTaskBlobs(insert, 0, jobs.Int(0), BlobsOfTaskSpec(jobs.Text(1))));
+  }
+  return absl::OkStatus();
+}
+
 // Runs `body` in an IMMEDIATE transaction on `db`, rolled back if it fails.
 template <typename Body>
 absl::Status InWriteTransaction(Db& db, Body body) {
@@ -177,10 +208,13 @@ absl::Status SqliteStore::Init() {
   }
   if (table_count == 0) {
     OCX_RETURN_IF_ERROR(InWriteTransaction(write_db_, [this] { return CreateSchema(write_db_); }));
-  } else if (has_meta && version == 3) {
-    // Version 4 changed only indexes: migrated in place, no rebuild.
-    OCX_RETURN_IF_ERROR(
-        InWriteTransaction(write_db_, [this] { return write_db_.Exec(sqlite::kMigrateFrom3Sql); }));
+  } else if (has_meta && (version == 3 || version == 4)) {
+    // Migrated in place, no rebuild, in one transaction: version 4 changed only indexes;
+    // version 5 added task_blobs, filled from the rows already there.
+    OCX_RETURN_IF_ERROR(InWriteTransaction(write_db_, [this, version] {
+      if (version == 3) OCX_RETURN_IF_ERROR(write_db_.Exec(sqlite::kMigrateFrom3Sql));
+      return MigrateFrom4(write_db_);
+    }));
   } else if (!has_meta || version != kSqliteSchemaVersion) {
     const std::string found =
         has_meta ? "schema version " + std::to_string(version) : "tables that are not a store's";

@@ -44,8 +44,8 @@ namespace ocx::store {
 
 // Version of the tables (docs/formats/store.md), kept in meta.schema_version.
 // 2: tasks; 3: jobs, job_tasks; 4: ledger indexes (no `time`; `to_owner` only between two
-// accounts), migrated in place from 3.
-inline constexpr int64_t kSqliteSchemaVersion = 4;
+// accounts), migrated in place from 3; 5: task_blobs, migrated in place from 4 (and 3).
+inline constexpr int64_t kSqliteSchemaVersion = 5;
 // Named bounds and defaults for SqliteStoreOptions.
 inline constexpr size_t kDefaultQueueCommandsMax = 8192;
 inline constexpr size_t kDefaultBatchCommandsMax = 1024;
@@ -121,6 +121,9 @@ class SqliteStore final : public Store {
                                                   size_t limit) override;
   absl::StatusOr<std::vector<MachineRow>> ListMachines(core::MachineId after,
                                                        size_t limit) override;
+  // InvalidArgument unless `sha256` is 64 lowercase hex digits (the only digests stored).
+  absl::StatusOr<bool> BlobGranted(const std::string& sha256, core::AccountId account) override;
+  absl::StatusOr<bool> BlobReferenced(const std::string& sha256, core::Timestamp since) override;
 
   // Counters for benchmarks and tests.
   uint64_t batches_committed() const { return batches_committed_.load(std::memory_order_relaxed); }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "src/base/status.h"
@@ -16,6 +17,7 @@
 #include "src/engine/types.h"
 #include "src/store/sqlite/sqlite_db.h"
 #include "src/store/sqlite/sqlite_store.h"
+#include "src/store/task_blobs.h"
 
 namespace ocx::store {
 namespace internal {
@@ -68,6 +70,49 @@ inline absl::StatusOr<int64_t> ReadInt(Stmt& statement, int64_t fallback) {
   return statement.Int(0);
 }
 
+// ---------------------------------------------------------------- task_blobs
+
+// One row of task_blobs; a row already there is kept (a document may name a digest twice).
+inline constexpr char kInsertTaskBlobSql[] =
+    "INSERT OR IGNORE INTO task_blobs (sha256, lease, job, role) VALUES (?1, ?2, ?3, ?4)";
+
+// Writes the rows of the blobs one document names: `lease` for a task's spec or result (job
+// 0), `job` for a job's task spec (lease 0).
+inline absl::Status InsertTaskBlobs(Stmt& insert, int64_t lease, int64_t job,
+                                    const std::vector<NamedBlob>& blobs) {
+  for (const NamedBlob& blob : blobs) {
+    OCX_RETURN_IF_ERROR(insert.Bind(1, blob.sha256)
+                            .Bind(2, lease)
+                            .Bind(3, job)
+                            .Bind(4, BlobRoleName(blob.role))
+                            .Run());
+  }
+  return absl::OkStatus();
+}
+
+// Both queries walk task_blobs' primary key from the digest, newest lease (or job) first
+// (recent tasks are the likeliest to match), and look each row's lease, task or job up by its
+// own primary key; CROSS JOIN keeps SQLite from starting at the other table instead (an
+// account's leases, every active lease). They stop at the first row that matches.
+// ?1: the digest; ?2: the account.
+inline constexpr char kBlobGrantedSql[] =
+    "SELECT (SELECT 1 FROM task_blobs b CROSS JOIN leases l ON l.id = b.lease "
+    "WHERE b.sha256 = ?1 AND b.lease > 0 AND (l.buyer = ?2 OR l.seller = ?2) "
+    "ORDER BY b.lease DESC LIMIT 1) IS NOT NULL OR "
+    "(SELECT 1 FROM task_blobs b CROSS JOIN jobs j ON j.id = b.job "
+    "WHERE b.sha256 = ?1 AND b.lease = 0 AND b.job > 0 AND j.owner = ?2 "
+    "ORDER BY b.job DESC LIMIT 1) IS NOT NULL";
+// ?1: the digest; ?2: since. A lease's rows come with its task's row (TaskAssigned writes
+// both), so they are found through `tasks`, with the lease joined when there is one.
+inline constexpr char kBlobReferencedSql[] =
+    "SELECT (SELECT 1 FROM task_blobs b CROSS JOIN tasks t ON t.lease = b.lease "
+    "LEFT JOIN leases l ON l.id = b.lease "
+    "WHERE b.sha256 = ?1 AND b.lease > 0 AND (l.status = 'active' OR l.end_time >= ?2 OR "
+    "t.finished_time >= ?2) ORDER BY b.lease DESC LIMIT 1) IS NOT NULL OR "
+    "(SELECT 1 FROM task_blobs b CROSS JOIN jobs j ON j.id = b.job "
+    "WHERE b.sha256 = ?1 AND b.lease = 0 AND b.job > 0 AND j.state = 'active' "
+    "ORDER BY b.job DESC LIMIT 1) IS NOT NULL";
+
 }  // namespace internal
 
 // ---------------------------------------------------------------- prepared statements
@@ -83,6 +128,7 @@ struct SqliteStore::WriteStatements {
   Stmt insert_lease, usage_lease, insert_usage, end_lease;
   Stmt insert_task, finish_task;
   Stmt insert_job, insert_job_task, change_job_task, end_job;
+  Stmt insert_task_blob;
 };
 
 struct SqliteStore::ReadStatements {
@@ -92,6 +138,7 @@ struct SqliteStore::ReadStatements {
   Stmt list_trades, list_orders, list_orders_status, list_leases, get_lease, list_usage;
   Stmt list_machines, get_task;
   Stmt get_job, list_job_tasks, list_jobs;
+  Stmt blob_granted, blob_referenced;
 };
 
 }  // namespace ocx::store

@@ -2,7 +2,8 @@
 // buy -> lease, usage reports, release) projected into a real SQLite file, then compared
 // with the core's state and with the events it emitted. Also resume, idempotence, rebuild,
 // migration, the background writer, and bad input. Opening a store:
-// sqlite_store_open_test.cc; jobs: sqlite_store_job_test.cc.
+// sqlite_store_open_test.cc; jobs: sqlite_store_job_test.cc; blobs named by tasks:
+// sqlite_store_blob_test.cc.
 #include "src/store/sqlite/sqlite_store.h"
 
 #include <map>
@@ -585,6 +586,7 @@ TEST_F(SqliteStoreTest, RebuildFromScratchGivesIdenticalQueryResults) {
 
 // Version 4 changed only the ledger's indexes, so a version 3 file is migrated in place when
 // opened: same rows, same answers, the new indexes, and projection goes on from where it was.
+// It goes on to version 5 in the same transaction (sqlite_store_blob_test.cc tests that step).
 TEST_F(SqliteStoreTest, VersionThreeStoreIsMigratedInPlace) {
   const std::vector<AppliedCommand> first(history().begin(), history().end() - 3);
   const std::vector<AppliedCommand> rest(history().end() - 3, history().end());
@@ -601,10 +603,10 @@ TEST_F(SqliteStoreTest, VersionThreeStoreIsMigratedInPlace) {
     ASSERT_TRUE(store->Project(first).ok());
   }
   {
-    // The version 3 indexes, as that schema created them.
+    // The version 3 indexes, as that schema created them, and no task_blobs (version 5).
     absl::StatusOr<sqlite::Db> db = sqlite::Db::Open(dir_.File("store.db"), SQLITE_OPEN_READWRITE);
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE(db->Exec("DROP INDEX ledger_entries_to; "
+    ASSERT_TRUE(db->Exec("DROP TABLE task_blobs; DROP INDEX ledger_entries_to; "
                          "CREATE INDEX ledger_entries_to ON ledger_entries (to_owner); "
                          "CREATE INDEX ledger_entries_time ON ledger_entries (time); "
                          "UPDATE meta SET value = 3 WHERE key = 'schema_version'")

@@ -114,6 +114,88 @@ TEST_F(CliTest, HelpShowsExamples) {
   EXPECT_NE(r.out.find("Examples:"), std::string::npos);
 }
 
+// ---- Words the command line does not know: named, with the nearest command when one is close.
+
+TEST_F(CliTest, UnknownCommandIsNamedWithTheNearestCommand) {
+  const Result r = Ocx("offer");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "ocx: unknown command 'offer'. Did you mean 'offers'?\n");
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST_F(CliTest, UnknownCommandFollowedByHelpIsAnErrorNotTheHelp) {
+  const Result r = Ocx("home --help");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'home'"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST_F(CliTest, UnknownCommandFarFromEveryCommandSuggestsNone) {
+  const Result r = Ocx("zzzzqqq");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "ocx: unknown command 'zzzzqqq'.\n"
+            "Run 'ocx --help' for the list of commands.\n");
+}
+
+TEST_F(CliTest, UnknownNestedCommandIsNamedWithItsNearestSibling) {
+  const Result provider = Ocx("provider discvoer");
+  EXPECT_EQ(provider.exit_code, 2);
+  EXPECT_EQ(provider.err, "ocx provider: unknown command 'discvoer'. Did you mean 'discover'?\n");
+  const Result bench = Ocx("bench engien");
+  EXPECT_EQ(bench.exit_code, 2);
+  EXPECT_NE(bench.err.find("Did you mean 'engine'?"), std::string::npos) << bench.err;
+  const Result job = Ocx("job shwo 3");
+  EXPECT_EQ(job.exit_code, 2);
+  EXPECT_NE(job.err.find("unknown command 'shwo'. Did you mean 'show'?"), std::string::npos)
+      << job.err;
+  const Result order = Ocx("order lsit --help");
+  EXPECT_EQ(order.exit_code, 2);
+  EXPECT_NE(order.err.find("Did you mean 'list'?"), std::string::npos) << order.err;
+  EXPECT_TRUE(order.out.empty()) << order.out;
+}
+
+TEST_F(CliTest, UnknownNestedCommandFarFromEverySiblingPointsAtItsHelp) {
+  const Result r = Ocx("provider zzzzqqq");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "ocx provider: unknown command 'zzzzqqq'.\n"
+            "Run 'ocx provider --help' for the list of commands.\n");
+}
+
+TEST_F(CliTest, MissingCommandNamesTheChoices) {
+  const Result provider = Ocx("provider");
+  EXPECT_EQ(provider.exit_code, 2);
+  EXPECT_NE(provider.err.find("ocx provider: missing command, one of: run, discover."),
+            std::string::npos)
+      << provider.err;
+  const Result top = Ocx("");
+  EXPECT_EQ(top.exit_code, 2);
+  EXPECT_NE(top.err.find("ocx: missing command, one of: "), std::string::npos) << top.err;
+  EXPECT_NE(top.err.find("offers"), std::string::npos) << top.err;
+}
+
+TEST_F(CliTest, UnknownOptionIsNamed) {
+  for (const char* args : {"--bogus", "provider --bogus", "--bogus offers x", "replay --bogus -"}) {
+    const Result r = Ocx(args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_NE(r.err.find("--bogus"), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << args << ": " << r.err;
+  }
+}
+
+TEST_F(CliTest, HelpAndVersionStillExitZero) {
+  for (const char* args : {"--help", "replay --help", "provider --help", "job show --help"}) {
+    const Result r = Ocx(args);
+    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.err;
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << args << ": " << r.out;
+    EXPECT_TRUE(r.err.empty()) << args << ": " << r.err;
+  }
+  const Result version = Ocx("--version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out, "0.1.0\n");
+}
+
 TEST_F(CliTest, EngineBenchRunsAndReportsItsFigures) {
   // A smoke run: the figures themselves are measured by `ocx bench engine`, not asserted here.
   const Result r = Ocx("bench engine --commands 20000 --repeat 1");

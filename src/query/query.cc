@@ -740,6 +740,34 @@ size_t CountConditions(const Node& node) {
 
 // ---- Query ----------------------------------------------------------------------------------
 
+// The canonical text is what a journal records, so it must parse again (Parse(Canonical())
+// gives an equal query), within the same limits as the query. It can nest deeper than the
+// query (each '!' is written "!(...)", and an && inside || gets parentheses) and be longer
+// (spaces around operators). Returns the first node, in source order, whose canonical text
+// opens more than kQueryDepthMax levels of '(' and '!', with `depth` levels open around it;
+// nullptr when there is none.
+const Node* FindCanonicalTooDeep(const Node& node, int depth) {
+  switch (node.kind) {
+    case NodeKind::kNot:
+      if (depth + 2 > kQueryDepthMax) return &node;
+      return FindCanonicalTooDeep(node.children[0], depth + 2);
+    case NodeKind::kAnd:
+    case NodeKind::kOr:
+      for (const Node& child : node.children) {
+        const bool parenthesized = child.kind == NodeKind::kAnd || child.kind == NodeKind::kOr;
+        const int child_depth = depth + (parenthesized ? 1 : 0);
+        if (child_depth > kQueryDepthMax) return &child;
+        if (const Node* deep = FindCanonicalTooDeep(child, child_depth)) return deep;
+      }
+      return nullptr;
+    case NodeKind::kCompare:
+    case NodeKind::kIn:
+    case NodeKind::kMatch:
+      return nullptr;
+  }
+  return nullptr;
+}
+
 std::variant<Query, SyntaxError> Query::Parse(std::string_view text) {
   if (text.size() > kQueryBytesMax) {
     return SyntaxError{static_cast<int>(kQueryBytesMax) + 1,
@@ -753,6 +781,20 @@ std::variant<Query, SyntaxError> Query::Parse(std::string_view text) {
   if (!parser.ParseQuery(&tree->root, &empty)) return parser.error();
   if (empty) return Query();
   const Node* root = &tree->root;
+  if (const Node* deep = FindCanonicalTooDeep(*root, 0)) {
+    return SyntaxError{static_cast<int>(deep->begin) + 1,
+                       absl::StrCat("nested deeper than ", kQueryDepthMax,
+                                    " levels of '(' and '!' in canonical form, where each '!' is "
+                                    "written '!(...)'")};
+  }
+  std::string canonical;
+  AppendCanonical(*root, &canonical);
+  if (canonical.size() > kQueryBytesMax) {
+    return SyntaxError{1, absl::StrCat("query is ", canonical.size(),
+                                       " bytes long in canonical form (spaces around operators); "
+                                       "at most ",
+                                       kQueryBytesMax, " are allowed")};
+  }
   return Query(std::move(tree), root);
 }
 

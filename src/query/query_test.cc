@@ -350,13 +350,45 @@ TEST(QueryLimitsTest, NestingDepth) {
   SyntaxError error = MustFail(parens(kQueryDepthMax + 1));
   EXPECT_EQ(error.column, kQueryDepthMax + 1);
   EXPECT_NE(error.message.find("nested deeper than 64"), std::string::npos) << error.message;
-  MustParse(std::string(kQueryDepthMax, '!') + "cpu.cores > 1");
+  MustParse(std::string(kQueryDepthMax / 2, '!') + "cpu.cores > 1");
   error = MustFail(std::string(kQueryDepthMax + 1, '!') + "cpu.cores > 1");
   EXPECT_EQ(error.column, kQueryDepthMax + 1);
   // '!' and '(' count together.
   MustFail(std::string(kQueryDepthMax / 2, '!') + parens(kQueryDepthMax / 2 + 1));
   // Far deeper input fails the same way without exhausting the stack.
   MustFail(std::string(4000, '('));
+}
+
+// Found by fuzz/query_fuzz.cc: the canonical form, which the journal records, nested or ran
+// past the limits of a query that was within them, so it did not parse again.
+TEST(QueryLimitsTest, CanonicalFormIsWithinTheLimitsToo) {
+  // Each '!' is written "!(...)": two levels. 32 fit; the 33rd '!' is refused.
+  const Query deepest = MustParse(std::string(kQueryDepthMax / 2, '!') + "cpu.cores > 1");
+  EXPECT_EQ(MustParse(deepest.Canonical()), deepest);
+  SyntaxError error = MustFail(std::string(40, '!') + "cpu.cores > 1");
+  EXPECT_EQ(error.column, kQueryDepthMax / 2 + 1);
+  EXPECT_NE(error.message.find("nested deeper than 64 levels of '(' and '!' in canonical form"),
+            std::string::npos)
+      << error.message;
+
+  // An && inside || gets parentheses in canonical form: 40 levels written, 80 canonical.
+  std::string alternating = "a == 1";
+  for (int i = 0; i < 40; ++i) alternating = "a == 1 && (a == 1 || " + alternating + ")";
+  error = MustFail(alternating);
+  EXPECT_NE(error.message.find("in canonical form"), std::string::npos) << error.message;
+  std::string shallower = "a == 1";
+  for (int i = 0; i < 32; ++i) shallower = "a == 1 && (a == 1 || " + shallower + ")";
+  const Query fits = MustParse(shallower);
+  EXPECT_EQ(MustParse(fits.Canonical()), fits);
+
+  // Spaces around operators: 4083 bytes written, 4941 canonical.
+  std::string dense = "label.abcdefghi<1";
+  for (int i = 1; i < 215; ++i) dense += "&&label.abcdefghi<1";
+  ASSERT_LE(dense.size(), kQueryBytesMax);
+  error = MustFail(dense);
+  EXPECT_EQ(error.column, 1);
+  EXPECT_NE(error.message.find("4941 bytes long in canonical form"), std::string::npos)
+      << error.message;
 }
 
 TEST(QueryLimitsTest, Conditions) {

@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh [SECONDS] [HARNESS...]      each harness for SECONDS (default 60)
 #   scripts/fuzz.sh --runs N [HARNESS...]       each harness for N executions
 #   --merge: then add what each harness that did not crash found to fuzz/corpus/<name>/
-#            (libFuzzer -merge=1 keeps only inputs with new coverage), to commit afterwards
+#            (only inputs that reach new code: a set cover of the edges), to commit afterwards
 #
 # Exits 1 when any harness crashed (a crash, assertion, sanitizer report, leak, timeout or
 # out-of-memory); each run's log, new inputs and crash files stay under
@@ -110,7 +110,9 @@ for name in "${harnesses[@]}"; do
     summary+=("    rc $rc; see $dir/log${crash_files:+; }$(echo $crash_files)")
   elif ((merge)); then
     before=$(find "fuzz/corpus/$name" -type f | wc -l)
-    "$build/fuzz/${name}_fuzz" -merge=1 "fuzz/corpus/$name" "$dir/corpus" >"$dir/merge.log" 2>&1
+    # Edges only (-use_counters=0) and a set cover: a few hundred files, not thousands.
+    "$build/fuzz/${name}_fuzz" -set_cover_merge=1 -use_counters=0 "fuzz/corpus/$name" \
+      "$dir/corpus" >"$dir/merge.log" 2>&1
     after=$(find "fuzz/corpus/$name" -type f | wc -l)
     summary+=("    merged: fuzz/corpus/$name has $after inputs (was $before)")
   fi

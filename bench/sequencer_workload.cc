@@ -68,7 +68,7 @@ absl::StatusOr<SequencerBenchResult> RunSequencerBench(const SequencerBenchOptio
     absl::StatusOr<server::Acked> acked = s.Execute(command);
     if (!acked.ok()) return acked.status();
     if (!acked->output.result.accepted) {
-      return absl::InternalError("bench setup refused: " + acked->output.result.code);
+      return absl::InternalError("bench setup refused: " + std::string(acked->output.result.code()));
     }
   }
 

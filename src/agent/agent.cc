@@ -14,8 +14,9 @@
 
 #include "src/agent/discovery.h"
 #include "src/agent/task_runner.h"
-#include "src/agent/task_spec.h"
-#include "src/api/auth.h"
+#include "src/protocol/identity.h"
+#include "src/protocol/task_spec.h"
+#include "src/base/utf8.h"
 #include "src/base/decimal.h"
 #include "src/base/files.h"
 #include "src/base/status.h"
@@ -59,42 +60,6 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   return text.str();
 }
 
-// Bytes from a job's stream as valid UTF-8 for JSON: every byte that does not start a
-// well-formed sequence (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF)
-// becomes U+FFFD. A character split across two chunks is replaced too (live view only: the
-// whole stream comes back byte for byte as a blob).
-std::string ValidUtf8(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size());
-  size_t i = 0;
-  while (i < bytes.size()) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    const size_t length = c < 0x80                 ? 1
-                          : c >= 0xC2 && c <= 0xDF ? 2
-                          : (c & 0xF0) == 0xE0     ? 3
-                          : c >= 0xF0 && c <= 0xF4 ? 4
-                                                   : 0;
-    bool valid = length != 0 && i + length <= bytes.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      valid = (static_cast<unsigned char>(bytes[i + k]) & 0xC0) == 0x80;
-    }
-    if (valid && length >= 3) {
-      const auto second = static_cast<unsigned char>(bytes[i + 1]);
-      if ((c == 0xE0 && second < 0xA0) || (c == 0xED && second >= 0xA0) ||
-          (c == 0xF0 && second < 0x90) || (c == 0xF4 && second >= 0x90)) {
-        valid = false;
-      }
-    }
-    if (!valid) {
-      out += "\xEF\xBF\xBD";
-      ++i;
-      continue;
-    }
-    out.append(bytes.substr(i, length));
-    i += length;
-  }
-  return out;
-}
 
 std::string ToHex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -193,7 +158,7 @@ absl::Status Agent::LoadOrCreateIdentity() {
     public_key_ = key["public_key"].get<std::string>();
     return absl::OkStatus();
   }
-  const api::MachineKeyPair pair = api::NewMachineKeyPair();
+  const protocol::MachineKeyPair pair = protocol::NewMachineKeyPair();
   secret_key_ = pair.secret_key;
   public_key_ = pair.public_key_hex;
   Log("created the machine's Ed25519 identity in " + path);
@@ -415,7 +380,7 @@ absl::Status Agent::Session() {
   OCX_RETURN_IF_ERROR(ws->Send(
       Json{{"type", "auth"},
            {"machine", machine_},
-           {"signature", api::SignHex(secret_key_, api::AgentAuthMessage(machine_, nonce))}}
+           {"signature", protocol::SignHex(secret_key_, protocol::AgentAuthMessage(machine_, nonce))}}
           .dump()));
   auto welcome_text = ws->Receive(10'000);
   if (!welcome_text.ok()) return welcome_text.status();
@@ -515,7 +480,7 @@ absl::Status Agent::Session() {
             Send(Json{{"type", "task_log"},
                       {"lease", state->lease},
                       {"stream", stream == 0 ? "stdout" : "stderr"},
-                      {"data", ValidUtf8(std::string_view(pending).substr(0, take))}});
+                      {"data", base::ToValidUtf8(std::string_view(pending).substr(0, take))}});
             pending.erase(0, take);
           }
         }
@@ -601,7 +566,7 @@ void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
   }
   // The task spec travels with the thread; a bad one is reported as an error result.
   state->thread = std::thread([this, state, spec_text = spec_json.dump()] {
-    const auto spec = ParseTaskSpec(spec_text);
+    const auto spec = protocol::ParseTaskSpec(spec_text);
     Json result;
     if (!spec.ok()) {
       result = Json{{"status", "error"},
@@ -740,7 +705,7 @@ void Agent::SendUsageReports(int64_t) {
               {"cpu_seconds", usage.cpu_seconds},
               {"peak_memory_mib", usage.peak_memory_mib},
               {"gpu_seconds", usage.gpu_seconds},
-              {"signature", api::SignHex(secret_key_, api::UsageMessage(machine_, usage))}});
+              {"signature", protocol::SignHex(secret_key_, protocol::UsageMessage(machine_, protocol::UsageFigures{usage.lease, usage.wall_seconds, usage.cpu_seconds, usage.peak_memory_mib, usage.gpu_seconds}))}});
     std::lock_guard lock(mu_);
     ++status_.usage_reports_sent;
   }

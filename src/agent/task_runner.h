@@ -16,10 +16,18 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
-#include "src/agent/task_spec.h"
+#include "src/protocol/task_spec.h"
 #include "src/sandbox/sandbox.h"
 
 namespace ocx::agent {
+
+using protocol::TaskInput;
+using protocol::TaskSpec;
+using protocol::IsSafeRelativePath;
+using protocol::kTaskPathBytesMax;
+using protocol::ParseTaskSpec;
+using protocol::TaskSpecToJson;
+
 
 // The task result (docs/formats/task.md) is at most this long, dumped.
 inline constexpr size_t kTaskResultBytesMax = 64 * 1024;

@@ -249,7 +249,7 @@ TEST(ParseTaskSpecTest, RefusesBadDocumentsNamingTheField) {
 TEST(ParseTaskSpecTest, RefusesTooLargeDocuments) {
   // Valid JSON, just too long: padding inside an argument.
   const std::string text =
-      absl::StrCat(R"({"command": ["x", ")", std::string(kTaskSpecBytesMax, 'a'), R"("]})");
+      absl::StrCat(R"({"command": ["x", ")", std::string(protocol::kTaskSpecBytesMax, 'a'), R"("]})");
   absl::StatusOr<TaskSpec> spec = ParseTaskSpec(text);
   ASSERT_FALSE(spec.ok());
   EXPECT_NE(spec.status().message().find("65536"), std::string::npos) << spec.status().message();
@@ -258,7 +258,7 @@ TEST(ParseTaskSpecTest, RefusesTooLargeDocuments) {
 TEST(ParseTaskSpecTest, RefusesTooManyOutputs) {
   json doc = {{"command", {"x"}}};
   json outputs = json::array();
-  for (int i = 0; i <= static_cast<int>(kTaskOutputsMax); ++i) outputs.push_back(absl::StrCat(i));
+  for (int i = 0; i <= static_cast<int>(protocol::kTaskOutputsMax); ++i) outputs.push_back(absl::StrCat(i));
   doc["outputs"] = outputs;
   absl::StatusOr<TaskSpec> spec = ParseTaskSpec(doc.dump());
   ASSERT_FALSE(spec.ok());

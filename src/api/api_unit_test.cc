@@ -1,10 +1,14 @@
-// Unit tests of the API's Boost-free pieces: tokens and signatures, request targets, the
+// Unit tests of the API's Boost-free pieces: the identity registry, request targets, the
 // market-data book built from engine events, and the route table behind /openapi.json.
+// (Tokens and signatures: src/protocol/identity_test.cc.)
 #include <gtest/gtest.h>
+
+#include <set>
 
 #include "nlohmann/json.hpp"
 #include "src/api/api.h"
-#include "src/api/auth.h"
+#include "src/api/identity_registry.h"
+#include "src/protocol/identity.h"
 #include "src/api/http_types.h"
 #include "src/api/market_data.h"
 #include "src/core/exchange.h"
@@ -13,47 +17,8 @@
 namespace ocx::api {
 namespace {
 
-TEST(AuthTest, TokensAreRandomWellFormedAndOnlyTheirHashIsNeeded) {
-  const std::string a = NewApiToken();
-  const std::string b = NewApiToken();
-  EXPECT_NE(a, b);
-  EXPECT_TRUE(LooksLikeToken(a));
-  EXPECT_FALSE(LooksLikeToken("ocx_" + std::string(63, 'a')));
-  EXPECT_FALSE(LooksLikeToken("xyz_" + std::string(64, 'a')));
-  EXPECT_FALSE(LooksLikeToken("ocx_" + std::string(64, 'A')));
-  EXPECT_EQ(TokenHash(a).size(), 64u);
-  EXPECT_EQ(TokenHash(a), TokenHash(a));
-  EXPECT_NE(TokenHash(a), TokenHash(b));
-}
-
-TEST(AuthTest, SignaturesVerifyOnlyForTheirKeyAndMessage) {
-  const MachineKeyPair key = NewMachineKeyPair();
-  const MachineKeyPair other = NewMachineKeyPair();
-  const std::string message = AgentAuthMessage(7, RandomHex(32));
-  const std::string signature = SignHex(key.secret_key, message);
-  EXPECT_EQ(signature.size(), 128u);
-  EXPECT_TRUE(VerifySignatureHex(key.public_key_hex, message, signature));
-  EXPECT_FALSE(VerifySignatureHex(other.public_key_hex, message, signature));
-  EXPECT_FALSE(VerifySignatureHex(key.public_key_hex, message + "x", signature));
-  std::string flipped = signature;
-  flipped[0] = flipped[0] == '0' ? '1' : '0';
-  EXPECT_FALSE(VerifySignatureHex(key.public_key_hex, message, flipped));
-  EXPECT_FALSE(VerifySignatureHex("zz", message, signature));
-  EXPECT_FALSE(VerifySignatureHex(key.public_key_hex, message, "00"));
-}
-
-TEST(AuthTest, UsageMessageNamesEveryFieldSoNoneCanBeChangedUnsigned) {
-  core::ReportUsage usage{3, 9, 60, 55, 1024, 7};
-  const std::string base = UsageMessage(3, usage);
-  for (int field = 0; field < 5; ++field) {
-    core::ReportUsage changed = usage;
-    int64_t* fields[] = {reinterpret_cast<int64_t*>(&changed.lease), &changed.wall_seconds,
-                         &changed.cpu_seconds, &changed.peak_memory_mib, &changed.gpu_seconds};
-    *fields[field] += 1;
-    EXPECT_NE(UsageMessage(3, changed), base) << field;
-  }
-  EXPECT_NE(UsageMessage(4, usage), base);
-}
+using protocol::NewApiToken;
+using protocol::TokenHash;
 
 TEST(IdentityRegistryTest, FollowsAccountAndMachineEvents) {
   IdentityRegistry registry;
@@ -86,6 +51,14 @@ TEST(HttpTargetTest, DecodesPathAndQuery) {
   EXPECT_FALSE(ParseTarget("/v1/%00", &path, &query));
   EXPECT_FALSE(ParseTarget("/v1/%4", &path, &query));
   EXPECT_FALSE(ParseTarget("v1/orders", &path, &query));
+  // Text that is not UTF-8, in the path or the query, is refused here: it would otherwise
+  // end up in answers (an error message quoting a query).
+  EXPECT_FALSE(ParseTarget("/v1/offers?q=%FF", &path, &query));
+  EXPECT_FALSE(ParseTarget("/v1/%C3", &path, &query));
+  EXPECT_TRUE(ParseTarget("/v1/offers?q=%C3%A9", &path, &query));
+  std::string many = "/v1/x?";
+  for (int i = 0; i < 65; ++i) many += "k" + std::to_string(i) + "=1&";
+  EXPECT_FALSE(ParseTarget(many, &path, &query));
 }
 
 // A sink that keeps what it is given.
@@ -175,19 +148,27 @@ TEST(OpenApiTest, DescribesEveryRouteOfTheTable) {
   size_t operations = 0;
   for (const auto& [path, methods] : document["paths"].items()) operations += methods.size();
   EXPECT_EQ(operations, Api::Routes().size());
-  for (const RouteInfo& route : Api::Routes()) {
+  for (const Route& route : Api::Routes()) {
     std::string method = route.method;
     std::transform(method.begin(), method.end(), method.begin(), ::tolower);
     EXPECT_TRUE(document["paths"][route.pattern].contains(method)) << route.pattern;
   }
 }
 
-TEST(ReasonStatusTest, CoreCodesMapToHttpStatuses) {
-  EXPECT_EQ(StatusForReason("not_authorized"), 403);
-  EXPECT_EQ(StatusForReason("unknown_order"), 404);
-  EXPECT_EQ(StatusForReason("name_taken"), 409);
-  EXPECT_EQ(StatusForReason("insufficient_funds"), 422);
-  EXPECT_EQ(StatusForReason("off_tick"), 422);
+TEST(RouteTableTest, EveryRouteHasAHandlerAndAnAuthRequirementOfItsKind) {
+  std::set<std::string> seen;
+  for (const Route& route : Api::Routes()) {
+    EXPECT_NE(route.handler, nullptr) << route.pattern;
+    EXPECT_TRUE(seen.insert(route.method + " " + route.pattern).second) << route.pattern;
+    // Whatever changes state needs an account (sign-up excepted); the WebSocket routes say
+    // how they authenticate themselves.
+    if (route.method != "GET" && route.pattern != "/v1/accounts") {
+      EXPECT_NE(route.auth, Auth::kNone) << route.method << " " << route.pattern;
+    }
+    if (route.body == Body::kBlob) {
+      EXPECT_NE(route.auth, Auth::kNone) << route.pattern;
+    }
+  }
 }
 
 // The hand-written answer to a placed order is PlacedOrderJson's dump byte for byte, over a
@@ -206,7 +187,7 @@ TEST(PlacedOrderBodyTest, EqualsTheJsonDumpForEveryPlacedOrder) {
     const store::AppliedCommand& applied = driver.Run(command, &result);
     const auto* place = std::get_if<core::PlaceOrder>(&command);
     if (place == nullptr || !result.accepted) continue;
-    server::Acked acked;
+    core::Acked acked;
     acked.sequence = applied.sequence;
     acked.time = applied.time_micros;
     acked.output.result = result;
@@ -227,7 +208,7 @@ TEST(PlacedOrderBodyTest, EqualsTheJsonDumpForEveryPlacedOrder) {
   odd.client_order_id = "key \"with\" quotes\r\n";
   odd.type = engine::OrderType::kMarket;
   odd.quantity = 3;
-  server::Acked acked;
+  core::Acked acked;
   acked.sequence = 99;
   acked.output.result.order = 12;
   EXPECT_EQ(PlacedOrderBody(odd, acked), PlacedOrderJson(odd, acked).dump());

@@ -19,6 +19,7 @@ namespace {
 using base::testing::TempDir;
 
 constexpr uint64_t kBlobBytesMax = 1 << 20;
+constexpr uint64_t kOwner = 7;
 constexpr std::string_view kAbcSha256 =
     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 constexpr std::string_view kEmptySha256 =
@@ -34,7 +35,8 @@ std::unique_ptr<BlobStore> OpenOrDie(const std::string& dir, uint64_t max = kBlo
 std::vector<std::string> FilesUnder(const std::string& dir) {
   std::vector<std::string> files;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
-    if (entry.is_regular_file()) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && !name.starts_with("index.sqlite")) {
       files.push_back(std::filesystem::relative(entry.path(), dir).string());
     }
   }
@@ -53,7 +55,7 @@ TEST(BlobStoreTest, PutThenGetRoundTrips) {
   ASSERT_NE(store, nullptr);
   std::string data(100'000, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 300);
-  absl::StatusOr<BlobInfo> info = store->Put(data, std::nullopt);
+  absl::StatusOr<BlobInfo> info = store->Put(data, std::nullopt, kOwner, 0);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->sha256, BlobStore::Sha256Hex(data));
   EXPECT_EQ(info->size, data.size());
@@ -70,7 +72,7 @@ TEST(BlobStoreTest, BlobLivesAtTheDocumentedPath) {
   TempDir dir;
   std::unique_ptr<BlobStore> store = OpenOrDie(dir.path());
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Put("abc", kAbcSha256).ok());
+  ASSERT_TRUE(store->Put("abc", kAbcSha256, kOwner, 0).ok());
   EXPECT_EQ(FilesUnder(dir.path()), std::vector<std::string>{"ba/" + std::string(kAbcSha256)});
   EXPECT_EQ(store->PathOf(kAbcSha256), dir.path() + "/ba/" + std::string(kAbcSha256));
   std::ifstream file(store->PathOf(kAbcSha256));
@@ -82,7 +84,7 @@ TEST(BlobStoreTest, EmptyBlobIsABlob) {
   TempDir dir;
   std::unique_ptr<BlobStore> store = OpenOrDie(dir.path());
   ASSERT_NE(store, nullptr);
-  absl::StatusOr<BlobInfo> info = store->Put("", kEmptySha256);
+  absl::StatusOr<BlobInfo> info = store->Put("", kEmptySha256, kOwner, 0);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->size, 0u);
   absl::StatusOr<std::string> read = store->Get(kEmptySha256);
@@ -94,7 +96,7 @@ TEST(BlobStoreTest, DigestMismatchKeepsNothing) {
   TempDir dir;
   std::unique_ptr<BlobStore> store = OpenOrDie(dir.path());
   ASSERT_NE(store, nullptr);
-  absl::StatusOr<BlobInfo> info = store->Put("abd", kAbcSha256);
+  absl::StatusOr<BlobInfo> info = store->Put("abd", kAbcSha256, kOwner, 0);
   EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StartsWith(info.status().message(), "digest_mismatch")) << info.status();
   EXPECT_TRUE(FilesUnder(dir.path()).empty());
@@ -106,9 +108,9 @@ TEST(BlobStoreTest, BlobLargerThanTheLimitIsRefused) {
   TempDir dir;
   std::unique_ptr<BlobStore> store = OpenOrDie(dir.path(), /*max=*/16);
   ASSERT_NE(store, nullptr);
-  EXPECT_TRUE(store->Put(std::string(16, 'x'), std::nullopt).ok());
-  absl::StatusOr<BlobInfo> big = store->Put(std::string(17, 'x'), std::nullopt);
-  EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(store->Put(std::string(16, 'x'), std::nullopt, kOwner, 0).ok());
+  absl::StatusOr<BlobInfo> big = store->Put(std::string(17, 'x'), std::nullopt, kOwner, 0);
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(FilesUnder(dir.path()).size(), 1u);
 }
 
@@ -131,7 +133,7 @@ TEST(BlobStoreTest, BadDigestsAreRefused) {
     EXPECT_FALSE(BlobStore::IsValidDigest(digest)) << digest;
     EXPECT_EQ(store->Get(digest).status().code(), absl::StatusCode::kInvalidArgument) << digest;
     EXPECT_EQ(store->Size(digest).status().code(), absl::StatusCode::kInvalidArgument) << digest;
-    EXPECT_EQ(store->Put("abc", digest).status().code(), absl::StatusCode::kInvalidArgument)
+    EXPECT_EQ(store->Put("abc", digest, kOwner, 0).status().code(), absl::StatusCode::kInvalidArgument)
         << digest;
   }
   EXPECT_TRUE(BlobStore::IsValidDigest(kAbcSha256));
@@ -150,8 +152,8 @@ TEST(BlobStoreTest, PuttingAnExistingBlobAgainIsOk) {
   TempDir dir;
   std::unique_ptr<BlobStore> store = OpenOrDie(dir.path());
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Put("abc", std::nullopt).ok());
-  absl::StatusOr<BlobInfo> again = store->Put("abc", kAbcSha256);
+  ASSERT_TRUE(store->Put("abc", std::nullopt, kOwner, 0).ok());
+  absl::StatusOr<BlobInfo> again = store->Put("abc", kAbcSha256, kOwner, 0);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->sha256, kAbcSha256);
   EXPECT_EQ(again->size, 3u);
@@ -164,7 +166,7 @@ TEST(BlobStoreTest, OpenRemovesLeftoverTemporaryFilesAndKeepsBlobs) {
   {
     std::unique_ptr<BlobStore> store = OpenOrDie(dir.path());
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->Put("abc", std::nullopt).ok());
+    ASSERT_TRUE(store->Put("abc", std::nullopt, kOwner, 0).ok());
   }
   // What a crash mid-write leaves behind.
   std::ofstream(dir.File("tmp/" + std::string(kAbcSha256) + ".a1b2c3")) << "ab";
@@ -205,9 +207,9 @@ TEST(BlobStoreTest, ConcurrentPutsOfTheSameAndDifferentBlobs) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kRounds; ++i) {
-        if (!store->Put(shared, std::nullopt).ok()) ++failures[t];
+        if (!store->Put(shared, std::nullopt, kOwner, 0).ok()) ++failures[t];
         const std::string own = "thread " + std::to_string(t) + " round " + std::to_string(i);
-        if (!store->Put(own, std::nullopt).ok()) ++failures[t];
+        if (!store->Put(own, std::nullopt, kOwner, 0).ok()) ++failures[t];
       }
     });
   }
@@ -223,6 +225,120 @@ TEST(BlobStoreTest, ConcurrentPutsOfTheSameAndDifferentBlobs) {
   }
   EXPECT_EQ(FilesUnder(dir.path()).size(), 1u + kThreads * kRounds);
   EXPECT_TRUE(std::filesystem::is_empty(dir.File("tmp")));
+}
+
+BlobStoreOptions Options(const std::string& dir) {
+  BlobStoreOptions options;
+  options.dir = dir;
+  options.blob_bytes_max = kBlobBytesMax;
+  options.quota_bytes_per_account = 100;
+  options.disk_free_min_bytes = 0;
+  options.grace_micros = 1000;
+  return options;
+}
+
+TEST(BlobStoreTest, OwnersAreRecordedAndSurviveAReopen) {
+  TempDir dir;
+  {
+    auto store = BlobStore::Open(Options(dir.path()), 0);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->Put("abc", std::nullopt, 1, 0).ok());
+    ASSERT_TRUE((*store)->Put("abc", std::nullopt, 2, 0).ok());
+    EXPECT_TRUE((*store)->IsOwner(1, kAbcSha256));
+    EXPECT_TRUE((*store)->IsOwner(2, kAbcSha256));
+    EXPECT_FALSE((*store)->IsOwner(3, kAbcSha256));
+    EXPECT_EQ((*store)->UsageOf(1), 3u);
+    EXPECT_EQ((*store)->UsageOf(2), 3u);  // Each uploader is charged.
+  }
+  auto store = BlobStore::Open(Options(dir.path()), 0);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->IsOwner(1, kAbcSha256));
+  EXPECT_EQ((*store)->UsageOf(2), 3u);
+}
+
+TEST(BlobStoreTest, AnUploadPastTheQuotaIsRefusedAndKeepsNothing) {
+  TempDir dir;
+  auto store = BlobStore::Open(Options(dir.path()), 0);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Put(std::string(60, 'a'), std::nullopt, 1, 0).ok());
+  EXPECT_EQ((*store)->CheckRoom(1, 41).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE((*store)->CheckRoom(1, 40).ok());
+  const auto refused = (*store)->Put(std::string(41, 'b'), std::nullopt, 1, 0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(FilesUnder(dir.path()).size(), 1u);
+  // Another account has its own quota.
+  EXPECT_TRUE((*store)->Put(std::string(41, 'b'), std::nullopt, 2, 0).ok());
+  // Uploading a blob one already owns costs nothing more.
+  EXPECT_TRUE((*store)->Put(std::string(60, 'a'), std::nullopt, 1, 0).ok());
+  EXPECT_EQ((*store)->UsageOf(1), 60u);
+}
+
+TEST(BlobStoreTest, UploadsStopBelowTheFreeSpaceWatermark) {
+  TempDir dir;
+  BlobStoreOptions options = Options(dir.path());
+  options.disk_free_min_bytes = uint64_t{1} << 62;  // More than any disk has.
+  auto store = BlobStore::Open(options, 0);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->CheckRoom(1, 1).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*store)->Put("abc", std::nullopt, 1, 0).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(FilesUnder(dir.path()).empty());
+}
+
+TEST(BlobStoreTest, AdoptMovesAStreamedUploadIntoPlace) {
+  TempDir dir;
+  auto store = BlobStore::Open(Options(dir.path()), 0);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string upload = (*store)->upload_dir() + "/upload-1";
+  std::ofstream(upload) << "abc";
+  // A wrong expected digest keeps nothing (the server removes its file).
+  EXPECT_EQ((*store)
+                ->Adopt(upload, 3, std::string(kAbcSha256), 1, std::string(kEmptySha256), 0)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  const auto adopted = (*store)->Adopt(upload, 3, std::string(kAbcSha256), 1, std::nullopt, 0);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  EXPECT_FALSE(std::filesystem::exists(upload));
+  EXPECT_EQ(*(*store)->Get(kAbcSha256), "abc");
+  EXPECT_TRUE((*store)->IsOwner(1, kAbcSha256));
+}
+
+TEST(BlobStoreTest, GarbageIsCollectedPastTheGraceUnlessReferenced) {
+  TempDir dir;
+  auto store = BlobStore::Open(Options(dir.path()), 0);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Put("keep", std::nullopt, 1, 100).ok());
+  ASSERT_TRUE((*store)->Put("drop", std::nullopt, 1, 100).ok());
+  ASSERT_TRUE((*store)->Put("young", std::nullopt, 1, 5000).ok());
+  const std::string keep = BlobStore::Sha256Hex("keep");
+  auto referenced = [&](const std::string& sha) -> absl::StatusOr<bool> { return sha == keep; };
+  // Grace 1000 µs: at 2000 the first two are old; "young" is not.
+  const auto collected = (*store)->CollectGarbage(2000, referenced);
+  ASSERT_TRUE(collected.ok()) << collected.status();
+  EXPECT_EQ(collected->examined, 2u);
+  EXPECT_EQ(collected->deleted, 1u);
+  EXPECT_EQ(collected->bytes_freed, 4u);
+  EXPECT_EQ((*store)->Get(BlobStore::Sha256Hex("drop")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_FALSE((*store)->IsOwner(1, BlobStore::Sha256Hex("drop")));
+  EXPECT_EQ((*store)->UsageOf(1), 4u + 5u);
+  EXPECT_TRUE((*store)->Get(keep).ok());
+  EXPECT_TRUE((*store)->Get(BlobStore::Sha256Hex("young")).ok());
+}
+
+TEST(BlobStoreTest, OpenRecordsBlobFilesTheIndexDoesNotKnowAsOwnerless) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.File("ba"));
+  std::ofstream(dir.File("ba/" + std::string(kAbcSha256))) << "abc";
+  auto store = BlobStore::Open(Options(dir.path()), 0);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_FALSE((*store)->IsOwner(1, kAbcSha256));
+  // It is garbage once old and unreferenced.
+  const auto collected =
+      (*store)->CollectGarbage(5000, [](const std::string&) -> absl::StatusOr<bool> { return false; });
+  ASSERT_TRUE(collected.ok()) << collected.status();
+  EXPECT_EQ(collected->deleted, 1u);
 }
 
 }  // namespace

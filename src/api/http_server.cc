@@ -1,11 +1,16 @@
 #include "src/api/http_server.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -13,13 +18,17 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <cerrno>
 #include <chrono>
 #include <deque>
+#include <limits>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "spdlog/spdlog.h"
+#include "src/base/sha256.h"
 #include "src/base/strings.h"
 #include "src/base/thread_name.h"
 
@@ -32,6 +41,17 @@ namespace net = boost::asio;
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
+namespace {
+
+// A connection in the reserved share may only become an agent channel, and must say so soon.
+constexpr std::chrono::seconds kReservedHeaderTimeout{5};
+// How often a WebSocket connection asks its handler whether it has been idle too long.
+constexpr std::chrono::seconds kIdleCheckInterval{5};
+// A file answer is sent in pieces of this size.
+constexpr size_t kFileChunkBytes = 64 * 1024;
+
+}  // namespace
+
 struct HttpServer::Impl {
   HttpServerOptions options;
   Api* api = nullptr;
@@ -39,17 +59,55 @@ struct HttpServer::Impl {
   std::optional<ssl::context> tls;
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
-  std::atomic<size_t> connections{0};
   std::atomic<int64_t> in_flight{0};  // Requests handed to the Api, not yet answered.
   std::atomic<bool> stopping{false};
   bool stopped = false;
   std::mutex stop_mu;
 
+  mutable std::mutex connections_mu;
+  size_t general = 0;  // Open connections that are not agent channels. Guarded.
+  size_t agents = 0;   // Open agent channels. Guarded.
+  std::unordered_map<std::string, size_t> per_address;  // Guarded by connections_mu.
+
   explicit Impl(int threads) : ioc(threads) {}
   void Accept();
+  void RunThread();
 };
 
 namespace {
+
+// One accepted connection's place in the server's counts, given back when it ends.
+class ConnectionTicket {
+ public:
+  ConnectionTicket(HttpServer::Impl* server, std::string address, bool reserved_only)
+      : server_(server), address_(std::move(address)), reserved_only_(reserved_only) {}
+  ~ConnectionTicket() {
+    std::lock_guard lock(server_->connections_mu);
+    (agent_ ? server_->agents : server_->general) -= 1;
+    const auto it = server_->per_address.find(address_);
+    if (it != server_->per_address.end() && --it->second == 0) server_->per_address.erase(it);
+  }
+  ConnectionTicket(const ConnectionTicket&) = delete;
+  ConnectionTicket& operator=(const ConnectionTicket&) = delete;
+
+  // The connection is an agent channel from now on (it no longer counts against the share
+  // of other clients).
+  void BecomeAgent() {
+    std::lock_guard lock(server_->connections_mu);
+    if (agent_) return;
+    agent_ = true;
+    --server_->general;
+    ++server_->agents;
+  }
+  bool reserved_only() const { return reserved_only_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  HttpServer::Impl* server_;
+  const std::string address_;
+  const bool reserved_only_;
+  bool agent_ = false;  // Strand of the connection only (and the destructor).
+};
 
 // The stream types a session runs over.
 using PlainStream = beast::tcp_stream;
@@ -58,7 +116,84 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 beast::tcp_stream& Lowest(PlainStream& s) { return s; }
 beast::tcp_stream& Lowest(TlsStream& s) { return beast::get_lowest_layer(s); }
 
-HttpRequest ToRequest(const http::request<http::string_body>& in, const std::string& remote) {
+// A request body received straight into a file of the upload directory and hashed as it
+// arrives. The file is removed when this goes, unless the Api moved it away first (then the
+// unlink finds nothing).
+class UploadFile {
+ public:
+  static std::unique_ptr<UploadFile> Create(const std::string& dir) {
+    auto file = std::unique_ptr<UploadFile>(new UploadFile());
+    file->path_ = dir + "/upload-XXXXXX";
+    file->fd_ = ::mkostemp(file->path_.data(), O_CLOEXEC);
+    if (file->fd_ < 0) return nullptr;
+    return file;
+  }
+  ~UploadFile() {
+    if (fd_ >= 0) ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  UploadFile(const UploadFile&) = delete;
+  UploadFile& operator=(const UploadFile&) = delete;
+
+  bool Write(const char* data, size_t size) {
+    hash_.Update(std::string_view(data, size));
+    size_ += size;
+    while (size > 0) {
+      const ssize_t n = ::write(fd_, data, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      data += n;
+      size -= static_cast<size_t>(n);
+    }
+    return true;
+  }
+  UploadedFile Finish() {
+    ::close(fd_);
+    fd_ = -1;
+    return UploadedFile{path_, size_, hash_.FinishHex()};
+  }
+
+ private:
+  UploadFile() = default;
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  base::Sha256 hash_;
+};
+
+// A Beast body that writes into an UploadFile.
+struct UploadBody {
+  using value_type = std::unique_ptr<UploadFile>;
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(http::header<isRequest, Fields>&, value_type& body) : body_(body) {}
+    void init(const boost::optional<std::uint64_t>&, beast::error_code& ec) {
+      ec = body_ ? beast::error_code() : make_error_code(beast::errc::io_error);
+    }
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      size_t used = 0;
+      for (const auto buffer : beast::buffers_range_ref(buffers)) {
+        if (!body_->Write(static_cast<const char*>(buffer.data()), buffer.size())) {
+          ec = make_error_code(beast::errc::io_error);
+          return used;
+        }
+        used += buffer.size();
+      }
+      ec = {};
+      return used;
+    }
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
+
+HttpRequest ToRequest(const http::request_header<>& in, const std::string& remote,
+                      std::optional<uint64_t> content_length) {
   HttpRequest out;
   out.method = std::string(in.method_string());
   out.target = std::string(in.target());
@@ -68,23 +203,17 @@ HttpRequest ToRequest(const http::request<http::string_body>& in, const std::str
     for (char& c : name) c = absl::ascii_tolower(static_cast<unsigned char>(c));
     out.headers[std::move(name)] = std::string(field.value());
   }
-  out.body = in.body();
+  out.content_length = content_length;
   out.remote_address = remote;
   return out;
 }
 
-// A response as it goes on the wire: the status line and headers, then the body (none for a
-// HEAD request or a status that has none). Written by hand rather than by Beast's serializer,
-// which costs several times more per small response; the headers are the ones Beast would
-// write for the same message.
-struct WireResponse {
+// A response's status line and headers as they go on the wire. Written by hand rather than by
+// Beast's serializer, which costs several times more per small response; the headers are the
+// ones Beast would write for the same message.
+std::string WireHead(const HttpResponse& in, unsigned version, bool keep_alive,
+                     uint64_t content_length) {
   std::string head;
-  std::string body;
-};
-
-WireResponse ToWire(HttpResponse in, unsigned version, bool keep_alive, bool head_request) {
-  WireResponse out;
-  std::string& head = out.head;
   head.reserve(192 + in.content_type.size());
   // The request's version, as Beast wrote it (10 * major + minor).
   head += "HTTP/";
@@ -114,13 +243,40 @@ WireResponse ToWire(HttpResponse in, unsigned version, bool keep_alive, bool hea
   const bool bodiless = in.status / 100 == 1 || in.status == 204 || in.status == 304;
   if (!bodiless) {
     head += "\r\nContent-Length: ";
-    head += std::to_string(in.body.size());
+    head += std::to_string(content_length);
   }
   if (version >= 11 && !keep_alive) head += "\r\nConnection: close";
   if (version < 11 && keep_alive) head += "\r\nConnection: keep-alive";
   head += "\r\n\r\n";
-  if (!head_request && !bodiless) out.body = std::move(in.body);
-  return out;
+  return head;
+}
+
+// Why a WebSocket upgrade request cannot be accepted (the checks of Beast's accept, answered
+// in JSON instead of Beast's plain text), or nothing when it can.
+std::optional<HttpResponse> HandshakeRefusal(const http::request_header<>& request) {
+  auto bad = [](std::string_view why) {
+    return Refuse(Refusal::kBadRequest, "Not a valid WebSocket handshake: " + std::string(why));
+  };
+  if (request.version() != 11) return bad("HTTP/1.1 is required.");
+  if (request.method() != http::verb::get) return bad("the method must be GET.");
+  if (request.find(http::field::host) == request.end()) return bad("no Host header.");
+  const auto key = request.find(http::field::sec_websocket_key);
+  if (key == request.end() || key->value().empty() || key->value().size() > 24) {
+    return bad("Sec-WebSocket-Key is missing or malformed.");
+  }
+  const auto version = request.find(http::field::sec_websocket_version);
+  if (version == request.end() || version->value() != "13") {
+    HttpResponse refusal = Refuse(Refusal::kUpgradeRequired,
+                                  "This server speaks WebSocket version 13 only.");
+    refusal.headers.emplace_back("Sec-WebSocket-Version", "13");
+    return refusal;
+  }
+  return std::nullopt;
+}
+
+// Logs what an Api call threw and gives the answer for it.
+HttpResponse Thrown(const char* where, const std::exception* e) {
+  return InternalError(std::string(where) + " threw: " + (e ? e->what() : "a non-standard exception"));
 }
 
 // ------------------------------------------------------------------- WebSocket session
@@ -151,11 +307,15 @@ class ConnectionSlot : public WsConnection {
 template <typename Stream>
 class WsSession : public WsConnection, public std::enable_shared_from_this<WsSession<Stream>> {
  public:
-  WsSession(HttpServer::Impl* server, Stream&& stream, std::shared_ptr<ConnectionSlot> slot)
-      : server_(server), ws_(std::move(stream)), slot_(std::move(slot)) {}
-  ~WsSession() override { server_->connections.fetch_sub(1); }
+  WsSession(HttpServer::Impl* server, Stream&& stream, std::shared_ptr<ConnectionSlot> slot,
+            std::unique_ptr<ConnectionTicket> ticket)
+      : server_(server),
+        ws_(std::move(stream)),
+        slot_(std::move(slot)),
+        ticket_(std::move(ticket)),
+        idle_timer_(ws_.get_executor()) {}
 
-  void Run(http::request<http::string_body> upgrade, std::shared_ptr<WsHandler> handler) {
+  void Run(http::request<http::empty_body> upgrade, std::shared_ptr<WsHandler> handler) {
     handler_ = std::move(handler);
     Lowest(ws_.next_layer()).expires_never();
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
@@ -168,11 +328,14 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
     net::post(ws_.get_executor(), [self = this->shared_from_this(), text = std::move(text)] {
       // After Close() nothing new goes out: what was queued before it is sent, then the close.
       if (self->closing_ || self->close_after_writes_) return;
-      if (self->outbound_.size() >= self->server_->options.ws_outbound_messages_max) {
+      const HttpServerOptions& options = self->server_->options;
+      if (self->outbound_.size() >= options.ws_outbound_messages_max ||
+          self->outbound_bytes_ + text->size() > options.ws_outbound_bytes_max) {
         // A client that cannot keep up is dropped rather than buffered without bound.
         self->CloseNow("slow consumer: outbound queue full");
         return;
       }
+      self->outbound_bytes_ += text->size();
       self->outbound_.push_back(text);
       if (self->outbound_.size() == 1 && self->accepted_) self->WriteNext();
     });
@@ -192,7 +355,19 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
     accepted_ = true;
     handler_->OnOpen();
     if (!outbound_.empty()) WriteNext();
+    ScheduleIdleCheck();
     Read();
+  }
+
+  void ScheduleIdleCheck() {
+    idle_timer_.expires_after(kIdleCheckInterval);
+    idle_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec || self->finished_ || self->closing_) return;
+      if (self->handler_->IdleExpired(std::chrono::steady_clock::now())) {
+        return self->CloseNow("idle: an anonymous stream without channels");
+      }
+      self->ScheduleIdleCheck();
+    });
   }
 
   void Read() {
@@ -210,7 +385,13 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
     }
     std::string text = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
-    handler_->OnMessage(std::move(text));
+    try {
+      handler_->OnMessage(std::move(text));
+    } catch (const std::exception& e) {
+      // The handlers answer their own failures; this is the last line.
+      LogIncident(std::string("a WebSocket handler threw: ") + e.what());
+      return CloseNow("internal error");
+    }
     if (!closing_) Read();
   }
 
@@ -222,6 +403,7 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
 
   void OnWrite(beast::error_code ec, size_t) {
     if (ec) return Finish();
+    outbound_bytes_ -= outbound_.front()->size();
     outbound_.pop_front();
     if (!outbound_.empty()) return WriteNext();
     if (close_after_writes_) CloseNow(close_reason_);
@@ -231,6 +413,8 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
     if (closing_) return;
     closing_ = true;
     outbound_.clear();
+    outbound_bytes_ = 0;
+    idle_timer_.cancel();
     websocket::close_reason why(websocket::close_code::policy_error);
     why.reason = reason.substr(0, 120);
     ws_.async_close(why, [self = this->shared_from_this()](beast::error_code) { self->Finish(); });
@@ -240,15 +424,19 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
     if (finished_) return;
     finished_ = true;
     closing_ = true;
+    idle_timer_.cancel();
     if (handler_) handler_->OnClose();
   }
 
   HttpServer::Impl* server_;
   websocket::stream<Stream> ws_;
   std::shared_ptr<ConnectionSlot> slot_;  // Keeps the handler's forwarding slot alive.
+  std::unique_ptr<ConnectionTicket> ticket_;
+  net::steady_timer idle_timer_;
   beast::flat_buffer buffer_;
   std::shared_ptr<WsHandler> handler_;
   std::deque<std::shared_ptr<const std::string>> outbound_;  // Strand only.
+  size_t outbound_bytes_ = 0;                                 // Strand only.
   bool accepted_ = false;
   bool closing_ = false;
   bool close_after_writes_ = false;
@@ -261,11 +449,8 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
 template <typename Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
-  HttpSession(HttpServer::Impl* server, Stream&& stream, std::string remote)
-      : server_(server), stream_(std::move(stream)), remote_(std::move(remote)) {}
-  ~HttpSession() {
-    if (!handed_off_) server_->connections.fetch_sub(1);
-  }
+  HttpSession(HttpServer::Impl* server, Stream&& stream, std::unique_ptr<ConnectionTicket> ticket)
+      : server_(server), stream_(std::move(stream)), ticket_(std::move(ticket)) {}
 
   void Run() {
     if constexpr (std::is_same_v<Stream, TlsStream>) {
@@ -283,121 +468,229 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  private:
   void Read() {
     if (server_->stopping.load()) return Shutdown();
-    parser_.emplace();
-    parser_->header_limit(static_cast<uint32_t>(server_->options.header_bytes_max));
-    // The largest limit of any path until the path is known: Beast checks Content-Length
-    // against the limit while it parses the header, before OnHeader can lower it.
-    parser_->body_limit(server_->api->BodyLimitFor("/v1/blobs"));
-    Lowest(stream_).expires_after(std::chrono::seconds(server_->options.idle_timeout_s));
+    admission_.reset();
+    upload_.reset();
+    header_parser_.emplace();
+    header_parser_->header_limit(static_cast<uint32_t>(server_->options.header_bytes_max));
+    // The body's limit is the route's, known once the header is read (Api::Admit checks a
+    // declared Content-Length against it before a byte of the body is read).
+    header_parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    Lowest(stream_).expires_after(ticket_->reserved_only()
+                                      ? std::chrono::seconds(kReservedHeaderTimeout)
+                                      : std::chrono::seconds(server_->options.idle_timeout_s));
     http::async_read_header(
-        stream_, buffer_, *parser_,
+        stream_, buffer_, *header_parser_,
         beast::bind_front_handler(&HttpSession::OnHeader, this->shared_from_this()));
   }
 
   void OnHeader(beast::error_code ec, size_t) {
     if (ec) return OnReadError(ec);
-    std::string path;
-    std::map<std::string, std::string> query;
-    ParseTarget(std::string_view(parser_->get().target()), &path, &query);
-    const size_t limit = server_->api->BodyLimitFor(path);
-    parser_->body_limit(limit);
-    if (const auto length = parser_->content_length(); length && *length > limit) {
-      return WriteError(413, "body_too_large", "The request body exceeds this path's limit.");
+    const http::request_header<>& header = header_parser_->get();
+    std::optional<uint64_t> content_length;
+    if (const auto length = header_parser_->content_length()) content_length = *length;
+    keep_alive_ = header_parser_->get().keep_alive();
+    version_ = header.version();
+    head_request_ = header.method() == http::verb::head;
+    HttpRequest head = ToRequest(header, ticket_->address(), content_length);
+    if (head.path.empty()) {
+      return WriteError(Refuse(Refusal::kBadRequest,
+                               "The request target is not a valid path (percent-encoding, UTF-8, "
+                               "at most 64 query parameters)."));
     }
+    if (websocket::is_upgrade(header_parser_->get())) return Upgrade(std::move(head));
+    if (ticket_->reserved_only()) {
+      return WriteError(Refuse(Refusal::kServerBusy,
+                               "The exchange has no room for another connection now; retry "
+                               "shortly."));
+    }
+    HttpResponse refusal;
+    try {
+      admission_ = server_->api->Admit(std::move(head), &refusal);
+    } catch (const std::exception& e) {
+      refusal = Thrown("admitting a request", &e);
+    }
+    if (!admission_) return WriteError(std::move(refusal));
+    if (base::EqualsIgnoreCase(header[http::field::expect], "100-continue")) {
+      // The client waits for this before it sends a large body; it is admitted.
+      auto interim = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
+      net::async_write(stream_, net::buffer(*interim),
+                       [self = this->shared_from_this(), interim](beast::error_code ec, size_t) {
+                         if (ec) return self->Shutdown();
+                         self->ReadBody();
+                       });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    const uint64_t limit = Api::BodyLimit(*admission_);
+    const std::string& directory = Api::BodyFileDirectory(*admission_);
+    if (!directory.empty()) {
+      upload_parser_.emplace(std::move(*header_parser_));
+      upload_parser_->body_limit(limit);
+      upload_parser_->get().body() = UploadFile::Create(directory);
+      if (!upload_parser_->get().body()) {
+        return WriteError(InternalError("cannot create an upload file in " + directory));
+      }
+      return ReadBodyWith(*upload_parser_);
+    }
+    string_parser_.emplace(std::move(*header_parser_));
+    string_parser_->body_limit(limit);
+    ReadBodyWith(*string_parser_);
+  }
+
+  template <typename Parser>
+  void ReadBodyWith(Parser& parser) {
     // A small request usually arrives whole in the read that found its header: its body is
     // parsed here and now rather than by another asynchronous read, which would complete
     // through the scheduler's queue (a hand-off, and often a wake-up of the other I/O thread).
-    while (!parser_->is_done() && buffer_.size() > 0) {
+    while (!parser.is_done() && buffer_.size() > 0) {
       beast::error_code parse_error;
-      const size_t used = parser_->put(buffer_.data(), parse_error);
+      const size_t used = parser.put(buffer_.data(), parse_error);
       buffer_.consume(used);
       if (parse_error == http::error::need_more) break;
       if (parse_error) return OnReadError(parse_error);
       if (used == 0) break;
     }
-    if (parser_->is_done()) return OnRead({}, 0);
+    if (parser.is_done()) return OnBody({}, 0);
     // A body can take a while to arrive; the idle timeout is for silence between requests.
     Lowest(stream_).expires_after(
         std::chrono::seconds(std::max<int64_t>(30, server_->options.idle_timeout_s)));
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&HttpSession::OnRead, this->shared_from_this()));
+    http::async_read(stream_, buffer_, parser,
+                     beast::bind_front_handler(&HttpSession::OnBody, this->shared_from_this()));
   }
 
   void OnReadError(beast::error_code ec) {
     if (ec == http::error::header_limit) {
-      return WriteError(431, "headers_too_large", "The request headers exceed 16 KiB.");
+      return WriteError(Refuse(Refusal::kHeadersTooLarge,
+                               "The request headers exceed " +
+                                   std::to_string(server_->options.header_bytes_max) + " bytes."));
     }
-    if (ec == http::error::body_limit) {
-      return WriteError(413, "body_too_large", "The request body exceeds this path's limit.");
-    }
+    if (ec == http::error::body_limit) return WriteError(Refuse(Refusal::kBodyTooLarge));
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == net::error::operation_aborted || ec == net::error::connection_reset ||
         ec == net::error::eof) {
       return Shutdown();
     }
     if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
-      return WriteError(400, "bad_request", "The request is not valid HTTP/1.1.");
+      return WriteError(Refuse(Refusal::kBadRequest, "The request is not valid HTTP/1.1."));
+    }
+    if (ec == beast::errc::io_error && upload_parser_) {
+      return WriteError(InternalError("writing an upload to disk failed"));
     }
     Shutdown();
   }
 
-  void WriteError(int status, std::string_view code, std::string_view message) {
+  // An answer after which the connection closes (the body, if any, was not read).
+  void WriteError(HttpResponse response) {
     keep_alive_ = false;
-    WriteResponse(ErrorResponse(status, code, message), 11, false);
+    if (version_ == 0) version_ = 11;
+    WriteResponse(std::move(response));
   }
 
-  void OnRead(beast::error_code ec, size_t) {
+  void OnBody(beast::error_code ec, size_t) {
     if (ec) return OnReadError(ec);
-    http::request<http::string_body> request = parser_->release();
-    keep_alive_ = request.keep_alive();
-    if (websocket::is_upgrade(request)) return Upgrade(std::move(request));
-    HttpRequest api_request = ToRequest(request, remote_);
-    if (api_request.path.empty()) {
-      return WriteError(400, "bad_request", "The request target is not a valid path.");
+    std::string body;
+    std::optional<UploadedFile> upload;
+    if (upload_parser_) {
+      upload_ = std::move(upload_parser_->get().body());
+      upload_parser_.reset();
+      upload = upload_->Finish();
+    } else {
+      body = std::move(string_parser_->get().body());
+      string_parser_.reset();
     }
-    const unsigned version = request.version();
-    const bool head = request.method() == http::verb::head;
     server_->in_flight.fetch_add(1);
-    server_->api->Handle(std::move(api_request), [self = this->shared_from_this(), version,
-                                                  head](HttpResponse response) {
-      net::post(self->stream_.get_executor(),
-                [self, version, head, response = std::move(response)]() mutable {
-                  self->server_->in_flight.fetch_sub(1);
-                  self->WriteResponse(std::move(response), version, head);
-                });
-    });
+    auto respond = [self = this->shared_from_this()](HttpResponse response) {
+      net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+        self->server_->in_flight.fetch_sub(1);
+        self->WriteResponse(std::move(response));
+      });
+    };
+    try {
+      server_->api->Handle(std::move(admission_), std::move(body), std::move(upload), respond);
+    } catch (const std::exception& e) {
+      // Handle answers what its handlers throw; this is what escaped Handle itself. The call
+      // may have been answered already: that answer wins (in_flight is balanced by it).
+      respond(Thrown("handling a request", &e));
+    }
   }
 
-  void WriteResponse(HttpResponse response, unsigned version, bool head) {
+  void WriteResponse(HttpResponse response) {
     const bool keep_alive = keep_alive_ && !server_->stopping.load();
-    auto message =
-        std::make_shared<WireResponse>(ToWire(std::move(response), version, keep_alive, head));
+    const bool bodiless = response.status / 100 == 1 || response.status == 204 ||
+                          response.status == 304;
+    const bool from_file = response.body_file != nullptr && !bodiless;
+    const uint64_t length = from_file ? response.body_file_size : response.body.size();
+    auto message = std::make_shared<std::pair<std::string, std::string>>(
+        WireHead(response, version_, keep_alive, length),
+        head_request_ || bodiless || from_file ? std::string() : std::move(response.body));
     Lowest(stream_).expires_after(std::chrono::seconds(30));
-    const std::array<net::const_buffer, 2> buffers{net::buffer(message->head),
-                                                   net::buffer(message->body)};
-    net::async_write(
-        stream_, buffers,
-        [self = this->shared_from_this(), message, keep_alive](beast::error_code ec, size_t) {
-          if (ec || !keep_alive) return self->Shutdown();
-          self->Read();
-        });
+    const std::array<net::const_buffer, 2> buffers{net::buffer(message->first),
+                                                   net::buffer(message->second)};
+    std::shared_ptr<base::UniqueFd> file =
+        from_file && !head_request_ ? std::move(response.body_file) : nullptr;
+    net::async_write(stream_, buffers,
+                     [self = this->shared_from_this(), message, keep_alive, file,
+                      length](beast::error_code ec, size_t) {
+                       if (ec) return self->Shutdown();
+                       if (file) return self->WriteFile(file, length, keep_alive);
+                       self->AfterResponse(keep_alive);
+                     });
   }
 
-  void Upgrade(http::request<http::string_body> request) {
-    HttpRequest api_request = ToRequest(request, remote_);
+  // Sends `remaining` bytes of `file` after the head, a piece at a time.
+  void WriteFile(std::shared_ptr<base::UniqueFd> file, uint64_t remaining, bool keep_alive) {
+    if (remaining == 0) return AfterResponse(keep_alive);
+    auto chunk = std::make_shared<std::string>(
+        static_cast<size_t>(std::min<uint64_t>(remaining, kFileChunkBytes)), '\0');
+    ssize_t n;
+    do {
+      n = ::read(file->get(), chunk->data(), chunk->size());
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return Shutdown();  // The file shrank: the client sees a short body and no more.
+    chunk->resize(static_cast<size_t>(n));
+    Lowest(stream_).expires_after(std::chrono::seconds(30));
+    net::async_write(stream_, net::buffer(*chunk),
+                     [self = this->shared_from_this(), chunk, file, remaining,
+                      keep_alive](beast::error_code ec, size_t written) {
+                       if (ec) return self->Shutdown();
+                       self->WriteFile(file, remaining - written, keep_alive);
+                     });
+  }
+
+  void AfterResponse(bool keep_alive) {
+    upload_.reset();  // Whatever the Api did not move into the blob store goes now.
+    if (!keep_alive) return Shutdown();
+    Read();
+  }
+
+  void Upgrade(HttpRequest head) {
+    const http::request_header<>& header = header_parser_->get();
+    if (auto refusal = HandshakeRefusal(header)) return WriteError(std::move(*refusal));
+    const bool agent = head.path == "/v1/agent";
+    if (ticket_->reserved_only() && !agent) {
+      return WriteError(Refuse(Refusal::kServerBusy,
+                               "The exchange has no room for another connection now; retry "
+                               "shortly."));
+    }
     // The handler gets a slot that forwards to the WebSocket session, which exists only once
     // the Api has accepted the upgrade (a refusal is answered on this HTTP session).
     auto slot = std::make_shared<ConnectionSlot>();
     HttpResponse refusal;
-    std::shared_ptr<WsHandler> handler = server_->api->OpenWebSocket(api_request, slot, &refusal);
-    if (!handler) {
-      keep_alive_ = false;
-      return WriteResponse(std::move(refusal), request.version(), false);
+    std::shared_ptr<WsHandler> handler;
+    try {
+      handler = server_->api->OpenWebSocket(head, slot, &refusal);
+    } catch (const std::exception& e) {
+      refusal = Thrown("opening a WebSocket", &e);
     }
-    handed_off_ = true;  // The WebSocket session owns the connection (and its count) now.
-    auto session = std::make_shared<WsSession<Stream>>(server_, std::move(stream_), slot);
+    if (!handler) return WriteError(std::move(refusal));
+    if (agent) ticket_->BecomeAgent();
+    auto session = std::make_shared<WsSession<Stream>>(server_, std::move(stream_), slot,
+                                                       std::move(ticket_));
     slot->Attach(session);
-    session->Run(std::move(request), std::move(handler));
+    session->Run(header_parser_->release(), std::move(handler));
   }
 
   void Shutdown() {
@@ -411,12 +704,30 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   HttpServer::Impl* server_;
   Stream stream_;
-  std::string remote_;
+  std::unique_ptr<ConnectionTicket> ticket_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::request_parser<http::empty_body>> header_parser_;
+  std::optional<http::request_parser<http::string_body>> string_parser_;
+  std::optional<http::request_parser<UploadBody>> upload_parser_;
+  std::shared_ptr<Api::Admission> admission_;
+  std::unique_ptr<UploadFile> upload_;  // Received, until its answer is sent.
+  unsigned version_ = 0;
   bool keep_alive_ = true;
-  bool handed_off_ = false;
+  bool head_request_ = false;
 };
+
+// Answers a connection refused at accept with `response` and closes it (plain HTTP only: a
+// TLS client would not read plain text, so it is just closed).
+void RefuseConnection(tcp::socket socket, HttpResponse response) {
+  auto held = std::make_shared<tcp::socket>(std::move(socket));
+  auto text = std::make_shared<std::string>(WireHead(response, 11, false, response.body.size()) +
+                                            response.body);
+  net::async_write(*held, net::buffer(*text), [held, text](beast::error_code, size_t) {
+    beast::error_code ignored;
+    held->shutdown(tcp::socket::shutdown_both, ignored);
+    held->close(ignored);
+  });
+}
 
 }  // namespace
 
@@ -427,27 +738,62 @@ void HttpServer::Impl::Accept() {
       spdlog::warn("accept failed: {}", ec.message());
       return Accept();
     }
-    if (connections.load() >= options.connections_max) {
-      beast::error_code ignored;
-      socket.close(ignored);
-      return Accept();
-    }
-    connections.fetch_add(1);
     beast::error_code remote_ec;
     const auto remote = socket.remote_endpoint(remote_ec);
     std::string address = remote_ec ? "" : remote.address().to_string();
+    bool reserved_only = false;
+    std::optional<HttpResponse> refusal;
+    {
+      std::lock_guard lock(connections_mu);
+      if (general + agents >= options.connections_max + options.agent_connections_reserved) {
+        refusal = Refuse(Refusal::kServerBusy, "The exchange has no room for another connection.");
+      } else if (per_address[address] >= options.connections_per_ip_max) {
+        refusal = Refuse(Refusal::kTooManyConnections);
+      } else {
+        reserved_only = general >= options.connections_max;
+        ++general;
+        ++per_address[address];
+      }
+      if (refusal && per_address[address] == 0) per_address.erase(address);
+    }
+    if (refusal) {
+      if (tls) {
+        beast::error_code ignored;
+        socket.close(ignored);
+      } else {
+        RefuseConnection(std::move(socket), std::move(*refusal));
+      }
+      return Accept();
+    }
+    auto ticket = std::make_unique<ConnectionTicket>(this, std::move(address), reserved_only);
     socket.set_option(tcp::no_delay(true), remote_ec);
     if (tls) {
       std::make_shared<HttpSession<TlsStream>>(this, TlsStream(std::move(socket), *tls),
-                                               std::move(address))
+                                               std::move(ticket))
           ->Run();
     } else {
       std::make_shared<HttpSession<PlainStream>>(this, PlainStream(std::move(socket)),
-                                                 std::move(address))
+                                                 std::move(ticket))
           ->Run();
     }
     Accept();
   });
+}
+
+void HttpServer::Impl::RunThread() {
+  base::NameThisThread("ocx-io");
+  // A handler that throws ends ioc.run() on this thread only: log it and serve on (the
+  // connection it belonged to lost its handler and is closed when its last reference goes).
+  for (;;) {
+    try {
+      ioc.run();
+      return;
+    } catch (const std::exception& e) {
+      LogIncident(std::string("an I/O handler threw: ") + e.what());
+    } catch (...) {
+      LogIncident("an I/O handler threw a non-standard exception");
+    }
+  }
 }
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -488,10 +834,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   }
   impl->Accept();
   for (int i = 0; i < options.io_threads; ++i) {
-    impl->threads.emplace_back([ioc = &impl->ioc] {
-      base::NameThisThread("ocx-io");
-      ioc->run();
-    });
+    impl->threads.emplace_back([server = impl.get()] { server->RunThread(); });
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
@@ -499,6 +842,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
 uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
 
 bool HttpServer::tls() const { return impl_->tls.has_value(); }
+
+HttpServerCounts HttpServer::counts() const {
+  std::lock_guard lock(impl_->connections_mu);
+  return HttpServerCounts{impl_->general + impl_->agents, impl_->agents};
+}
 
 void HttpServer::Stop(int64_t grace_ms) {
   std::lock_guard lock(impl_->stop_mu);

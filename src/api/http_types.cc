@@ -1,5 +1,7 @@
 #include "src/api/http_types.h"
 
+#include "src/base/utf8.h"
+
 namespace ocx::api {
 namespace {
 
@@ -27,7 +29,8 @@ bool Decode(std::string_view in, bool plus_is_space, std::string* out) {
     if (c == '\0') return false;
     out->push_back(c);
   }
-  return true;
+  // Decoded text goes into answers and messages: it must be text.
+  return base::IsValidUtf8(*out);
 }
 
 }  // namespace
@@ -48,6 +51,10 @@ bool ParseTarget(std::string_view target, std::string* path,
     const std::string_view pair = rest.substr(0, amp);
     rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
     if (pair.empty()) continue;
+    if (query->size() >= kQueryParametersMax) {
+      path->clear();
+      return false;
+    }
     const size_t equals = pair.find('=');
     std::string key, value;
     if (!Decode(pair.substr(0, equals), true, &key) ||

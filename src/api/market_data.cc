@@ -6,6 +6,8 @@
 #include "nlohmann/json.hpp"
 #include "src/base/assert.h"
 #include "src/base/decimal.h"
+#include "src/base/json.h"
+#include "src/base/utf8.h"
 #include "src/core/exchange.h"
 
 namespace ocx::api {
@@ -49,14 +51,17 @@ Json LeaseJson(const core::LeaseStarted& l) {
       {"escrow", Price(l.escrow)}, {"buy_order", l.buy_order}, {"sell_order", l.sell_order}};
 }
 
+// Text in messages may come from outside (a job's output): never let dump() throw on it.
+constexpr auto kReplaceInvalidUtf8 = Json::error_handler_t::replace;
+
 // (side, price) of a level touched by one command, with its quantity before the command.
 using LevelKey = std::tuple<std::string, int, core::PriceMicros>;
 
 }  // namespace
 
 Json TaskDocumentJson(const std::string& text) {
-  Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) return Json(text);
+  Json parsed;
+  if (!base::ParseJsonStrict(text, &parsed).ok()) return Json(base::ToValidUtf8(text));
   return parsed;
 }
 
@@ -107,13 +112,13 @@ std::string TaskSpecForMachine(const std::string& spec, core::JobId job, int32_t
   if (job == 0) return spec;
   // A job's tasks share one journaled spec; each learns its place in the job from the
   // environment (docs/formats/job.md).
-  Json document = Json::parse(spec, nullptr, /*allow_exceptions=*/false);
-  if (!document.is_object()) return spec;
+  Json document;
+  if (!base::ParseJsonStrict(spec, &document).ok() || !document.is_object()) return spec;
   Json& env = document["env"];
   if (!env.is_object()) env = Json::object();
   env["OCX_JOB_ID"] = std::to_string(job);
   env["OCX_TASK_INDEX"] = std::to_string(task_index);
-  return document.dump();
+  return document.dump(-1, ' ', false, kReplaceInvalidUtf8);
 }
 
 void MarketData::AddLevel(Book& book, engine::Side side, core::PriceMicros price,
@@ -250,7 +255,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
                   {"quantity", e.quantity},
                   {"taker_side", SideName(e.side)},
                   {"lease", lease == lease_of_trade.end() ? 0 : lease->second}}
-                 .dump());
+                 .dump(-1, ' ', false, kReplaceInvalidUtf8));
       }
       auto order_message = [&](core::OrderId id, engine::Side side) {
         Json m{{"type", "order"},
@@ -264,7 +269,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
         if (e.price > 0) m["price"] = Price(e.price);
         if (e.type == engine::EventType::kRejected) m["reason"] = engine::ReasonCode(e.reject);
         if (e.type == engine::EventType::kCancelled) m["reason"] = engine::ReasonCode(e.cancel);
-        return m.dump();
+        return m.dump(-1, ' ', false, kReplaceInvalidUtf8);
       };
       if (HasSubscribers(OrdersChannel(e.account))) {
         Send(OrdersChannel(e.account), order_message(e.id, e.side));
@@ -279,7 +284,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
       Json m = LeaseJson(*started);
       m["type"] = "lease_started";
       m["sequence"] = sequence;
-      const std::string text = m.dump();
+      const std::string text = m.dump(-1, ' ', false, kReplaceInvalidUtf8);
       Send(LeasesChannel(started->buyer), text);
       if (started->seller != started->buyer) Send(LeasesChannel(started->seller), text);
       Send(MachineChannel(started->machine), text);
@@ -294,7 +299,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
                                     {"peak_memory_mib", usage->peak_memory_mib},
                                     {"gpu_seconds", usage->gpu_seconds},
                                     {"billed_total", Price(usage->billed_total)}}
-                                   .dump();
+                                   .dump(-1, ' ', false, kReplaceInvalidUtf8);
       Send(LeasesChannel(it->second.buyer), text);
       if (it->second.seller != it->second.buyer) Send(LeasesChannel(it->second.seller), text);
     } else if (const auto* ended = std::get_if<core::LeaseEnded>(&event)) {
@@ -309,7 +314,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
           {"billed_seconds", ended->billed_seconds},
           {"billed_total", Price(ended->billed_total)},
           {"refunded",
-           Price(ended->refunded)}}.dump();
+           Price(ended->refunded)}}.dump(-1, ' ', false, kReplaceInvalidUtf8);
       Send(LeasesChannel(it->second.buyer), text);
       if (it->second.seller != it->second.buyer) Send(LeasesChannel(it->second.seller), text);
       Send(MachineChannel(it->second.machine), text);
@@ -322,7 +327,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
                                                    {"sequence", sequence},
                                                    {"lease", assigned->lease},
                                                    {"spec", TaskDocumentJson(for_machine)}}
-                                                  .dump());
+                                                  .dump(-1, ' ', false, kReplaceInvalidUtf8));
       Json to_buyer{{"type", "task_assigned"},
                     {"sequence", sequence},
                     {"lease", assigned->lease},
@@ -331,7 +336,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
         to_buyer["job"] = assigned->job;
         to_buyer["task_index"] = assigned->task_index;
       }
-      Send(LeasesChannel(assigned->buyer), to_buyer.dump());
+      Send(LeasesChannel(assigned->buyer), to_buyer.dump(-1, ' ', false, kReplaceInvalidUtf8));
     } else if (const auto* changed = std::get_if<core::JobTaskChanged>(&event)) {
       const auto owner = job_owners_.find(changed->job);
       if (owner != job_owners_.end()) {
@@ -344,7 +349,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
                                                 {"order", changed->order},
                                                 {"lease", changed->lease},
                                                 {"machine", changed->machine}}
-                                               .dump());
+                                               .dump(-1, ' ', false, kReplaceInvalidUtf8));
       }
     } else if (const auto* submitted = std::get_if<core::JobSubmitted>(&event)) {
       job_owners_[submitted->job] = submitted->owner;
@@ -352,7 +357,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
                                                  {"sequence", sequence},
                                                  {"job", submitted->job},
                                                  {"tasks", submitted->spec.tasks}}
-                                                .dump());
+                                                .dump(-1, ' ', false, kReplaceInvalidUtf8));
     } else if (const auto* rotated = std::get_if<core::TokenRotated>(&event)) {
       // Whoever subscribed with the old token loses the account's private streams.
       RevokeChannel(OrdersChannel(rotated->account));
@@ -363,12 +368,12 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
                                                  {"sequence", sequence},
                                                  {"job", job_ended->job},
                                                  {"state", core::JobStateName(job_ended->state)}}
-                                                .dump());
+                                                .dump(-1, ' ', false, kReplaceInvalidUtf8));
     } else if (const auto* finished = std::get_if<core::TaskFinished>(&event)) {
       task_specs_.erase(finished->lease);
       Json m{{"type", "task_finished"}, {"sequence", sequence}, {"lease", finished->lease}};
       m["result"] = finished->result.empty() ? Json() : TaskDocumentJson(finished->result);
-      Send(LeasesChannel(finished->buyer), m.dump());
+      Send(LeasesChannel(finished->buyer), m.dump(-1, ' ', false, kReplaceInvalidUtf8));
     }
   }
 
@@ -389,7 +394,7 @@ void MarketData::Publish(uint64_t sequence, core::Timestamp time,
                                 {"sequence", sequence},
                                 {"bids", LevelsJson(sides.first)},
                                 {"asks", LevelsJson(sides.second)}}
-                               .dump());
+                               .dump(-1, ' ', false, kReplaceInvalidUtf8));
   }
 }
 
@@ -402,7 +407,7 @@ std::string MarketData::SnapshotMessage(const std::string& market, const Book& b
               {"sequence", sequence_},
               {"bids", LevelsJson(bids)},
               {"asks", LevelsJson(asks)}}
-      .dump();
+      .dump(-1, ' ', false, kReplaceInvalidUtf8);
 }
 
 bool MarketData::IsPublicChannel(const std::string& channel) const {

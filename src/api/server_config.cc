@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "src/base/errno_status.h"
+#include "src/base/files.h"
 #include "src/base/status.h"
 #include "src/base/toml_report.h"
 #include "src/base/unique_fd.h"
@@ -95,6 +97,8 @@ std::vector<Field> FieldsOf(ServerConfig& config) {
       {"server", "io_threads", IntegerField(&config.io_threads)},
       {"server", "idle_timeout_s", IntegerField(&config.idle_timeout_s)},
       {"server", "connections_max", IntegerField(&config.connections_max)},
+      {"server", "connections_per_ip_max", IntegerField(&config.connections_per_ip_max)},
+      {"server", "agent_connections_reserved", IntegerField(&config.agent_connections_reserved)},
       {"tls", "cert_file", StringField(&config.tls_cert_file)},
       {"tls", "key_file", StringField(&config.tls_key_file)},
       {"limits", "header_bytes_max", IntegerField(&config.header_bytes_max)},
@@ -106,6 +110,14 @@ std::vector<Field> FieldsOf(ServerConfig& config) {
       {"limits", "rate_burst", NumberField(&config.rate_burst)},
       {"limits", "signup_rate_per_second", NumberField(&config.signup_rate_per_second)},
       {"limits", "signup_rate_burst", NumberField(&config.signup_rate_burst)},
+      {"limits", "anonymous_rate_per_second", NumberField(&config.anonymous_rate_per_second)},
+      {"limits", "anonymous_rate_burst", NumberField(&config.anonymous_rate_burst)},
+      {"limits", "ws_outbound_bytes_max", IntegerField(&config.ws_outbound_bytes_max)},
+      {"limits", "stream_idle_s", IntegerField(&config.stream_idle_s)},
+      {"blobs", "quota_bytes", IntegerField(&config.blob_quota_bytes)},
+      {"blobs", "disk_free_min_bytes", IntegerField(&config.blob_disk_free_min_bytes)},
+      {"blobs", "grace_s", IntegerField(&config.blob_grace_s)},
+      {"blobs", "gc_interval_s", IntegerField(&config.blob_gc_interval_s)},
       {"accounts", "allow_signup", BoolField(&config.allow_signup)},
       {"core", "snapshot_every", IntegerField(&config.snapshot_every)},
       {"core", "tick_interval_ms", IntegerField(&config.tick_interval_ms)},
@@ -198,29 +210,21 @@ absl::StatusOr<ServerConfig> ParseServerConfig(std::string_view toml_text,
 }
 
 absl::StatusOr<ServerConfig> LoadServerConfig(const std::string& path) {
-  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return absl::ErrnoToStatus(errno, "open " + path);
   struct stat info;
-  if (::fstat(fd.get(), &info) != 0) return absl::ErrnoToStatus(errno, "fstat " + path);
+  if (::stat(path.c_str(), &info) != 0) return base::ErrnoStatus(errno, "stat", path);
   if (!S_ISREG(info.st_mode)) {
     return absl::InvalidArgumentError(path + " is not a regular file");
   }
-  if (static_cast<uint64_t>(info.st_size) > kServerConfigFileBytesMax) {
-    return absl::InvalidArgumentError(path + " is larger than " +
-                                      std::to_string(kServerConfigFileBytesMax) +
-                                      " bytes: not a configuration file");
+  absl::StatusOr<std::string> text = base::ReadFileBounded(path, kServerConfigFileBytesMax);
+  if (!text.ok()) {
+    if (text.status().code() == absl::StatusCode::kOutOfRange) {
+      return absl::InvalidArgumentError(path + " is larger than " +
+                                        std::to_string(kServerConfigFileBytesMax) +
+                                        " bytes: not a configuration file");
+    }
+    return text.status();
   }
-  std::string text(static_cast<size_t>(info.st_size), '\0');
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::read(fd.get(), text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::ErrnoToStatus(errno, "read " + path);
-    if (n == 0) break;  // Shrank while we read: parse what is there.
-    done += static_cast<size_t>(n);
-  }
-  text.resize(done);
-  return ParseServerConfig(text, path);
+  return ParseServerConfig(*text, path);
 }
 
 absl::Status ValidateServerConfig(const ServerConfig& c) {
@@ -231,6 +235,9 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
       CheckSignedRange("server.io_threads", c.io_threads, 1, 64),
       CheckSignedRange("server.idle_timeout_s", c.idle_timeout_s, 1, 86'400),
       CheckRange("server.connections_max", c.connections_max, 1, 1'000'000),
+      CheckRange("server.connections_per_ip_max", c.connections_per_ip_max, 1, 1'000'000),
+      CheckRange("server.agent_connections_reserved", c.agent_connections_reserved, 0,
+                 1'000'000),
       CheckRange("limits.header_bytes_max", c.header_bytes_max, 1 * kKiB, 1 * kMiB),
       CheckRange("limits.body_bytes_max", c.body_bytes_max, 1 * kKiB, 64 * kMiB),
       CheckRange("limits.blob_bytes_max", c.blob_bytes_max, 1 * kKiB, 1 * kGiB),
@@ -240,6 +247,14 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
       CheckRate("limits.rate_burst", c.rate_burst, 1, 1e9),
       CheckRate("limits.signup_rate_per_second", c.signup_rate_per_second, 0.001, 1e9),
       CheckRate("limits.signup_rate_burst", c.signup_rate_burst, 1, 1e9),
+      CheckRate("limits.anonymous_rate_per_second", c.anonymous_rate_per_second, 0.001, 1e9),
+      CheckRate("limits.anonymous_rate_burst", c.anonymous_rate_burst, 1, 1e9),
+      CheckRange("limits.ws_outbound_bytes_max", c.ws_outbound_bytes_max, 64 * kKiB, 1 * kGiB),
+      CheckSignedRange("limits.stream_idle_s", c.stream_idle_s, 1, 86'400),
+      CheckRange("blobs.quota_bytes", c.blob_quota_bytes, 1 * kKiB, uint64_t{1} << 50),
+      CheckRange("blobs.disk_free_min_bytes", c.blob_disk_free_min_bytes, 0, uint64_t{1} << 50),
+      CheckSignedRange("blobs.grace_s", c.blob_grace_s, 1, 365LL * 86'400),
+      CheckSignedRange("blobs.gc_interval_s", c.blob_gc_interval_s, 1, 86'400),
       CheckRange("core.snapshot_every", c.snapshot_every, 1, uint64_t{1} << 40),
       CheckSignedRange("core.tick_interval_ms", c.tick_interval_ms, 1, 60'000),
   };
@@ -275,6 +290,11 @@ io_threads = 2
 idle_timeout_s = 60
 # Open connections at most; more are refused (1..1000000).
 connections_max = 10000
+# Open connections from one address at most (1..1000000).
+connections_per_ip_max = 256
+# Connections kept past connections_max for provider agents (/v1/agent), so that a flood of
+# other clients never pushes machines offline (0..1000000).
+agent_connections_reserved = 1000
 
 [tls]
 # PEM certificate chain and private key; both or neither. Empty: plain HTTP.
@@ -292,9 +312,27 @@ ws_outbound_messages_max = 4096
 # Token bucket per account: requests per second and burst.
 rate_per_second = 2000.0
 rate_burst = 4000.0
-# Token bucket per client IP for unauthenticated calls (account sign-up).
+# Token bucket per client IP for account sign-up (POST /v1/accounts, unless an operator asks).
 signup_rate_per_second = 5.0
 signup_rate_burst = 20.0
+# Token bucket per client IP for everything sent without a token: requests and anonymous
+# WebSocket messages (/healthz is free).
+anonymous_rate_per_second = 200.0
+anonymous_rate_burst = 400.0
+# Bytes queued for one WebSocket client; a client further behind is disconnected.
+ws_outbound_bytes_max = 8388608
+# Seconds an anonymous stream that follows no channel may stay silent before it is closed.
+stream_idle_s = 60
+
+[blobs]
+# Bytes of blobs one account may have uploaded (a blob two accounts uploaded counts for both).
+quota_bytes = 1073741824
+# Uploads are refused while the data directory's file system has less free than this.
+disk_free_min_bytes = 134217728
+# A blob no task needs any more is deleted after this many seconds without use.
+grace_s = 86400
+# Seconds between two garbage collections of blobs.
+gc_interval_s = 600
 
 [accounts]
 # Whether anyone may create a consumer or provider account (POST /v1/accounts).

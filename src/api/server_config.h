@@ -48,6 +48,17 @@ struct ServerConfig {
   std::string log_file;                      // [log] file. Empty: stderr.
   // [web] dir: the built dashboard (web/dist). Empty: this checkout's web/dist.
   std::string web_dir;
+  // Added by the boundary work (docs/formats/config.md says what each bounds).
+  size_t connections_per_ip_max = 256;        // [server] Open connections from one address.
+  size_t agent_connections_reserved = 1000;   // [server] Past connections_max, for /v1/agent.
+  double anonymous_rate_per_second = 200;     // [limits] Per IP: requests without a token,
+  double anonymous_rate_burst = 400;          // [limits] anonymous stream messages.
+  size_t ws_outbound_bytes_max = 8 << 20;     // [limits] Per connection; then dropped.
+  int64_t stream_idle_s = 60;                 // [limits] Anonymous stream without channels.
+  uint64_t blob_quota_bytes = uint64_t{1} << 30;  // [blobs] Per account.
+  uint64_t blob_disk_free_min_bytes = 128 << 20;  // [blobs] Uploads stop below this.
+  int64_t blob_grace_s = 86'400;              // [blobs] Unreferenced blobs kept this long.
+  int64_t blob_gc_interval_s = 600;           // [blobs] Between garbage collections.
 
   bool operator==(const ServerConfig&) const = default;
 };

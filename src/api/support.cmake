@@ -18,7 +18,9 @@ target_link_libraries(ocx_api_support
     absl::flat_hash_map
     tomlplusplus::tomlplusplus
     PkgConfig::SODIUM
-    Threads::Threads)
+    Threads::Threads
+  PRIVATE
+    ocx_sqlite_db)
 
 ocx_test(ocx_api_support_test
   SOURCES metrics_test.cc rate_limiter_test.cc server_config_test.cc blob_store_test.cc

@@ -19,7 +19,7 @@
 #include <sstream>
 #include <thread>
 
-#include "src/agent/task_spec.h"
+#include "src/protocol/task_spec.h"
 #include "src/base/decimal.h"
 #include "src/base/status.h"
 #include "src/base/unique_fd.h"
@@ -260,7 +260,7 @@ absl::StatusOr<std::vector<InputFile>> PlanInputs(const JobFile& job) {
       return absl::InvalidArgumentError("the input " + local.string() + " is " + Bytes(size) +
                                         ", more than a blob may hold (64 MiB)");
     }
-    if (!agent::IsSafeRelativePath(remote)) {
+    if (!protocol::IsSafeRelativePath(remote)) {
       return absl::InvalidArgumentError("the input " + local.string() +
                                         " has no usable path under /work ('" + remote + "')");
     }
@@ -285,7 +285,7 @@ absl::StatusOr<std::vector<InputFile>> PlanInputs(const JobFile& job) {
                                : fs::path(job.base_dir) / input;
     // Where it goes: a relative path without ".." keeps its place; otherwise its last part.
     std::string remote = Normalize(input);
-    if (fs::path(input).is_absolute() || !agent::IsSafeRelativePath(remote)) {
+    if (fs::path(input).is_absolute() || !protocol::IsSafeRelativePath(remote)) {
       remote = remote == "."
                    ? ""
                    : fs::path(Normalize(fs::absolute(local).string())).filename().string();
@@ -1139,7 +1139,7 @@ absl::StatusOr<JobReport> JobRun::Run() {
       inputs.push_back({{"path", file.remote_path}, {"sha256", std::string(64, '0')}});
     }
     if (!inputs.empty()) draft["inputs"] = inputs;
-    if (auto checked = agent::ParseTaskSpec(Dump(draft)); !checked.ok()) {
+    if (auto checked = protocol::ParseTaskSpec(Dump(draft)); !checked.ok()) {
       return absl::InvalidArgumentError("the task is not valid: " +
                                         std::string(checked.status().message()));
     }

@@ -2,8 +2,12 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "nlohmann/json.hpp"
 #include "src/base/assert.h"
+#include "src/base/json.h"
 #include "src/base/json_string.h"
 #include "src/core/exchange.h"
 
@@ -503,6 +507,36 @@ absl::StatusOr<CommandBody> DecodeCommand(std::string_view payload) {
 // Reads and writes Exchange's private state.
 class SnapshotCodec {
  public:
+  // One [account, key, id, time] entry of client_order_ids or client_job_ids; a snapshot
+  // written before ids had a retention has no time, and counts as used at the snapshot.
+  template <typename Map>
+  static bool ReadRememberedId(const Json& c, Timestamp snapshot_time, Map* out) {
+    if (!c.is_array() || (c.size() != 3 && c.size() != 4) || !c[0].is_number_unsigned() ||
+        !c[1].is_string() || !c[2].is_number_unsigned() ||
+        (c.size() == 4 && !c[3].is_number_integer())) {
+      return false;
+    }
+    const uint64_t account = c[0].get<uint64_t>();
+    if (account > std::numeric_limits<AccountId>::max()) return false;
+    const Timestamp time = c.size() == 4 ? c[3].get<Timestamp>() : snapshot_time;
+    (*out)[{static_cast<AccountId>(account), c[1].get<std::string>()}] =
+        Exchange::RememberedId{c[2].get<uint64_t>(), time};
+    return true;
+  }
+
+  // The order of forgetting, from the two maps (it is not kept in the snapshot).
+  static void RebuildRememberedKeys(Exchange& x) {
+    x.remembered_keys_.clear();
+    for (const bool job : {false, true}) {
+      for (const auto& [key, remembered] : job ? x.client_job_ids_ : x.client_order_ids_) {
+        x.remembered_keys_.push_back(
+            Exchange::RememberedKey{remembered.time, job, key.first, key.second});
+      }
+    }
+    std::stable_sort(x.remembered_keys_.begin(), x.remembered_keys_.end(),
+                     [](const auto& a, const auto& b) { return a.time < b.time; });
+  }
+
   static Json Save(const Exchange& x) {
     Json markets = Json::array();
     for (const MarketConfig& m : x.config_.markets) markets.push_back(m.name);
@@ -545,8 +579,8 @@ class SnapshotCodec {
       }
     }
     Json client_ids = Json::array();
-    for (const auto& [key, order] : x.client_order_ids_) {
-      client_ids.push_back({key.first, key.second, order});
+    for (const auto& [key, remembered] : x.client_order_ids_) {
+      client_ids.push_back({key.first, key.second, remembered.id, remembered.time});
     }
     Json machines = Json::array();
     for (const auto& [id, m] : x.machines_) {
@@ -646,8 +680,8 @@ class SnapshotCodec {
       }
       snapshot["jobs"] = std::move(jobs);
       Json client_job_ids = Json::array();
-      for (const auto& [key, job] : x.client_job_ids_) {
-        client_job_ids.push_back({key.first, key.second, job});
+      for (const auto& [key, remembered] : x.client_job_ids_) {
+        client_job_ids.push_back({key.first, key.second, remembered.id, remembered.time});
       }
       snapshot["client_job_ids"] = std::move(client_job_ids);
     }
@@ -714,6 +748,12 @@ class SnapshotCodec {
         x.heartbeat_deadlines_.insert(
             {machine.last_heartbeat + x.config_.heartbeat_timeout, machine.id});
       }
+      const auto owner = x.accounts_.find(machine.owner);
+      if (owner == x.accounts_.end()) {
+        return absl::DataLossError("snapshot machine " + std::to_string(machine.id) +
+                                   " has no owner account");
+      }
+      ++owner->second.machines;
       x.machines_[machine.id] = std::move(machine);
     }
     for (const Json& o : r.Sub("orders")) {
@@ -763,8 +803,9 @@ class SnapshotCodec {
       }
     }
     for (const Json& c : r.Sub("client_order_ids")) {
-      if (!c.is_array() || c.size() != 3) return absl::DataLossError("snapshot client order id");
-      x.client_order_ids_[{c[0].get<AccountId>(), c[1].get<std::string>()}] = c[2].get<OrderId>();
+      if (!ReadRememberedId(c, x.now_, &x.client_order_ids_)) {
+        return absl::DataLossError("snapshot client order id");
+      }
     }
     for (const Json& l : r.Sub("leases")) {
       Reader lr(l);
@@ -862,8 +903,9 @@ class SnapshotCodec {
         x.jobs_[job.id] = std::move(job);
       }
       for (const Json& c : r.Sub("client_job_ids")) {
-        if (!c.is_array() || c.size() != 3) return absl::DataLossError("snapshot client job id");
-        x.client_job_ids_[{c[0].get<AccountId>(), c[1].get<std::string>()}] = c[2].get<JobId>();
+        if (!ReadRememberedId(c, x.now_, &x.client_job_ids_)) {
+          return absl::DataLossError("snapshot client job id");
+        }
       }
     }
     if (!r.ok()) return absl::DataLossError("snapshot: " + r.error());
@@ -875,11 +917,21 @@ std::string Exchange::Serialize() const { return SnapshotCodec::Save(*this).dump
 
 absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Restore(ExchangeConfig config,
                                                             std::string_view serialized) {
-  const Json j = Json::parse(serialized, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::DataLossError("snapshot: not valid JSON");
+  Json j;
+  if (const base::JsonParseResult parsed = base::ParseJsonStrict(serialized, &j, 64);
+      !parsed.ok()) {
+    return absl::DataLossError("snapshot: not valid JSON: " + parsed.message);
+  }
   auto exchange = std::make_unique<Exchange>(std::move(config));
-  const absl::Status status = SnapshotCodec::Load(j, *exchange);
-  if (!status.ok()) return status;
+  // The loader checks what it reads; a value of a type it did not expect makes nlohmann
+  // throw, and a damaged snapshot is data loss, never the end of the process.
+  try {
+    const absl::Status status = SnapshotCodec::Load(j, *exchange);
+    if (!status.ok()) return status;
+  } catch (const std::exception& e) {
+    return absl::DataLossError(std::string("snapshot: ") + e.what());
+  }
+  SnapshotCodec::RebuildRememberedKeys(*exchange);
   return exchange;
 }
 

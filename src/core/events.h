@@ -8,8 +8,14 @@
 
 #include "src/core/commands.h"
 #include "src/engine/events.h"
+#include "src/protocol/refusal.h"
 
 namespace ocx::core {
+
+using protocol::Refusal;
+
+// The refusal for an engine reason (the engine keeps its own codes for the replay format).
+Refusal RefusalOf(engine::RejectReason reason);
 
 struct AccountCreated {
   AccountId account;
@@ -149,12 +155,15 @@ using CoreEvent = std::variant<AccountCreated, LedgerTransfer, MachineRegistered
 // The answer to the command's sender. A rejection changed nothing.
 struct CommandResult {
   bool accepted = true;
-  std::string code;     // Stable snake_case reason when rejected.
-  std::string message;  // One sentence for people.
+  Refusal refusal = Refusal::kNone;  // Why, when not accepted (src/protocol/refusal.h).
+  std::string message;               // One sentence for people.
   AccountId account = 0;
   MachineId machine = 0;
   OrderId order = 0;
   JobId job = 0;
+
+  // The refusal's stable code ("none" when accepted).
+  std::string_view code() const { return protocol::Code(refusal); }
 };
 
 struct ApplyOutput {

@@ -9,6 +9,26 @@
 #include "src/query/query.h"
 
 namespace ocx::core {
+
+Refusal RefusalOf(engine::RejectReason reason) {
+  switch (reason) {
+    case engine::RejectReason::kNone: break;
+    case engine::RejectReason::kInvalidPrice: return Refusal::kInvalidPrice;
+    case engine::RejectReason::kOffTick: return Refusal::kOffTick;
+    case engine::RejectReason::kInvalidQuantity: return Refusal::kInvalidQuantity;
+    case engine::RejectReason::kInvalidLot: return Refusal::kInvalidLot;
+    case engine::RejectReason::kLotMismatch: return Refusal::kLotMismatch;
+    case engine::RejectReason::kMissingExpiry: return Refusal::kMissingExpiry;
+    case engine::RejectReason::kExpiryInPast: return Refusal::kExpiryInPast;
+    case engine::RejectReason::kDuplicateId: return Refusal::kDuplicateId;
+    case engine::RejectReason::kUnknownOrder: return Refusal::kUnknownOrder;
+    case engine::RejectReason::kFokUnfillable: return Refusal::kFokUnfillable;
+    case engine::RejectReason::kBookFull: return Refusal::kBookFull;
+  }
+  OCX_ASSERT_MSG(false, "an engine rejection without a reason");
+  return Refusal::kInternalError;
+}
+
 namespace {
 
 using engine::EventType;
@@ -186,15 +206,45 @@ void Exchange::Transfer(BalanceRef from, BalanceRef to, Micros amount, TransferK
   ctx.out->events.push_back(LedgerTransfer{next_entry_++, from, to, amount, kind, reference});
 }
 
-void Exchange::Reject(Ctx& ctx, std::string_view code, std::string_view message) {
+void Exchange::Reject(Ctx& ctx, Refusal refusal, std::string_view message) {
+  OCX_ASSERT(refusal != Refusal::kNone);
   ctx.out->result.accepted = false;
-  ctx.out->result.code = std::string(code);
-  ctx.out->result.message = std::string(message);
+  ctx.out->result.refusal = refusal;
+  ctx.out->result.message = message.empty() ? std::string(protocol::Sentence(refusal))
+                                            : std::string(message);
 }
 
 OrderId Exchange::FindClientOrder(AccountId account, const std::string& client_order_id) const {
   const auto it = client_order_ids_.find({account, client_order_id});
-  return it == client_order_ids_.end() ? 0 : it->second;
+  return it == client_order_ids_.end() ? 0 : static_cast<OrderId>(it->second.id);
+}
+
+void Exchange::Remember(bool job, AccountId account, const std::string& key, uint64_t id) {
+  auto& ids = job ? client_job_ids_ : client_order_ids_;
+  ids[{account, key}] = RememberedId{id, now_};
+  remembered_keys_.push_back(RememberedKey{now_, job, account, key});
+}
+
+void Exchange::ForgetOldClientIds() {
+  while (!remembered_keys_.empty() &&
+         now_ - remembered_keys_.front().time >= config_.client_id_retention) {
+    RememberedKey entry = std::move(remembered_keys_.front());
+    remembered_keys_.pop_front();
+    auto& ids = entry.job ? client_job_ids_ : client_order_ids_;
+    const auto it = ids.find({entry.account, entry.key});
+    // An id used again after it was forgotten has a later entry of its own.
+    if (it == ids.end() || it->second.time != entry.time) continue;
+    const bool open = entry.job ? jobs_.contains(it->second.id)
+                                : orders_.contains(static_cast<OrderId>(it->second.id));
+    if (open) {
+      // Still taken while its order or job is open: looked at again a retention later.
+      it->second.time = now_;
+      entry.time = now_;
+      remembered_keys_.push_back(std::move(entry));
+      continue;
+    }
+    ids.erase(it);
+  }
 }
 
 // ---------------------------------------------------------------- apply
@@ -207,6 +257,7 @@ void Exchange::Apply(uint64_t sequence, Timestamp time, const CommandBody& comma
   now_ = time;
   out->result = CommandResult{};
   Ctx ctx{out, {}};
+  ForgetOldClientIds();
   AdvanceTime(ctx);
   std::visit([this, &ctx](const auto& c) { Do(c, ctx); }, command);
 }
@@ -245,13 +296,27 @@ void Exchange::ScheduleHeartbeatDeadline(Machine& machine, Timestamp heartbeat) 
   }
   machine.last_heartbeat = heartbeat;
   heartbeat_deadlines_.insert({heartbeat + config_.heartbeat_timeout, machine.id});
+  Touch(machine);
+}
+
+void Exchange::Touch(Machine& machine) {
+  machine.changed_sequence = last_sequence_;
+  if (track_machine_changes_) changed_machines_.push_back(machine.id);
+}
+
+std::vector<MachineId> Exchange::TakeChangedMachines() {
+  std::vector<MachineId> changed;
+  changed.swap(changed_machines_);
+  std::sort(changed.begin(), changed.end());
+  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+  return changed;
 }
 
 void Exchange::SetOffline(Machine& machine, Ctx& ctx) {
   OCX_ASSERT(machine.online);
   heartbeat_deadlines_.erase({machine.last_heartbeat + config_.heartbeat_timeout, machine.id});
   machine.online = false;
-  machine.changed_sequence = last_sequence_;
+  Touch(machine);
   ctx.out->events.push_back(MachineStatusChanged{machine.id, false});
   // Its asks are cancelled; its leases end at the last reported usage (RULEBOOK 4).
   const std::vector<OrderId> sells(machine.sells.begin(), machine.sells.end());
@@ -269,17 +334,17 @@ void Exchange::SetOffline(Machine& machine, Ctx& ctx) {
 
 void Exchange::Do(const CreateAccount& c, Ctx& ctx) {
   if (!ValidName(c.name)) {
-    return Reject(ctx, "invalid_name",
+    return Reject(ctx, Refusal::kInvalidName,
                   "An account name is 1 to 64 letters, digits, '.', '_' or '-'.");
   }
   if (!c.token_hash.empty() && !IsLowerHex(c.token_hash, kTokenHashHexLength)) {
-    return Reject(ctx, "invalid_token_hash", "A token hash is 64 lowercase hex characters.");
+    return Reject(ctx, Refusal::kInvalidTokenHash, "A token hash is 64 lowercase hex characters.");
   }
   if (account_names_.contains(c.name)) {
-    return Reject(ctx, "name_taken", "An account with this name already exists.");
+    return Reject(ctx, Refusal::kNameTaken, "An account with this name already exists.");
   }
   if (accounts_.size() >= config_.accounts_max) {
-    return Reject(ctx, "limit_reached", "The exchange holds its maximum number of accounts.");
+    return Reject(ctx, Refusal::kLimitReached, "The exchange holds its maximum number of accounts.");
   }
   if (c.role == Role::kOperator) {
     const bool any_operator = std::any_of(accounts_.begin(), accounts_.end(), [](const auto& a) {
@@ -287,7 +352,7 @@ void Exchange::Do(const CreateAccount& c, Ctx& ctx) {
     });
     const Account* actor = FindAccount(c.actor);
     if (any_operator && (actor == nullptr || actor->role != Role::kOperator)) {
-      return Reject(ctx, "not_authorized", "Only an operator may create an operator account.");
+      return Reject(ctx, Refusal::kNotAuthorized, "Only an operator may create an operator account.");
     }
   }
   const AccountId id = next_account_++;
@@ -300,13 +365,13 @@ void Exchange::Do(const CreateAccount& c, Ctx& ctx) {
 void Exchange::Do(const RotateToken& c, Ctx& ctx) {
   const Account* actor = FindAccount(c.actor);
   if (actor == nullptr || (actor->id != c.account && actor->role != Role::kOperator)) {
-    return Reject(ctx, "not_authorized",
+    return Reject(ctx, Refusal::kNotAuthorized,
                   "Only the account itself or an operator may replace its token.");
   }
   const auto it = accounts_.find(c.account);
-  if (it == accounts_.end()) return Reject(ctx, "unknown_account", "No account has this id.");
+  if (it == accounts_.end()) return Reject(ctx, Refusal::kUnknownAccount, "No account has this id.");
   if (!IsLowerHex(c.token_hash, kTokenHashHexLength)) {
-    return Reject(ctx, "invalid_token_hash", "A token hash is 64 lowercase hex characters.");
+    return Reject(ctx, Refusal::kInvalidTokenHash, "A token hash is 64 lowercase hex characters.");
   }
   it->second.token_hash = c.token_hash;
   ctx.out->events.push_back(TokenRotated{c.account, c.token_hash});
@@ -315,13 +380,13 @@ void Exchange::Do(const RotateToken& c, Ctx& ctx) {
 void Exchange::Do(const Deposit& c, Ctx& ctx) {
   const Account* actor = FindAccount(c.actor);
   if (actor == nullptr || actor->role != Role::kOperator) {
-    return Reject(ctx, "not_authorized", "Only an operator may deposit.");
+    return Reject(ctx, Refusal::kNotAuthorized, "Only an operator may deposit.");
   }
   if (FindAccount(c.account) == nullptr) {
-    return Reject(ctx, "unknown_account", "No account has this id.");
+    return Reject(ctx, Refusal::kUnknownAccount, "No account has this id.");
   }
   if (c.amount <= 0 || c.amount > kAmountMax || deposits_ > kAmountMax * 1000 - c.amount) {
-    return Reject(ctx, "invalid_amount", "The amount must be positive and at most 1e9 credits.");
+    return Reject(ctx, Refusal::kInvalidAmount, "The amount must be positive and at most 1e9 credits.");
   }
   deposits_ += c.amount;
   Transfer({0, BalanceKind::kExternal}, {c.account, BalanceKind::kAvailable}, c.amount,
@@ -331,19 +396,19 @@ void Exchange::Do(const Deposit& c, Ctx& ctx) {
 void Exchange::Do(const Withdraw& c, Ctx& ctx) {
   const Account* actor = FindAccount(c.actor);
   if (actor == nullptr || actor->role != Role::kOperator) {
-    return Reject(ctx, "not_authorized", "Only an operator may withdraw.");
+    return Reject(ctx, Refusal::kNotAuthorized, "Only an operator may withdraw.");
   }
   if (FindAccount(c.account) == nullptr) {
-    return Reject(ctx, "unknown_account", "No account has this id.");
+    return Reject(ctx, Refusal::kUnknownAccount, "No account has this id.");
   }
   if (c.from != BalanceKind::kAvailable && c.from != BalanceKind::kEarnings) {
-    return Reject(ctx, "invalid_balance", "Withdrawals come from available or earnings.");
+    return Reject(ctx, Refusal::kInvalidBalance, "Withdrawals come from available or earnings.");
   }
   if (c.amount <= 0 || c.amount > kAmountMax) {
-    return Reject(ctx, "invalid_amount", "The amount must be positive and at most 1e9 credits.");
+    return Reject(ctx, Refusal::kInvalidAmount, "The amount must be positive and at most 1e9 credits.");
   }
   if (Balance({c.account, c.from}) < c.amount) {
-    return Reject(ctx, "insufficient_funds", "The balance does not cover the withdrawal.");
+    return Reject(ctx, Refusal::kInsufficientFunds, "The balance does not cover the withdrawal.");
   }
   withdrawals_ += c.amount;
   Transfer({c.account, c.from}, {0, BalanceKind::kExternal}, c.amount, TransferKind::kWithdrawal,
@@ -355,20 +420,25 @@ void Exchange::Do(const Withdraw& c, Ctx& ctx) {
 void Exchange::Do(const RegisterMachine& c, Ctx& ctx) {
   const Account* actor = FindAccount(c.actor);
   if (actor == nullptr || actor->role != Role::kProvider) {
-    return Reject(ctx, "not_authorized", "Only a provider account may register a machine.");
+    return Reject(ctx, Refusal::kNotAuthorized, "Only a provider account may register a machine.");
   }
   if (c.spec.name.empty() || c.spec.name.size() > kNameMax) {
-    return Reject(ctx, "invalid_name", "A machine name is 1 to 64 characters.");
+    return Reject(ctx, Refusal::kInvalidName, "A machine name is 1 to 64 characters.");
   }
   if (c.spec.attributes.size() > kAttributesMax) {
-    return Reject(ctx, "invalid_attributes", "A machine has at most 64 attributes.");
+    return Reject(ctx, Refusal::kInvalidAttributes, "A machine has at most 64 attributes.");
   }
   if (!c.spec.public_key.empty() && !IsLowerHex(c.spec.public_key, kPublicKeyHexLength)) {
-    return Reject(ctx, "invalid_public_key",
+    return Reject(ctx, Refusal::kInvalidPublicKey,
                   "A machine public key is an Ed25519 key in 64 lowercase hex characters.");
   }
   if (machines_.size() >= config_.machines_max) {
-    return Reject(ctx, "limit_reached", "The exchange holds its maximum number of machines.");
+    return Reject(ctx, Refusal::kLimitReached, "The exchange holds its maximum number of machines.");
+  }
+  if (actor->machines >= config_.machines_per_account_max) {
+    return Reject(ctx, Refusal::kTooManyMachines,
+                  "The account has registered its maximum of " +
+                      std::to_string(config_.machines_per_account_max) + " machines.");
   }
   Machine machine;
   machine.capacity.assign(books_.size(), 0);
@@ -376,19 +446,20 @@ void Exchange::Do(const RegisterMachine& c, Ctx& ctx) {
   machine.leased.assign(books_.size(), 0);
   for (const auto& [market, slots] : c.spec.capacity) {
     const int index = MarketIndex(market);
-    if (index < 0) return Reject(ctx, "unknown_market", "Capacity names an unknown market.");
+    if (index < 0) return Reject(ctx, Refusal::kUnknownMarket, "Capacity names an unknown market.");
     if (slots < 0 || slots > kCapacityMax) {
-      return Reject(ctx, "invalid_capacity", "Capacity is 0 to 1,000,000 slots per market.");
+      return Reject(ctx, Refusal::kInvalidCapacity, "Capacity is 0 to 1,000,000 slots per market.");
     }
     machine.capacity[index] = slots;
   }
   machine.id = next_machine_++;
   machine.owner = c.actor;
+  ++accounts_.at(c.actor).machines;
   machine.spec = c.spec;
   machine.online = false;
   ScheduleHeartbeatDeadline(machine, now_);  // Registering counts as a heartbeat.
   machine.online = true;
-  machine.changed_sequence = last_sequence_;
+  Touch(machine);
   ctx.out->result.machine = machine.id;
   ctx.out->events.push_back(MachineRegistered{machine.id, machine.owner, machine.spec.name,
                                                     machine.spec.public_key});
@@ -398,13 +469,13 @@ void Exchange::Do(const RegisterMachine& c, Ctx& ctx) {
 
 void Exchange::Do(const Heartbeat& c, Ctx& ctx) {
   const auto it = machines_.find(c.machine);
-  if (it == machines_.end()) return Reject(ctx, "unknown_machine", "No machine has this id.");
+  if (it == machines_.end()) return Reject(ctx, Refusal::kUnknownMachine, "No machine has this id.");
   Machine& machine = it->second;
   const bool was_online = machine.online;
   ScheduleHeartbeatDeadline(machine, now_);
   machine.online = true;
   if (!was_online) {
-    machine.changed_sequence = last_sequence_;
+    Touch(machine);
     ctx.out->events.push_back(MachineStatusChanged{machine.id, true});
   }
 }
@@ -413,7 +484,7 @@ void Exchange::Do(const Heartbeat& c, Ctx& ctx) {
 
 void Exchange::Do(const PlaceOrder& c, Ctx& ctx) {
   if (c.client_order_id.starts_with(kJobOrderPrefix)) {
-    return Reject(ctx, "invalid_client_order_id",
+    return Reject(ctx, Refusal::kInvalidClientOrderId,
                   "Client order ids starting with \"job:\" are the exchange's own, for jobs.");
   }
   PlaceOrderChecked(c, ctx);
@@ -421,25 +492,25 @@ void Exchange::Do(const PlaceOrder& c, Ctx& ctx) {
 
 void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
   const Account* actor = FindAccount(c.actor);
-  if (actor == nullptr) return Reject(ctx, "unknown_account", "No account has this id.");
+  if (actor == nullptr) return Reject(ctx, Refusal::kUnknownAccount, "No account has this id.");
   const int market_index = MarketIndex(c.market);
-  if (market_index < 0) return Reject(ctx, "unknown_market", "No market has this name.");
+  if (market_index < 0) return Reject(ctx, Refusal::kUnknownMarket, "No market has this name.");
   const size_t market = static_cast<size_t>(market_index);
   const MarketConfig& config = config_.markets[market];
   if (c.client_order_id.empty() || c.client_order_id.size() > kClientOrderIdMax) {
-    return Reject(ctx, "invalid_client_order_id", "A client order id is 1 to 64 characters.");
+    return Reject(ctx, Refusal::kInvalidClientOrderId, "A client order id is 1 to 64 characters.");
   }
   const bool remembered = !c.client_order_id.starts_with(kAutoClientOrderIdPrefix);
   if (const auto used = remembered ? client_order_ids_.find({c.actor, c.client_order_id})
                                    : client_order_ids_.end();
       used != client_order_ids_.end()) {
     // The API answers an idempotent retry with the order this id placed.
-    ctx.out->result.order = used->second;
-    return Reject(ctx, "duplicate_client_order_id",
+    ctx.out->result.order = static_cast<OrderId>(used->second.id);
+    return Reject(ctx, Refusal::kDuplicateClientOrderId,
                   "This account already used this client order id.");
   }
   if (actor->open_orders >= config_.open_orders_per_account_max) {
-    return Reject(ctx, "too_many_orders", "The account has its maximum number of open orders.");
+    return Reject(ctx, Refusal::kTooManyOrders, "The account has its maximum number of open orders.");
   }
   engine::NewOrder order;
   order.id = next_order_;
@@ -453,10 +524,10 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
   order.expiry = c.expiry;
   if (!c.constraints.empty()) {
     if (c.side != Side::kBuy) {
-      return Reject(ctx, "invalid_constraints", "Only a buy order has constraints.");
+      return Reject(ctx, Refusal::kInvalidConstraints, "Only a buy order has constraints.");
     }
     if (const std::string error = CheckConstraints(c.constraints); !error.empty()) {
-      return Reject(ctx, "invalid_constraints", error);
+      return Reject(ctx, Refusal::kInvalidConstraints, error);
     }
   }
 
@@ -469,9 +540,9 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
   state.lot = c.lot;
   if (c.side == Side::kBuy) {
     if (c.max_hours < 1 || c.max_hours > config_.max_hours_max) {
-      return Reject(ctx, "invalid_max_hours", "max_hours must be from 1 to 744.");
+      return Reject(ctx, Refusal::kInvalidMaxHours, "max_hours must be from 1 to 744.");
     }
-    if (c.machine != 0) return Reject(ctx, "invalid_machine", "A buy names no machine.");
+    if (c.machine != 0) return Reject(ctx, Refusal::kInvalidMachine, "A buy names no machine.");
     // Escrow (RULEBOOK 3): price * qty * max_hours plus the taker fee; a market buy at the
     // worst price it could reach.
     state.hold_price = c.type == engine::OrderType::kMarket
@@ -484,25 +555,25 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
         state.hold_price % config.tick_micros == 0) {
       state.hold = HoldFor(state.hold_price, c.quantity, c.max_hours, config.taker_fee_bps);
       if (state.hold > kAmountMax) {
-        return Reject(ctx, "order_too_large", "The order's value exceeds 1e9 credits.");
+        return Reject(ctx, Refusal::kOrderTooLarge, "The order's value exceeds 1e9 credits.");
       }
     }
     if (Balance({c.actor, BalanceKind::kAvailable}) < state.hold) {
-      return Reject(ctx, "insufficient_funds",
+      return Reject(ctx, Refusal::kInsufficientFunds,
                     "The available balance does not cover price * quantity * max_hours plus "
                     "the taker fee.");
     }
   } else {
     const auto it = machines_.find(c.machine);
-    if (it == machines_.end()) return Reject(ctx, "unknown_machine", "No machine has this id.");
+    if (it == machines_.end()) return Reject(ctx, Refusal::kUnknownMachine, "No machine has this id.");
     const Machine& machine = it->second;
     if (machine.owner != c.actor) {
-      return Reject(ctx, "not_authorized", "Only the machine's owner may sell its capacity.");
+      return Reject(ctx, Refusal::kNotAuthorized, "Only the machine's owner may sell its capacity.");
     }
-    if (!machine.online) return Reject(ctx, "machine_offline", "The machine is offline.");
+    if (!machine.online) return Reject(ctx, Refusal::kMachineOffline, "The machine is offline.");
     if (c.quantity > 0 &&
         machine.offered[market] + machine.leased[market] + c.quantity > machine.capacity[market]) {
-      return Reject(ctx, "insufficient_capacity",
+      return Reject(ctx, Refusal::kInsufficientCapacity,
                     "The machine has fewer free slots in this market than the order offers.");
     }
     order.machine = c.machine;
@@ -532,7 +603,7 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
     rejected.price = order.type == engine::OrderType::kLimit ? order.price : 0;
     rejected.quantity = order.quantity;
     ctx.out->events.push_back(OrderEvent{config.name, rejected});
-    return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
+    return Reject(ctx, RefusalOf(reason), engine::ReasonMessage(reason));
   }
   // Hold first: trades in the engine call below draw on it.
   orders_[order.id] = state;
@@ -542,7 +613,7 @@ void Exchange::PlaceOrderChecked(const PlaceOrder& c, Ctx& ctx) {
   books_[market]->Submit(order, now_, &engine_events_);
   OCX_ASSERT_MSG(engine_events_.empty() || engine_events_.front().type != EventType::kRejected,
                  "the engine rejected an order its precheck accepted");
-  if (remembered) client_order_ids_[{c.actor, c.client_order_id}] = order.id;
+  if (remembered) Remember(false, c.actor, c.client_order_id, static_cast<uint64_t>(order.id));
   ++accounts_[c.actor].open_orders;
   if (c.side == Side::kSell) machines_.at(c.machine).sells.insert(order.id);
   ctx.out->result.order = order.id;
@@ -554,13 +625,13 @@ void Exchange::Do(const CancelOrder& c, Ctx& ctx) {
   const auto it = orders_.find(c.order);
   const Account* actor = FindAccount(c.actor);
   if (it == orders_.end()) {
-    return Reject(ctx, "unknown_order", engine::ReasonMessage(engine::RejectReason::kUnknownOrder));
+    return Reject(ctx, Refusal::kUnknownOrder, engine::ReasonMessage(engine::RejectReason::kUnknownOrder));
   }
   if (actor == nullptr || (it->second.account != c.actor && actor->role != Role::kOperator)) {
-    return Reject(ctx, "not_authorized", "Only the order's owner or an operator may cancel it.");
+    return Reject(ctx, Refusal::kNotAuthorized, "Only the order's owner or an operator may cancel it.");
   }
   if (const auto job = job_orders_.find(c.order); job != job_orders_.end()) {
-    return Reject(ctx, "job_order", "This order belongs to job " +
+    return Reject(ctx, Refusal::kJobOrder, "This order belongs to job " +
                                         std::to_string(job->second.first) + ": cancel the job.");
   }
   const size_t market = it->second.market;
@@ -574,14 +645,14 @@ void Exchange::Do(const CancelOrder& c, Ctx& ctx) {
 void Exchange::Do(const ReplaceOrder& c, Ctx& ctx) {
   const auto it = orders_.find(c.order);
   if (it == orders_.end()) {
-    return Reject(ctx, "unknown_order", engine::ReasonMessage(engine::RejectReason::kUnknownOrder));
+    return Reject(ctx, Refusal::kUnknownOrder, engine::ReasonMessage(engine::RejectReason::kUnknownOrder));
   }
   OrderState& state = it->second;
   if (state.account != c.actor) {
-    return Reject(ctx, "not_authorized", "Only the order's owner may replace it.");
+    return Reject(ctx, Refusal::kNotAuthorized, "Only the order's owner may replace it.");
   }
   if (const auto job = job_orders_.find(c.order); job != job_orders_.end()) {
-    return Reject(ctx, "job_order", "This order belongs to job " +
+    return Reject(ctx, Refusal::kJobOrder, "This order belongs to job " +
                                         std::to_string(job->second.first) +
                                         ": the exchange manages it.");
   }
@@ -598,7 +669,7 @@ void Exchange::Do(const ReplaceOrder& c, Ctx& ctx) {
     rejected.id = c.order;
     rejected.account = state.account;
     ctx.out->events.push_back(OrderEvent{config.name, rejected});
-    return Reject(ctx, engine::ReasonCode(reason), engine::ReasonMessage(reason));
+    return Reject(ctx, RefusalOf(reason), engine::ReasonMessage(reason));
   }
   engine::OrderView view;
   OCX_ASSERT(books_[market]->Find(c.order, &view));
@@ -610,10 +681,10 @@ void Exchange::Do(const ReplaceOrder& c, Ctx& ctx) {
       new_price > 0 && new_price % config.tick_micros == 0) {
     new_hold = HoldFor(new_price, new_quantity, state.max_hours, config.taker_fee_bps);
     if (new_hold > kAmountMax) {
-      return Reject(ctx, "order_too_large", "The order's value exceeds 1e9 credits.");
+      return Reject(ctx, Refusal::kOrderTooLarge, "The order's value exceeds 1e9 credits.");
     }
     if (new_hold - old_hold > Balance({c.actor, BalanceKind::kAvailable})) {
-      return Reject(ctx, "insufficient_funds",
+      return Reject(ctx, Refusal::kInsufficientFunds,
                     "The available balance does not cover the replaced order's escrow.");
     }
   }
@@ -621,7 +692,7 @@ void Exchange::Do(const ReplaceOrder& c, Ctx& ctx) {
     const Machine& machine = machines_.at(state.machine);
     if (machine.offered[market] + machine.leased[market] + new_quantity - view.remaining >
         machine.capacity[market]) {
-      return Reject(ctx, "insufficient_capacity",
+      return Reject(ctx, Refusal::kInsufficientCapacity,
                     "The machine has fewer free slots in this market than the order offers.");
     }
   }
@@ -653,7 +724,7 @@ void Exchange::ProcessEngineEvents(size_t market, Ctx& ctx) {
       for (const OrderId id : {e.id, e.maker_id}) {
         const auto order = orders_.find(id);
         if (order != orders_.end() && order->second.side == Side::kSell) {
-          machines_.at(order->second.machine).changed_sequence = last_sequence_;
+          Touch(machines_.at(order->second.machine));
         }
       }
     }
@@ -849,7 +920,7 @@ void Exchange::EndLeaseNow(LeaseId id, LeaseEndReason reason, Ctx& ctx) {
   if (reason == LeaseEndReason::kOffline || reason == LeaseEndReason::kReclaimed) {
     ++machine.leases_failed;
   }
-  machine.changed_sequence = last_sequence_;
+  Touch(machine);
   lease_deadlines_.erase(
       {lease.start + Timestamp{lease.max_hours} * 3600 * kMicrosPerSecond, lease.id});
   ctx.out->events.push_back(
@@ -872,30 +943,30 @@ void Exchange::EndLeaseNow(LeaseId id, LeaseEndReason reason, Ctx& ctx) {
 
 void Exchange::Do(const ReportUsage& c, Ctx& ctx) {
   const auto machine = machines_.find(c.machine);
-  if (machine == machines_.end()) return Reject(ctx, "unknown_machine", "No machine has this id.");
+  if (machine == machines_.end()) return Reject(ctx, Refusal::kUnknownMachine, "No machine has this id.");
   const auto it = leases_.find(c.lease);
   if (it == leases_.end() || it->second.machine != c.machine) {
-    return Reject(ctx, "unknown_lease", "This machine has no active lease with this id.");
+    return Reject(ctx, Refusal::kUnknownLease, "This machine has no active lease with this id.");
   }
   Lease& lease = it->second;
   const SlotSpec& slot = config_.markets[lease.market].slot;
   const int64_t limit_seconds = int64_t{lease.max_hours} * 3600;
   const int64_t clock_seconds = (now_ + config_.usage_clock_slack - lease.start) / kMicrosPerSecond;
   if (c.wall_seconds < 0 || c.cpu_seconds < 0 || c.peak_memory_mib < 0 || c.gpu_seconds < 0) {
-    return Reject(ctx, "invalid_usage", "Usage figures cannot be negative.");
+    return Reject(ctx, Refusal::kInvalidUsage, "Usage figures cannot be negative.");
   }
   if (c.wall_seconds > clock_seconds) {
-    return Reject(ctx, "usage_ahead_of_clock",
+    return Reject(ctx, Refusal::kUsageAheadOfClock,
                   "The report claims more wall time than has passed since the lease started.");
   }
   if (c.wall_seconds > limit_seconds || c.cpu_seconds > c.wall_seconds * lease.slots * slot.vcpus ||
       c.peak_memory_mib > lease.slots * slot.mem_mib ||
       c.gpu_seconds > c.wall_seconds * lease.slots * slot.gpus) {
-    return Reject(ctx, "usage_exceeds_allocation",
+    return Reject(ctx, Refusal::kUsageExceedsAllocation,
                   "The report claims more than the lease's slots allow.");
   }
   if (c.wall_seconds < lease.reported_wall_seconds) {
-    return Reject(ctx, "stale_usage", "A later report for this lease was already recorded.");
+    return Reject(ctx, Refusal::kStaleUsage, "A later report for this lease was already recorded.");
   }
   lease.reported_wall_seconds = c.wall_seconds;
   Bill(lease, c.wall_seconds, ctx);
@@ -905,7 +976,7 @@ void Exchange::Do(const ReportUsage& c, Ctx& ctx) {
 
 void Exchange::Do(const EndLease& c, Ctx& ctx) {
   const auto it = leases_.find(c.lease);
-  if (it == leases_.end()) return Reject(ctx, "unknown_lease", "No active lease has this id.");
+  if (it == leases_.end()) return Reject(ctx, Refusal::kUnknownLease, "No active lease has this id.");
   const Lease& lease = it->second;
   bool allowed = false;
   switch (c.reason) {
@@ -921,9 +992,9 @@ void Exchange::Do(const EndLease& c, Ctx& ctx) {
       break;
     case LeaseEndReason::kExpired:
     case LeaseEndReason::kOffline:
-      return Reject(ctx, "invalid_reason", "Leases expire and go offline by themselves.");
+      return Reject(ctx, Refusal::kInvalidReason, "Leases expire and go offline by themselves.");
   }
-  if (!allowed) return Reject(ctx, "not_authorized", "This caller may not end this lease so.");
+  if (!allowed) return Reject(ctx, Refusal::kNotAuthorized, "This caller may not end this lease so.");
   EndLeaseNow(c.lease, c.reason, ctx);
 }
 
@@ -933,17 +1004,17 @@ void Exchange::Do(const Tick&, Ctx&) {}
 
 void Exchange::Do(const AssignTask& c, Ctx& ctx) {
   const auto it = leases_.find(c.lease);
-  if (it == leases_.end()) return Reject(ctx, "unknown_lease", "No active lease has this id.");
+  if (it == leases_.end()) return Reject(ctx, Refusal::kUnknownLease, "No active lease has this id.");
   const Lease& lease = it->second;
   if (c.actor == 0 || c.actor != lease.buyer) {
-    return Reject(ctx, "not_authorized", "Only the lease's buyer may give it a task.");
+    return Reject(ctx, Refusal::kNotAuthorized, "Only the lease's buyer may give it a task.");
   }
   if (open_tasks_.contains(c.lease)) {
-    return Reject(ctx, "task_already_assigned", "This lease already has its task.");
+    return Reject(ctx, Refusal::kTaskAlreadyAssigned, "This lease already has its task.");
   }
-  if (c.spec.empty()) return Reject(ctx, "invalid_task", "The task spec is empty.");
+  if (c.spec.empty()) return Reject(ctx, Refusal::kInvalidTask, "The task spec is empty.");
   if (c.spec.size() > config_.task_document_bytes_max) {
-    return Reject(ctx, "task_too_large", "The task spec is longer than the exchange accepts.");
+    return Reject(ctx, Refusal::kTaskTooLarge, "The task spec is longer than the exchange accepts.");
   }
   open_tasks_.emplace(c.lease, OpenTask{c.lease, lease.buyer, lease.machine, c.spec, now_, 0});
   ctx.out->events.push_back(TaskAssigned{c.lease, lease.buyer, lease.machine, c.spec});
@@ -952,12 +1023,12 @@ void Exchange::Do(const AssignTask& c, Ctx& ctx) {
 void Exchange::Do(const FinishTask& c, Ctx& ctx) {
   const auto it = open_tasks_.find(c.lease);
   if (it == open_tasks_.end() || it->second.machine != c.machine || c.machine == 0) {
-    return Reject(ctx, "unknown_task",
+    return Reject(ctx, Refusal::kUnknownTask,
                   "This machine has no task waiting for a result on this lease.");
   }
-  if (c.result.empty()) return Reject(ctx, "invalid_task_result", "The task result is empty.");
+  if (c.result.empty()) return Reject(ctx, Refusal::kInvalidTaskResult, "The task result is empty.");
   if (c.result.size() > config_.task_document_bytes_max) {
-    return Reject(ctx, "task_too_large", "The task result is longer than the exchange accepts.");
+    return Reject(ctx, Refusal::kTaskTooLarge, "The task result is longer than the exchange accepts.");
   }
   const OpenTask& task = it->second;
   if (task.lease_ended != 0) {
@@ -978,52 +1049,52 @@ void Exchange::Do(const FinishTask& c, Ctx& ctx) {
 
 JobId Exchange::FindClientJob(AccountId account, const std::string& client_job_id) const {
   const auto it = client_job_ids_.find({account, client_job_id});
-  return it == client_job_ids_.end() ? 0 : it->second;
+  return it == client_job_ids_.end() ? 0 : it->second.id;
 }
 
 void Exchange::Do(const SubmitJob& c, Ctx& ctx) {
   const Account* actor = FindAccount(c.actor);
-  if (actor == nullptr) return Reject(ctx, "unknown_account", "No account has this id.");
+  if (actor == nullptr) return Reject(ctx, Refusal::kUnknownAccount, "No account has this id.");
   if (c.client_job_id.empty() || c.client_job_id.size() > kClientJobIdMax) {
-    return Reject(ctx, "invalid_client_job_id", "A client job id is 1 to 64 characters.");
+    return Reject(ctx, Refusal::kInvalidClientJobId, "A client job id is 1 to 64 characters.");
   }
   if (const JobId used = FindClientJob(c.actor, c.client_job_id); used != 0) {
     ctx.out->result.job = used;  // The API answers an idempotent retry with this job.
-    return Reject(ctx, "duplicate_client_job_id", "This account already used this client job id.");
+    return Reject(ctx, Refusal::kDuplicateClientJobId, "This account already used this client job id.");
   }
   const int market_index = MarketIndex(c.market);
-  if (market_index < 0) return Reject(ctx, "unknown_market", "No market has this name.");
+  if (market_index < 0) return Reject(ctx, Refusal::kUnknownMarket, "No market has this name.");
   const MarketConfig& market = config_.markets[static_cast<size_t>(market_index)];
   if (c.tasks < 1 || c.tasks > kJobTasksMax) {
-    return Reject(ctx, "invalid_tasks", "A job has 1 to 1,000 tasks.");
+    return Reject(ctx, Refusal::kInvalidTasks, "A job has 1 to 1,000 tasks.");
   }
   if (c.slots_per_task < 1 || c.slots_per_task > kCapacityMax) {
-    return Reject(ctx, "invalid_slots", "slots_per_task is 1 to 1,000,000.");
+    return Reject(ctx, Refusal::kInvalidSlots, "slots_per_task is 1 to 1,000,000.");
   }
   if (c.max_price <= 0 || c.max_price % market.tick_micros != 0) {
-    return Reject(ctx, "invalid_price",
+    return Reject(ctx, Refusal::kInvalidPrice,
                   "max_price must be positive and a multiple of the market's tick.");
   }
   if (c.max_hours < 1 || c.max_hours > config_.max_hours_max) {
-    return Reject(ctx, "invalid_max_hours", "max_hours must be from 1 to 744.");
+    return Reject(ctx, Refusal::kInvalidMaxHours, "max_hours must be from 1 to 744.");
   }
-  if (c.task_spec.empty()) return Reject(ctx, "invalid_task", "The task spec is empty.");
+  if (c.task_spec.empty()) return Reject(ctx, Refusal::kInvalidTask, "The task spec is empty.");
   if (c.task_spec.size() > config_.task_document_bytes_max) {
-    return Reject(ctx, "task_too_large", "The task spec is longer than the exchange accepts.");
+    return Reject(ctx, Refusal::kTaskTooLarge, "The task spec is longer than the exchange accepts.");
   }
   if (const std::string error = CheckConstraints(c.constraints); !error.empty()) {
-    return Reject(ctx, "invalid_constraints", error);
+    return Reject(ctx, Refusal::kInvalidConstraints, error);
   }
   if (actor->open_orders + static_cast<size_t>(c.tasks) > config_.open_orders_per_account_max) {
-    return Reject(ctx, "too_many_orders",
+    return Reject(ctx, Refusal::kTooManyOrders,
                   "The job's orders would pass the account's maximum of open orders.");
   }
   const Micros hold_each = HoldFor(c.max_price, c.slots_per_task, c.max_hours, market.taker_fee_bps);
   if (hold_each > kAmountMax || hold_each * c.tasks > kAmountMax) {
-    return Reject(ctx, "order_too_large", "The job's value exceeds 1e9 credits.");
+    return Reject(ctx, Refusal::kOrderTooLarge, "The job's value exceeds 1e9 credits.");
   }
   if (Balance({c.actor, BalanceKind::kAvailable}) < hold_each * c.tasks) {
-    return Reject(ctx, "insufficient_funds",
+    return Reject(ctx, Refusal::kInsufficientFunds,
                   "The available balance does not cover tasks * max_price * slots_per_task * "
                   "max_hours plus the taker fee.");
   }
@@ -1032,7 +1103,7 @@ void Exchange::Do(const SubmitJob& c, Ctx& ctx) {
   job.spec = c;
   job.submitted = now_;
   job.tasks.resize(static_cast<size_t>(c.tasks));
-  client_job_ids_[{c.actor, c.client_job_id}] = job.id;
+  Remember(true, c.actor, c.client_job_id, job.id);
   const JobId id = job.id;
   jobs_.emplace(id, std::move(job));
   ctx.out->events.push_back(JobSubmitted{id, c.actor, c, now_});
@@ -1048,11 +1119,11 @@ void Exchange::Do(const SubmitJob& c, Ctx& ctx) {
 
 void Exchange::Do(const CancelJob& c, Ctx& ctx) {
   const auto it = jobs_.find(c.job);
-  if (it == jobs_.end()) return Reject(ctx, "unknown_job", "No job that is still running has this id.");
+  if (it == jobs_.end()) return Reject(ctx, Refusal::kUnknownJob, "No job that is still running has this id.");
   Job& job = it->second;
   const Account* actor = FindAccount(c.actor);
   if (actor == nullptr || (job.spec.actor != c.actor && actor->role != Role::kOperator)) {
-    return Reject(ctx, "not_authorized", "Only the job's owner or an operator may cancel it.");
+    return Reject(ctx, Refusal::kNotAuthorized, "Only the job's owner or an operator may cancel it.");
   }
   for (int32_t i = 0; i < static_cast<int32_t>(job.tasks.size()); ++i) {
     JobTask& task = job.tasks[i];
@@ -1171,6 +1242,9 @@ void Exchange::CheckInvariants() const {
     OCX_ASSERT(Balance({id, BalanceKind::kEscrow}) == escrow[id]);
     OCX_ASSERT(account.open_orders == open[id]);
   }
+  std::map<AccountId, size_t> machines_of;
+  for (const auto& [id, machine] : machines_) ++machines_of[machine.owner];
+  for (const auto& [id, account] : accounts_) OCX_ASSERT(account.machines == machines_of[id]);
   for (const auto& [id, machine] : machines_) {
     for (size_t m = 0; m < books_.size(); ++m) {
       OCX_ASSERT(machine.offered[m] >= 0 && machine.leased[m] >= 0);

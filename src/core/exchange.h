@@ -17,6 +17,7 @@
 // book's own invariants hold.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -37,6 +38,7 @@ struct Account {
   Role role = Role::kConsumer;
   size_t open_orders = 0;
   std::string token_hash;  // See CreateAccount::token_hash.
+  size_t machines = 0;  // Machines it registered. Derived (rebuilt on restore), not serialized.
 };
 
 // The exchange's view of an order that is still live in a book.
@@ -69,8 +71,9 @@ struct Machine {
   bool online = true;
   std::set<OrderId> sells;
   std::set<LeaseId> leases;
-  // The last command that changed what discovery shows of it (registration, online status,
-  // its asks). Not state: 0 after a restore, so readers refresh everything then.
+  // The last command that changed anything shown of it (registration, heartbeat, online
+  // status, its asks and leases). Not state: 0 after a restore, so readers refresh
+  // everything then.
   uint64_t changed_sequence = 0;
   // Track record: leases that ended, and of those the ones it failed (went offline, or its
   // owner reclaimed the machine).
@@ -159,6 +162,11 @@ class Exchange {
   const std::map<AccountId, Account>& accounts() const { return accounts_; }
   const std::map<OrderId, OrderState>& orders() const { return orders_; }
   const std::map<MachineId, Machine>& machines() const { return machines_; }
+  // Machines whose shown state changed since the last call, each once, in id order (for the
+  // read views published after each batch). Only recorded while tracking is on (the
+  // sequencer turns it on once recovery is done, so a replay keeps no list).
+  void TrackMachineChanges(bool on) { track_machine_changes_ = on; }
+  std::vector<MachineId> TakeChangedMachines();
   // The machine's lowest ask in a market, or 0 when it has none.
   PriceMicros BestAsk(const Machine& machine, size_t market) const;
   const std::map<LeaseId, Lease>& leases() const { return leases_; }
@@ -193,7 +201,8 @@ class Exchange {
 
   void Transfer(BalanceRef from, BalanceRef to, Micros amount, TransferKind kind,
                 uint64_t reference, Ctx& ctx);
-  void Reject(Ctx& ctx, std::string_view code, std::string_view message);
+  // Refuses the command: `message` is a sentence more specific than the table's, or empty.
+  void Reject(Ctx& ctx, Refusal refusal, std::string_view message);
 
   void AdvanceTime(Ctx& ctx);
   void ProcessEngineEvents(size_t market, Ctx& ctx);
@@ -205,6 +214,8 @@ class Exchange {
   void EndLeaseNow(LeaseId id, LeaseEndReason reason, Ctx& ctx);
   void SetOffline(Machine& machine, Ctx& ctx);
   void ScheduleHeartbeatDeadline(Machine& machine, Timestamp heartbeat);
+  // Records that something shown of the machine changed (changed_sequence, the change list).
+  void Touch(Machine& machine);
 
   void Do(const CreateAccount& c, Ctx& ctx);
   void Do(const RotateToken& c, Ctx& ctx);
@@ -261,10 +272,30 @@ class Exchange {
   std::map<std::string, AccountId> account_names_;
   std::map<BalanceRef, Micros> balances_;
   std::map<OrderId, OrderState> orders_;
-  // Client order ids ever used, per account (they stay taken: RULEBOOK section 2), but for
-  // the API's own single-use ones (kAutoClientOrderIdPrefix), which are never kept.
-  std::map<std::pair<AccountId, std::string>, OrderId> client_order_ids_;
+  // A client order or job id remembered for duplicate checks (idempotent retries): taken
+  // while its order or job is open and for ExchangeConfig::client_id_retention after it was
+  // used, whichever is longer (docs/formats/commands.md). The API's own single-use ones
+  // (kAutoClientOrderIdPrefix) are never kept.
+  struct RememberedId {
+    uint64_t id = 0;
+    Timestamp time = 0;  // When it was last found still needed (used, or its order open).
+  };
+  // The order in which remembered ids come up for forgetting (times never go backwards, so
+  // appended in order). Derived: rebuilt from the two maps on restore.
+  struct RememberedKey {
+    Timestamp time = 0;
+    bool job = false;
+    AccountId account = 0;
+    std::string key;
+  };
+  void Remember(bool job, AccountId account, const std::string& key, uint64_t id);
+  // Forgets the ids past their retention (at the start of every command).
+  void ForgetOldClientIds();
+  std::map<std::pair<AccountId, std::string>, RememberedId> client_order_ids_;
   std::map<MachineId, Machine> machines_;
+  // Not state: see TakeChangedMachines.
+  bool track_machine_changes_ = false;
+  std::vector<MachineId> changed_machines_;
   std::set<std::pair<Timestamp, MachineId>> heartbeat_deadlines_;  // Online machines.
   std::map<LeaseId, Lease> leases_;                                // Active leases.
   std::set<std::pair<Timestamp, LeaseId>> lease_deadlines_;        // start + max_hours.
@@ -273,7 +304,8 @@ class Exchange {
   std::set<std::pair<Timestamp, LeaseId>> task_deadlines_;
   JobId next_job_ = 1;
   std::map<JobId, Job> jobs_;  // Not over yet.
-  std::map<std::pair<AccountId, std::string>, JobId> client_job_ids_;
+  std::map<std::pair<AccountId, std::string>, RememberedId> client_job_ids_;
+  std::deque<RememberedKey> remembered_keys_;
   // Derived from jobs_ (rebuilt on restore): the waiting tasks' orders, the running tasks'
   // leases, each -> (job, task index).
   std::map<OrderId, std::pair<JobId, int32_t>> job_orders_;

@@ -206,12 +206,12 @@ void RunRandomStream(uint64_t seed, int commands) {
     ASSERT_TRUE(decoded.ok()) << decoded.status();
     ApplyOutput replica_out;
     replica.Apply(sequence, time, *decoded, &replica_out);
-    ASSERT_EQ(replica_out.result.code, out.result.code) << "sequence " << sequence;
+    ASSERT_EQ(replica_out.result.code(), out.result.code()) << "sequence " << sequence;
     ASSERT_EQ(replica_out.events.size(), out.events.size()) << "sequence " << sequence;
     if (restored) {
       ApplyOutput restored_out;
       restored->Apply(sequence, time, *decoded, &restored_out);
-      ASSERT_EQ(restored_out.result.code, out.result.code) << "sequence " << sequence;
+      ASSERT_EQ(restored_out.result.code(), out.result.code()) << "sequence " << sequence;
     }
   };
   for (const CommandBody& command : gen.Setup()) apply(command);

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace ocx::core {
 namespace {
@@ -48,7 +49,7 @@ class ExchangeTest : public ::testing::Test {
   }
   AccountId Create(const std::string& name, Role role) {
     const ApplyOutput out = Run(CreateAccount{op_, name, role, {}});
-    EXPECT_TRUE(out.result.accepted) << out.result.code;
+    EXPECT_TRUE(out.result.accepted) << out.result.code();
     return out.result.account;
   }
   MachineId Register(AccountId owner, Quantity cpu_slots) {
@@ -58,7 +59,7 @@ class ExchangeTest : public ::testing::Test {
     c.spec.capacity["cpu"] = cpu_slots;
     c.spec.attributes["region"] = AttributeValue{false, 0, "eu"};
     const ApplyOutput out = Run(c);
-    EXPECT_TRUE(out.result.accepted) << out.result.code;
+    EXPECT_TRUE(out.result.accepted) << out.result.code();
     return out.result.machine;
   }
   void Fund(AccountId account, Micros amount) {
@@ -129,7 +130,7 @@ TEST_F(ExchangeTest, BuyBeyondTheAvailableBalanceIsRejectedAndChangesNothing) {
   Fund(alice_, 1'167'830);  // One micro-credit short of the hold above.
   const ApplyOutput out = Buy(alice_, 55'500, 3, 7);
   EXPECT_FALSE(out.result.accepted);
-  EXPECT_EQ(out.result.code, "insufficient_funds");
+  EXPECT_EQ(out.result.code(), "insufficient_funds");
   EXPECT_EQ(Held(alice_), 0);
   EXPECT_EQ(Avail(alice_), 1'167'830);
   EXPECT_TRUE(x_.orders().empty());
@@ -178,7 +179,7 @@ TEST_F(ExchangeTest, MarketBuyIsHeldAtTheWorstAskItCouldReach) {
   EXPECT_EQ(Escrow(alice_), Exchange::HoldFor(10'000, 1, 1, 20));
   EXPECT_EQ(Held(alice_), 0);
   Fund(bob_, Exchange::HoldFor(90'000, 2, 1, 20) - 1);
-  EXPECT_EQ(Buy(bob_, 0, 2, 1, TimeInForce::kIoc, OrderType::kMarket).result.code,
+  EXPECT_EQ(Buy(bob_, 0, 2, 1, TimeInForce::kIoc, OrderType::kMarket).result.code(),
             "insufficient_funds");
 }
 
@@ -255,7 +256,7 @@ TEST_F(ExchangeTest, ReleaseByBuyerBillsToNowAndRefunds) {
   Buy(alice_, 36'000, 1, 3);
   const LeaseId lease = OnlyLease();
   Elapse(60 * kSecond);
-  EXPECT_EQ(Run(EndLease{bob_, 0, lease, LeaseEndReason::kReleased}).result.code,
+  EXPECT_EQ(Run(EndLease{bob_, 0, lease, LeaseEndReason::kReleased}).result.code(),
             "not_authorized");
   ASSERT_TRUE(Run(EndLease{alice_, 0, lease, LeaseEndReason::kReleased}).result.accepted);
   EXPECT_EQ(Earned(prov_), 600);  // 0.036 * 60 / 3600.
@@ -273,7 +274,7 @@ TEST_F(ExchangeTest, ReclaimStopsBillingAtTheReclaim) {
   const Micros earned = Earned(prov_);
   EXPECT_EQ(earned, 1'200);
   Elapse(600 * kSecond);
-  EXPECT_EQ(Run(ReportUsage{machine_, lease, 700, 0, 0, 0}).result.code, "unknown_lease");
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 700, 0, 0, 0}).result.code(), "unknown_lease");
   EXPECT_EQ(Earned(prov_), earned);
 }
 
@@ -295,7 +296,7 @@ TEST_F(ExchangeTest, OfflineMachineLosesItsAsksAndLeasesEndAtTheLastReport) {
   EXPECT_TRUE(x_.orders().empty());
   EXPECT_EQ(Earned(prov_), 100);  // 0.036 * 10 / 3600.
   EXPECT_EQ(Escrow(alice_), 0);
-  EXPECT_EQ(Sell(prov_, machine_, 36'000, 1).result.code, "machine_offline");
+  EXPECT_EQ(Sell(prov_, machine_, 36'000, 1).result.code(), "machine_offline");
   Run(Heartbeat{machine_});
   EXPECT_TRUE(x_.machines().at(machine_).online);
 }
@@ -314,16 +315,16 @@ TEST_F(ExchangeTest, UsageClaimingMoreThanTheAllocationIsRefused) {
   Buy(alice_, 36'000, 2, 1);
   const LeaseId lease = OnlyLease();
   Elapse(100 * kSecond);
-  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 201, 0, 0}).result.code,
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 201, 0, 0}).result.code(),
             "usage_exceeds_allocation");  // 2 slots x 1 vCPU x 100 s = 200 CPU-seconds.
-  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 0, 4097, 0}).result.code,
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 0, 4097, 0}).result.code(),
             "usage_exceeds_allocation");  // 2 x 2 GiB.
-  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 0, 0, 1}).result.code,
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 100, 0, 0, 1}).result.code(),
             "usage_exceeds_allocation");  // No GPU in a cpu slot.
-  EXPECT_EQ(Run(ReportUsage{machine_, lease, 200, 0, 0, 0}).result.code, "usage_ahead_of_clock");
-  EXPECT_EQ(Run(ReportUsage{machine_ + 1, lease, 50, 0, 0, 0}).result.code, "unknown_machine");
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 200, 0, 0, 0}).result.code(), "usage_ahead_of_clock");
+  EXPECT_EQ(Run(ReportUsage{machine_ + 1, lease, 50, 0, 0, 0}).result.code(), "unknown_machine");
   ASSERT_TRUE(Run(ReportUsage{machine_, lease, 100, 200, 4096, 0}).result.accepted);
-  EXPECT_EQ(Run(ReportUsage{machine_, lease, 99, 0, 0, 0}).result.code, "stale_usage");
+  EXPECT_EQ(Run(ReportUsage{machine_, lease, 99, 0, 0, 0}).result.code(), "stale_usage");
   EXPECT_EQ(Earned(prov_), 2'000);
 }
 
@@ -331,11 +332,11 @@ TEST_F(ExchangeTest, UsageClaimingMoreThanTheAllocationIsRefused) {
 
 TEST_F(ExchangeTest, SellsAreBoundedByTheMachinesFreeCapacity) {
   ASSERT_TRUE(Sell(prov_, machine_, 50'000, 10).result.accepted);
-  EXPECT_EQ(Sell(prov_, machine_, 50'000, 7).result.code, "insufficient_capacity");
+  EXPECT_EQ(Sell(prov_, machine_, 50'000, 7).result.code(), "insufficient_capacity");
   ASSERT_TRUE(Sell(prov_, machine_, 50'000, 6).result.accepted);
   Fund(alice_, 10 * kCredit);
   Buy(alice_, 50'000, 16, 1);  // Everything is leased now.
-  EXPECT_EQ(Sell(prov_, machine_, 50'000, 1).result.code, "insufficient_capacity");
+  EXPECT_EQ(Sell(prov_, machine_, 50'000, 1).result.code(), "insufficient_capacity");
   Elapse(60 * kSecond);
   for (const auto& [id, lease] : std::map<LeaseId, Lease>(x_.leases())) {
     Run(EndLease{alice_, 0, id, LeaseEndReason::kReleased});
@@ -344,28 +345,28 @@ TEST_F(ExchangeTest, SellsAreBoundedByTheMachinesFreeCapacity) {
 }
 
 TEST_F(ExchangeTest, OnlyTheOwnerMaySellAMachine) {
-  EXPECT_EQ(Sell(other_prov_, machine_, 50'000, 1).result.code, "not_authorized");
-  EXPECT_EQ(Sell(prov_, 999, 50'000, 1).result.code, "unknown_machine");
+  EXPECT_EQ(Sell(other_prov_, machine_, 50'000, 1).result.code(), "not_authorized");
+  EXPECT_EQ(Sell(prov_, 999, 50'000, 1).result.code(), "unknown_machine");
 }
 
 TEST_F(ExchangeTest, OnlyOperatorsMoveMoneyInAndOut) {
-  EXPECT_EQ(Run(Deposit{alice_, alice_, kCredit}).result.code, "not_authorized");
+  EXPECT_EQ(Run(Deposit{alice_, alice_, kCredit}).result.code(), "not_authorized");
   Fund(alice_, kCredit);
-  EXPECT_EQ(Run(Withdraw{alice_, alice_, kCredit, BalanceKind::kAvailable}).result.code,
+  EXPECT_EQ(Run(Withdraw{alice_, alice_, kCredit, BalanceKind::kAvailable}).result.code(),
             "not_authorized");
-  EXPECT_EQ(Run(Withdraw{op_, alice_, kCredit + 1, BalanceKind::kAvailable}).result.code,
+  EXPECT_EQ(Run(Withdraw{op_, alice_, kCredit + 1, BalanceKind::kAvailable}).result.code(),
             "insufficient_funds");
   ASSERT_TRUE(Run(Withdraw{op_, alice_, kCredit, BalanceKind::kAvailable}).result.accepted);
   EXPECT_EQ(Avail(alice_), 0);
-  EXPECT_EQ(Run(Deposit{op_, alice_, 0}).result.code, "invalid_amount");
-  EXPECT_EQ(Run(Deposit{op_, 999, kCredit}).result.code, "unknown_account");
+  EXPECT_EQ(Run(Deposit{op_, alice_, 0}).result.code(), "invalid_amount");
+  EXPECT_EQ(Run(Deposit{op_, 999, kCredit}).result.code(), "unknown_account");
 }
 
 TEST_F(ExchangeTest, ATokenIsReplacedByItsAccountOrAnOperatorOnly) {
   const std::string first(64, 'a'), second(64, 'b'), third(64, 'c');
   // The account itself.
   ApplyOutput out = Run(RotateToken{alice_, alice_, first});
-  ASSERT_TRUE(out.result.accepted) << out.result.code;
+  ASSERT_TRUE(out.result.accepted) << out.result.code();
   EXPECT_EQ(x_.accounts().at(alice_).token_hash, first);
   ASSERT_EQ(out.events.size(), 1u);
   const auto* rotated = std::get_if<TokenRotated>(&out.events[0]);
@@ -385,7 +386,7 @@ TEST_F(ExchangeTest, ATokenIsReplacedByItsAccountOrAnOperatorOnly) {
            {RotateToken{alice_, alice_, std::string(64, 'A')}, "invalid_token_hash"},
            {RotateToken{alice_, alice_, std::string(63, 'a')}, "invalid_token_hash"}}) {
     out = Run(command);
-    EXPECT_EQ(out.result.code, code) << command.account << " by " << command.actor;
+    EXPECT_EQ(out.result.code(), code) << command.account << " by " << command.actor;
     EXPECT_TRUE(out.events.empty());
   }
   EXPECT_EQ(x_.accounts().at(alice_).token_hash, second);
@@ -398,24 +399,24 @@ TEST_F(ExchangeTest, ATokenIsReplacedByItsAccountOrAnOperatorOnly) {
 TEST_F(ExchangeTest, OnlyTheOwnerCancelsOrReplacesAnOrder) {
   Fund(alice_, kCredit);
   const OrderId id = Buy(alice_, 10'000, 1, 1).result.order;
-  EXPECT_EQ(Run(CancelOrder{bob_, id}).result.code, "not_authorized");
-  EXPECT_EQ(Run(ReplaceOrder{bob_, id, 20'000, std::nullopt}).result.code, "not_authorized");
+  EXPECT_EQ(Run(CancelOrder{bob_, id}).result.code(), "not_authorized");
+  EXPECT_EQ(Run(ReplaceOrder{bob_, id, 20'000, std::nullopt}).result.code(), "not_authorized");
   EXPECT_TRUE(x_.orders().contains(id));
   EXPECT_TRUE(Run(CancelOrder{op_, id}).result.accepted);  // An operator may.
 }
 
 TEST_F(ExchangeTest, OnlyAnOperatorCreatesOperatorsAfterTheFirst) {
-  EXPECT_EQ(Run(CreateAccount{alice_, "mallory", Role::kOperator, {}}).result.code, "not_authorized");
+  EXPECT_EQ(Run(CreateAccount{alice_, "mallory", Role::kOperator, {}}).result.code(), "not_authorized");
   EXPECT_TRUE(Run(CreateAccount{op_, "op2", Role::kOperator, {}}).result.accepted);
-  EXPECT_EQ(Run(CreateAccount{0, "alice", Role::kConsumer, {}}).result.code, "name_taken");
-  EXPECT_EQ(Run(CreateAccount{0, "bad name!", Role::kConsumer, {}}).result.code, "invalid_name");
+  EXPECT_EQ(Run(CreateAccount{0, "alice", Role::kConsumer, {}}).result.code(), "name_taken");
+  EXPECT_EQ(Run(CreateAccount{0, "bad name!", Role::kConsumer, {}}).result.code(), "invalid_name");
 }
 
 TEST_F(ExchangeTest, TokenHashesAndPublicKeysAreCheckedKeptAndSnapshotted) {
   const std::string hash(64, 'c');
-  EXPECT_EQ(Run(CreateAccount{0, "t1", Role::kConsumer, "ABC"}).result.code,
+  EXPECT_EQ(Run(CreateAccount{0, "t1", Role::kConsumer, "ABC"}).result.code(),
             "invalid_token_hash");
-  EXPECT_EQ(Run(CreateAccount{0, "t1", Role::kConsumer, std::string(64, 'C')}).result.code,
+  EXPECT_EQ(Run(CreateAccount{0, "t1", Role::kConsumer, std::string(64, 'C')}).result.code(),
             "invalid_token_hash");
   const ApplyOutput created = Run(CreateAccount{0, "t1", Role::kConsumer, hash});
   ASSERT_TRUE(created.result.accepted);
@@ -428,7 +429,7 @@ TEST_F(ExchangeTest, TokenHashesAndPublicKeysAreCheckedKeptAndSnapshotted) {
   machine.spec.name = "keyed";
   machine.spec.capacity["cpu"] = 1;
   machine.spec.public_key = "xyz";
-  EXPECT_EQ(Run(machine).result.code, "invalid_public_key");
+  EXPECT_EQ(Run(machine).result.code(), "invalid_public_key");
   machine.spec.public_key = std::string(64, '0');
   const ApplyOutput registered = Run(machine);
   ASSERT_TRUE(registered.result.accepted);
@@ -454,13 +455,67 @@ TEST_F(ExchangeTest, ClientOrderIdsAreUniquePerAccount) {
   const OrderId first = Run(c).result.order;
   ASSERT_NE(first, 0u);
   const ApplyOutput retry = Run(c);
-  EXPECT_EQ(retry.result.code, "duplicate_client_order_id");
+  EXPECT_EQ(retry.result.code(), "duplicate_client_order_id");
   EXPECT_EQ(retry.result.order, first);  // Names the order the id placed (idempotent retry).
   EXPECT_EQ(x_.FindClientOrder(alice_, "job-1"), first);
   EXPECT_EQ(x_.FindClientOrder(bob_, "job-1"), 0u);
   c.actor = bob_;
   Fund(bob_, kCredit);
   EXPECT_TRUE(Run(c).result.accepted);
+}
+
+// A client order id stays taken while its order is open and for the retention after it was
+// used; then it is forgotten (memory and snapshots do not grow with every key ever used) and
+// may place a new order. A restored snapshot forgets at the same moments.
+TEST_F(ExchangeTest, ClientOrderIdsAreForgottenAfterTheRetentionOnceTheirOrderIsClosed) {
+  Fund(alice_, kCredit);
+  const Timestamp retention = x_.config().client_id_retention;
+  PlaceOrder c;
+  c.actor = alice_;
+  c.market = "cpu";
+  c.client_order_id = "key-1";
+  c.price = 10'000;
+  c.quantity = 1;
+  const OrderId first = Run(c).result.order;
+  ASSERT_NE(first, 0u);
+  // Open past the retention: still taken.
+  Advance(retention + kSecond);
+  EXPECT_EQ(Run(c).result.code(), "duplicate_client_order_id");
+  ASSERT_TRUE(Run(CancelOrder{alice_, first}).result.accepted);
+  // Closed, but looked at again only a retention after it was last found open.
+  Advance(kSecond);
+  EXPECT_EQ(x_.FindClientOrder(alice_, "key-1"), first);
+  auto restored = Exchange::Restore(x_.config(), x_.Serialize());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  Advance(retention);
+  EXPECT_EQ(x_.FindClientOrder(alice_, "key-1"), 0u);
+  ApplyOutput out;
+  (*restored)->Apply(seq_, now_, Tick{}, &out);
+  EXPECT_EQ((*restored)->FindClientOrder(alice_, "key-1"), 0u);
+  EXPECT_EQ((*restored)->StateHash(), x_.StateHash());
+  // Forgotten: the key places a new order.
+  const ApplyOutput again = Run(c);
+  ASSERT_TRUE(again.result.accepted) << again.result.code();
+  EXPECT_NE(again.result.order, first);
+}
+
+// A snapshot written before ids had a retention ([account, key, id] without a time) counts
+// them as used at the snapshot's time.
+TEST_F(ExchangeTest, SnapshotClientIdsWithoutATimeAreReadAsUsedAtTheSnapshot) {
+  Fund(alice_, kCredit);
+  PlaceOrder c;
+  c.actor = alice_;
+  c.market = "cpu";
+  c.client_order_id = "old-key";
+  c.price = 10'000;
+  c.quantity = 1;
+  c.tif = engine::TimeInForce::kIoc;
+  ASSERT_TRUE(Run(c).result.accepted);
+  auto snapshot = nlohmann::json::parse(x_.Serialize());
+  for (auto& entry : snapshot["client_order_ids"]) entry.erase(3);
+  auto restored = Exchange::Restore(x_.config(), snapshot.dump());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_NE((*restored)->FindClientOrder(alice_, "old-key"), 0u);
 }
 
 // The API's made-up ids (orders placed without an idempotency key) are unique by
@@ -477,7 +532,7 @@ TEST_F(ExchangeTest, AutoClientOrderIdsAreNotKept) {
   c.tif = engine::TimeInForce::kIoc;
   const std::string before = x_.Serialize();
   const ApplyOutput first = Run(c);
-  ASSERT_TRUE(first.result.accepted) << first.result.code;
+  ASSERT_TRUE(first.result.accepted) << first.result.code();
   EXPECT_EQ(x_.FindClientOrder(alice_, c.client_order_id), 0u);
   // Nothing of it is left in the state: the ioc order is gone and its id was not kept, so
   // the state differs from before only in counters and the ledger.
@@ -485,12 +540,12 @@ TEST_F(ExchangeTest, AutoClientOrderIdsAreNotKept) {
   EXPECT_NE(x_.Serialize(), before);
   // The same made-up id again (it cannot happen through the API) is not refused either.
   const ApplyOutput second = Run(c);
-  EXPECT_TRUE(second.result.accepted) << second.result.code;
+  EXPECT_TRUE(second.result.accepted) << second.result.code();
   EXPECT_NE(second.result.order, first.result.order);
   // A client's own id is still kept and refused the second time.
   c.client_order_id = "auto";  // Not the prefix: "auto-" with its dash.
   ASSERT_TRUE(Run(c).result.accepted);
-  EXPECT_EQ(Run(c).result.code, "duplicate_client_order_id");
+  EXPECT_EQ(Run(c).result.code(), "duplicate_client_order_id");
   const auto restored = Exchange::Restore(x_.config(), x_.Serialize());
   ASSERT_TRUE(restored.ok()) << restored.status();
   EXPECT_EQ((*restored)->StateHash(), x_.StateHash());
@@ -499,9 +554,9 @@ TEST_F(ExchangeTest, AutoClientOrderIdsAreNotKept) {
 TEST_F(ExchangeTest, ReplaceUpNeedsTheExtraHoldAndRejectsWithoutChange) {
   Fund(alice_, Exchange::HoldFor(10'000, 2, 1, 20));
   const OrderId id = Buy(alice_, 10'000, 2, 1).result.order;
-  EXPECT_EQ(Run(ReplaceOrder{alice_, id, 20'000, std::nullopt}).result.code, "insufficient_funds");
+  EXPECT_EQ(Run(ReplaceOrder{alice_, id, 20'000, std::nullopt}).result.code(), "insufficient_funds");
   EXPECT_EQ(Held(alice_), Exchange::HoldFor(10'000, 2, 1, 20));
-  EXPECT_EQ(Run(ReplaceOrder{alice_, id, 10'050, std::nullopt}).result.code, "off_tick");
+  EXPECT_EQ(Run(ReplaceOrder{alice_, id, 10'050, std::nullopt}).result.code(), "off_tick");
   EXPECT_EQ(Held(alice_), Exchange::HoldFor(10'000, 2, 1, 20));
   ASSERT_TRUE(Run(ReplaceOrder{alice_, id, std::nullopt, 1}).result.accepted);
   EXPECT_EQ(Held(alice_), Exchange::HoldFor(10'000, 1, 1, 20));
@@ -509,9 +564,9 @@ TEST_F(ExchangeTest, ReplaceUpNeedsTheExtraHoldAndRejectsWithoutChange) {
 
 TEST_F(ExchangeTest, EngineRejectionsReachTheCallerWithTheirCode) {
   Fund(alice_, kCredit);
-  EXPECT_EQ(Buy(alice_, 10'050, 1, 1).result.code, "off_tick");
-  EXPECT_EQ(Buy(alice_, 10'000, 0, 1).result.code, "invalid_quantity");
-  EXPECT_EQ(Buy(alice_, 10'000, 1, 0).result.code, "invalid_max_hours");
+  EXPECT_EQ(Buy(alice_, 10'050, 1, 1).result.code(), "off_tick");
+  EXPECT_EQ(Buy(alice_, 10'000, 0, 1).result.code(), "invalid_quantity");
+  EXPECT_EQ(Buy(alice_, 10'000, 1, 0).result.code(), "invalid_max_hours");
   EXPECT_EQ(Held(alice_), 0);
   EXPECT_EQ(Avail(alice_), kCredit);
 }
@@ -525,7 +580,7 @@ TEST_F(ExchangeTest, AFokBuyCountsOnlyTheAsksItsConstraintsAccept) {
   c.constraints = R"(region == "us")";
   const Micros available = Avail(alice_);
   const ApplyOutput refused = Run(c);
-  EXPECT_EQ(refused.result.code, "fok_unfillable");
+  EXPECT_EQ(refused.result.code(), "fok_unfillable");
   for (const CoreEvent& e : refused.events) {
     EXPECT_FALSE(std::holds_alternative<LedgerTransfer>(e));
   }
@@ -547,12 +602,12 @@ TEST_F(ExchangeTest, RejectedCommandsMoveNoMoney) {
                                  Buy(alice_, 10'050, 1, 1)}) {                   // Off tick.
     EXPECT_FALSE(out.result.accepted);
     for (const CoreEvent& e : out.events) {
-      EXPECT_FALSE(std::holds_alternative<LedgerTransfer>(e)) << out.result.code;
+      EXPECT_FALSE(std::holds_alternative<LedgerTransfer>(e)) << out.result.code();
     }
   }
   const OrderId resting = Buy(alice_, 5'000, 1, 1).result.order;
   const ApplyOutput replace = Run(ReplaceOrder{alice_, resting, std::nullopt, 0 - 1});
-  EXPECT_EQ(replace.result.code, "invalid_quantity");
+  EXPECT_EQ(replace.result.code(), "invalid_quantity");
   for (const CoreEvent& e : replace.events) EXPECT_FALSE(std::holds_alternative<LedgerTransfer>(e));
 }
 
@@ -603,33 +658,33 @@ TEST_F(ExchangeTest, TheBuyerGivesALeaseOneTaskAndItsMachineReportsTheResult) {
   Buy(alice_, 36'000, 1, 1);
   const LeaseId lease = OnlyLease();
   const MachineId other = Register(other_prov_, 4);
-  EXPECT_EQ(Run(AssignTask{bob_, lease, R"({"command":["true"]})"}).result.code, "not_authorized");
-  EXPECT_EQ(Run(AssignTask{prov_, lease, R"({"command":["true"]})"}).result.code,
+  EXPECT_EQ(Run(AssignTask{bob_, lease, R"({"command":["true"]})"}).result.code(), "not_authorized");
+  EXPECT_EQ(Run(AssignTask{prov_, lease, R"({"command":["true"]})"}).result.code(),
             "not_authorized");
-  EXPECT_EQ(Run(AssignTask{alice_, lease + 1, R"({"command":["true"]})"}).result.code,
+  EXPECT_EQ(Run(AssignTask{alice_, lease + 1, R"({"command":["true"]})"}).result.code(),
             "unknown_lease");
-  EXPECT_EQ(Run(AssignTask{alice_, lease, ""}).result.code, "invalid_task");
-  EXPECT_EQ(Run(AssignTask{alice_, lease, std::string(64 * 1024 + 1, 'x')}).result.code,
+  EXPECT_EQ(Run(AssignTask{alice_, lease, ""}).result.code(), "invalid_task");
+  EXPECT_EQ(Run(AssignTask{alice_, lease, std::string(64 * 1024 + 1, 'x')}).result.code(),
             "task_too_large");
   const ApplyOutput assigned = Run(AssignTask{alice_, lease, R"({"command":["true"]})"});
-  ASSERT_TRUE(assigned.result.accepted) << assigned.result.code;
+  ASSERT_TRUE(assigned.result.accepted) << assigned.result.code();
   ASSERT_EQ(assigned.events.size(), 1u);
   const auto& event = std::get<TaskAssigned>(assigned.events[0]);
   EXPECT_EQ(event.lease, lease);
   EXPECT_EQ(event.buyer, alice_);
   EXPECT_EQ(event.machine, machine_);
-  EXPECT_EQ(Run(AssignTask{alice_, lease, R"({"command":["false"]})"}).result.code,
+  EXPECT_EQ(Run(AssignTask{alice_, lease, R"({"command":["false"]})"}).result.code(),
             "task_already_assigned");
   // Only the lease's machine reports, once.
-  EXPECT_EQ(Run(FinishTask{other, lease, R"({"status":"succeeded"})"}).result.code,
+  EXPECT_EQ(Run(FinishTask{other, lease, R"({"status":"succeeded"})"}).result.code(),
             "unknown_task");
-  EXPECT_EQ(Run(FinishTask{machine_, lease, ""}).result.code, "invalid_task_result");
+  EXPECT_EQ(Run(FinishTask{machine_, lease, ""}).result.code(), "invalid_task_result");
   const ApplyOutput finished = Run(FinishTask{machine_, lease, R"({"status":"succeeded"})"});
-  ASSERT_TRUE(finished.result.accepted) << finished.result.code;
+  ASSERT_TRUE(finished.result.accepted) << finished.result.code();
   const auto& done = std::get<TaskFinished>(finished.events.at(0));
   EXPECT_EQ(done.result, R"({"status":"succeeded"})");
   EXPECT_EQ(done.buyer, alice_);
-  EXPECT_EQ(Run(FinishTask{machine_, lease, R"({"status":"succeeded"})"}).result.code,
+  EXPECT_EQ(Run(FinishTask{machine_, lease, R"({"status":"succeeded"})"}).result.code(),
             "unknown_task");
   // Tasks move no money.
   EXPECT_EQ(Escrow(alice_), x_.leases().at(lease).escrow);
@@ -647,14 +702,14 @@ TEST_F(ExchangeTest, ATaskReportsWithinTheGraceAfterItsLeaseEndedOrIsLost) {
   ASSERT_TRUE(Run(AssignTask{alice_, second, R"({"command":["b"]})"}).result.accepted);
   ASSERT_TRUE(Run(EndLease{prov_, 0, first, LeaseEndReason::kReclaimed}).result.accepted);
   ASSERT_TRUE(Run(EndLease{alice_, 0, second, LeaseEndReason::kReleased}).result.accepted);
-  EXPECT_EQ(Run(AssignTask{alice_, first, R"({"command":["c"]})"}).result.code, "unknown_lease");
+  EXPECT_EQ(Run(AssignTask{alice_, first, R"({"command":["c"]})"}).result.code(), "unknown_lease");
   // The first reports what its killed job left, within the grace.
   Elapse(60 * kSecond);
   EXPECT_TRUE(Run(FinishTask{machine_, first, R"({"status":"cancelled"})"}).result.accepted);
   // The second never reports: after the grace it is over without a result.
   Elapse(x_.config().task_result_grace);
   EXPECT_TRUE(x_.open_tasks().empty());
-  EXPECT_EQ(Run(FinishTask{machine_, second, R"({"status":"cancelled"})"}).result.code,
+  EXPECT_EQ(Run(FinishTask{machine_, second, R"({"status":"cancelled"})"}).result.code(),
             "unknown_task");
 }
 
@@ -722,7 +777,7 @@ class JobTest : public ExchangeTest {
     c.spec.capacity["cpu"] = slots;
     c.spec.attributes["region"] = AttributeValue{false, 0, region};
     const ApplyOutput out = Run(c);
-    EXPECT_TRUE(out.result.accepted) << out.result.code;
+    EXPECT_TRUE(out.result.accepted) << out.result.code();
     return out.result.machine;
   }
 };
@@ -730,7 +785,7 @@ class JobTest : public ExchangeTest {
 TEST_F(JobTest, EachTaskGetsItsOwnBuyAndEveryFillItsTask) {
   Fund(alice_, 10 * kCredit);
   const ApplyOutput submitted = Run(Job(3, 2, 50'000));
-  ASSERT_TRUE(submitted.result.accepted) << submitted.result.code;
+  ASSERT_TRUE(submitted.result.accepted) << submitted.result.code();
   const JobId job = submitted.result.job;
   ASSERT_EQ(x_.jobs().size(), 1u);
   EXPECT_EQ(x_.orders().size(), 3u);  // One per task, each held on its own.
@@ -747,9 +802,9 @@ TEST_F(JobTest, EachTaskGetsItsOwnBuyAndEveryFillItsTask) {
   for (const auto& [id, lease] : x_.leases()) EXPECT_EQ(lease.slots, 2);
   EXPECT_EQ(x_.jobs().at(job).tasks[2].state, JobTaskState::kWaiting);
   // The buyer cannot add a second task to a job's lease, nor cancel a job's order.
-  EXPECT_EQ(Run(AssignTask{alice_, assigned[0].lease, "{}"}).result.code,
+  EXPECT_EQ(Run(AssignTask{alice_, assigned[0].lease, "{}"}).result.code(),
             "task_already_assigned");
-  EXPECT_EQ(Run(CancelOrder{alice_, x_.jobs().at(job).tasks[2].order}).result.code, "job_order");
+  EXPECT_EQ(Run(CancelOrder{alice_, x_.jobs().at(job).tasks[2].order}).result.code(), "job_order");
   // Results come in; the third task trades on another machine; the job is done.
   EXPECT_TRUE(Run(FinishTask{machine_, assigned[0].lease, "{\"exit_code\":0}"}).result.accepted);
   EXPECT_TRUE(Run(FinishTask{machine_, assigned[1].lease, "{\"exit_code\":1}"}).result.accepted);
@@ -768,18 +823,18 @@ TEST_F(JobTest, ASubmissionIsCheckedWholeAndChangesNothingWhenRefused) {
   Fund(alice_, 1 * kCredit);
   const Micros before = Avail(alice_);
   // 3 tasks at 0.2 credit * 2 slots: 1.2 credits plus fee is more than alice has.
-  EXPECT_EQ(Run(Job(3, 2, 200'000)).result.code, "insufficient_funds");
-  EXPECT_EQ(Run(Job(0, 1, 10'000)).result.code, "invalid_tasks");
-  EXPECT_EQ(Run(Job(kJobTasksMax + 1, 1, 10'000)).result.code, "invalid_tasks");
-  EXPECT_EQ(Run(Job(1, 0, 10'000)).result.code, "invalid_slots");
-  EXPECT_EQ(Run(Job(1, 1, 10'050)).result.code, "invalid_price");
-  EXPECT_EQ(Run(Job(1, 1, 10'000, "region ==")).result.code, "invalid_constraints");
+  EXPECT_EQ(Run(Job(3, 2, 200'000)).result.code(), "insufficient_funds");
+  EXPECT_EQ(Run(Job(0, 1, 10'000)).result.code(), "invalid_tasks");
+  EXPECT_EQ(Run(Job(kJobTasksMax + 1, 1, 10'000)).result.code(), "invalid_tasks");
+  EXPECT_EQ(Run(Job(1, 0, 10'000)).result.code(), "invalid_slots");
+  EXPECT_EQ(Run(Job(1, 1, 10'050)).result.code(), "invalid_price");
+  EXPECT_EQ(Run(Job(1, 1, 10'000, "region ==")).result.code(), "invalid_constraints");
   SubmitJob empty = Job(1, 1, 10'000);
   empty.task_spec.clear();
-  EXPECT_EQ(Run(empty).result.code, "invalid_task");
+  EXPECT_EQ(Run(empty).result.code(), "invalid_task");
   SubmitJob bad_market = Job(1, 1, 10'000);
   bad_market.market = "nope";
-  EXPECT_EQ(Run(bad_market).result.code, "unknown_market");
+  EXPECT_EQ(Run(bad_market).result.code(), "unknown_market");
   EXPECT_EQ(Avail(alice_), before);
   EXPECT_TRUE(x_.jobs().empty());
   EXPECT_TRUE(x_.orders().empty());
@@ -788,7 +843,7 @@ TEST_F(JobTest, ASubmissionIsCheckedWholeAndChangesNothingWhenRefused) {
   const ApplyOutput first = Run(once);
   ASSERT_TRUE(first.result.accepted);
   const ApplyOutput again = Run(once);
-  EXPECT_EQ(again.result.code, "duplicate_client_job_id");
+  EXPECT_EQ(again.result.code(), "duplicate_client_job_id");
   EXPECT_EQ(again.result.job, first.result.job);
   // The exchange's own client order ids cannot be taken by hand.
   PlaceOrder mine;
@@ -797,7 +852,7 @@ TEST_F(JobTest, ASubmissionIsCheckedWholeAndChangesNothingWhenRefused) {
   mine.client_order_id = "job:1:0:2";
   mine.price = 10'000;
   mine.quantity = 1;
-  EXPECT_EQ(Run(mine).result.code, "invalid_client_order_id");
+  EXPECT_EQ(Run(mine).result.code(), "invalid_client_order_id");
 }
 
 TEST_F(JobTest, ATaskWhoseMachineGoesOfflineRunsAgainElsewhereThenIsLost) {
@@ -837,10 +892,10 @@ TEST_F(JobTest, CancellingAJobWithdrawsItsOrdersAndReleasesItsLeases) {
   const JobId job = Run(Job(3, 4, 50'000)).result.job;
   Sell(prov_, machine_, 40'000, 4);
   ASSERT_EQ(x_.leases().size(), 1u);
-  EXPECT_EQ(Run(CancelJob{bob_, job}).result.code, "not_authorized");
-  EXPECT_EQ(Run(CancelJob{alice_, job + 1}).result.code, "unknown_job");
+  EXPECT_EQ(Run(CancelJob{bob_, job}).result.code(), "not_authorized");
+  EXPECT_EQ(Run(CancelJob{alice_, job + 1}).result.code(), "unknown_job");
   const ApplyOutput cancelled = Run(CancelJob{alice_, job});
-  ASSERT_TRUE(cancelled.result.accepted) << cancelled.result.code;
+  ASSERT_TRUE(cancelled.result.accepted) << cancelled.result.code();
   EXPECT_EQ(Events<LeaseEnded>(cancelled).size(), 1u);
   EXPECT_EQ(Events<LeaseEnded>(cancelled)[0].reason, LeaseEndReason::kReleased);
   ASSERT_EQ(Events<JobEnded>(cancelled).size(), 1u);
@@ -849,7 +904,7 @@ TEST_F(JobTest, CancellingAJobWithdrawsItsOrdersAndReleasesItsLeases) {
   EXPECT_TRUE(x_.orders().empty() || x_.orders().begin()->second.side == Side::kSell);
   EXPECT_EQ(Held(alice_), 0);
   EXPECT_EQ(Escrow(alice_), 0);
-  EXPECT_EQ(Run(CancelJob{alice_, job}).result.code, "unknown_job");
+  EXPECT_EQ(Run(CancelJob{alice_, job}).result.code(), "unknown_job");
 }
 
 TEST_F(JobTest, ConstraintsSkipIneligibleMachinesAndKeepTheirPlace) {
@@ -885,7 +940,7 @@ TEST_F(JobTest, ConstraintsSkipIneligibleMachinesAndKeepTheirPlace) {
   c.side = Side::kSell;
   c.machine = machine_;
   c.actor = prov_;
-  EXPECT_EQ(Run(c).result.code, "invalid_constraints");
+  EXPECT_EQ(Run(c).result.code(), "invalid_constraints");
 }
 
 TEST_F(JobTest, JobsAndConstraintsAreSnapshottedAndCarryOnAlike) {

@@ -53,9 +53,14 @@ struct ExchangeConfig {
   // Named bounds on what grows from outside input.
   size_t accounts_max = 1'000'000;
   size_t machines_max = 1'000'000;
+  size_t machines_per_account_max = 10'000;
   size_t open_orders_per_account_max = 10'000;
   // Task spec and task result documents (docs/formats/task.md), each at most this long.
   size_t task_document_bytes_max = 64 * 1024;
+  // A client order id or client job id (the API's Idempotency-Key) stays taken this long
+  // after it was used, and while its order or job is open: a retry within it is answered
+  // with what the first request did; after it the id may be used again.
+  Timestamp client_id_retention = 24 * 3600 * kMicrosPerSecond;
   // A task whose lease ended may still report its result this long afterwards.
   Timestamp task_result_grace = 10 * 60 * kMicrosPerSecond;
 

@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "spdlog/spdlog.h"
-#include "src/api/auth.h"
+#include "src/protocol/identity.h"
 #include "src/base/files.h"
 #include "src/base/status.h"
 #include "src/base/thread_name.h"
@@ -63,7 +63,13 @@ absl::Status ExchangeServer::Open() {
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
 
-  auto blobs = api::BlobStore::Open(config.data_dir + "/blobs", config.blob_bytes_max);
+  api::BlobStoreOptions blob_options;
+  blob_options.dir = config.data_dir + "/blobs";
+  blob_options.blob_bytes_max = config.blob_bytes_max;
+  blob_options.quota_bytes_per_account = config.blob_quota_bytes;
+  blob_options.disk_free_min_bytes = config.blob_disk_free_min_bytes;
+  blob_options.grace_micros = config.blob_grace_s * 1'000'000;
+  auto blobs = api::BlobStore::Open(blob_options, options_.clock->NowMicros());
   if (!blobs.ok()) return blobs.status();
   blobs_ = std::move(*blobs);
 
@@ -110,6 +116,10 @@ absl::Status ExchangeServer::Open() {
     commands.Add();
     sequence.Set(static_cast<int64_t>(acked.sequence));
   };
+  sequencer_options.after_batch = [this](const core::Exchange& x,
+                                         const std::vector<core::MachineId>& changed) {
+    machine_directory_.Update(x, changed);
+  };
   auto sequencer = Sequencer::Open(sequencer_options);
   if (!sequencer.ok()) return sequencer.status();
   sequencer_ = std::move(*sequencer);
@@ -128,6 +138,7 @@ absl::Status ExchangeServer::Open() {
   sequencer_->Read([this](const core::Exchange& x) {
     identities_.Load(x);
     market_data_.Load(x);
+    machine_directory_.Rebuild(x);
     store_target_sequence_.store(x.last_sequence(), std::memory_order_release);
   });
   OCX_RETURN_IF_ERROR(BootstrapOperator());
@@ -143,7 +154,8 @@ absl::Status ExchangeServer::Open() {
     spdlog::warn("dashboard not served: {}", deps.web_unavailable);
   }
   deps.web = web_.get();
-  deps.sequencer = sequencer_.get();
+  deps.gateway = sequencer_.get();
+  deps.machines = &machine_directory_;
   deps.store = store_.get();
   deps.blobs = blobs_.get();
   deps.identities = &identities_;
@@ -165,7 +177,10 @@ absl::Status ExchangeServer::Open() {
   http_options.header_bytes_max = config.header_bytes_max;
   http_options.ws_message_bytes_max = config.ws_message_bytes_max;
   http_options.ws_outbound_messages_max = config.ws_outbound_messages_max;
+  http_options.ws_outbound_bytes_max = config.ws_outbound_bytes_max;
   http_options.connections_max = config.connections_max;
+  http_options.connections_per_ip_max = config.connections_per_ip_max;
+  http_options.agent_connections_reserved = config.agent_connections_reserved;
   http_options.idle_timeout_s = config.idle_timeout_s;
   auto http = api::HttpServer::Start(http_options, api_.get());
   if (!http.ok()) return http.status();
@@ -181,9 +196,9 @@ absl::Status ExchangeServer::Open() {
 
 absl::Status ExchangeServer::BootstrapOperator() {
   if (identities_.AnyOperator()) return absl::OkStatus();
-  const std::string token = api::NewApiToken();
+  const std::string token = protocol::NewApiToken();
   auto acked = sequencer_->Execute(
-      core::CreateAccount{0, kOperatorName, core::Role::kOperator, api::TokenHash(token)});
+      core::CreateAccount{0, kOperatorName, core::Role::kOperator, protocol::TokenHash(token)});
   if (!acked.ok()) return acked.status();
   if (!acked->output.result.accepted) {
     return absl::FailedPreconditionError("cannot create the operator account: " +
@@ -200,6 +215,29 @@ void ExchangeServer::TickLoop() {
   while (!tick_cv_.wait_for(lock, std::chrono::milliseconds(options_.config.tick_interval_ms),
                             [this] { return tick_stop_; })) {
     if (!sequencer_->Submit(core::Tick{}, nullptr).ok()) return;
+    const int64_t now = options_.clock->NowMicros();
+    if (now >= next_blob_gc_micros_) {
+      next_blob_gc_micros_ = now + options_.config.blob_gc_interval_s * 1'000'000;
+      lock.unlock();
+      CollectBlobGarbage();
+      lock.lock();
+    }
+  }
+}
+
+void ExchangeServer::CollectBlobGarbage() {
+  const int64_t now = options_.clock->NowMicros();
+  const int64_t since = now - options_.config.blob_grace_s * 1'000'000;
+  store::Store* store = store_.get();
+  // The store must be current: a task assigned a moment ago must count.
+  if (!store->Flush().ok()) return;
+  const auto collected = blobs_->CollectGarbage(
+      now, [store, since](const std::string& sha256) { return store->BlobReferenced(sha256, since); });
+  if (!collected.ok()) {
+    spdlog::warn("blob garbage collection stopped: {}", collected.status().ToString());
+  } else if (collected->deleted > 0) {
+    spdlog::info("blob garbage collection: {} of {} old blobs deleted, {} bytes freed",
+                 collected->deleted, collected->examined, collected->bytes_freed);
   }
 }
 

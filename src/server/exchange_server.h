@@ -27,6 +27,7 @@
 #include "src/api/http_server.h"
 #include "src/api/server_config.h"
 #include "src/base/clock.h"
+#include "src/core/machine_directory.h"
 #include "src/server/sequencer.h"
 #include "src/store/sqlite/sqlite_store.h"
 
@@ -50,6 +51,8 @@ class ExchangeServer {
   std::string url() const;
   std::string operator_token_path() const;
   const SequencerRecovery& recovery() const { return sequencer_->recovery(); }
+  // What the HTTP server counts (tests).
+  api::HttpServerCounts connection_counts() const { return http_->counts(); }
   // Stops everything (idempotent); the first error of the sequencer or the store, if any.
   absl::Status Stop();
 
@@ -58,11 +61,14 @@ class ExchangeServer {
   absl::Status Open();
   absl::Status BootstrapOperator();
   void TickLoop();
+  // Deletes blobs no task needs any more (BlobStore::CollectGarbage), from the ticker thread.
+  void CollectBlobGarbage();
 
   ExchangeServerOptions options_;
   api::MetricsRegistry metrics_;
   api::IdentityRegistry identities_;
   api::MarketData market_data_;
+  core::MachineDirectory machine_directory_;  // Published after each batch (after_batch).
   std::atomic<uint64_t> store_target_sequence_{0};  // See ApiDeps::store_target_sequence.
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<api::BlobStore> blobs_;
@@ -74,6 +80,7 @@ class ExchangeServer {
   std::mutex tick_mu_;
   std::condition_variable tick_cv_;
   bool tick_stop_ = false;  // Guarded by tick_mu_.
+  int64_t next_blob_gc_micros_ = 0;  // Ticker thread only.
   std::thread ticker_;
   bool stopped_ = false;
 };

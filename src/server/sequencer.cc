@@ -3,11 +3,13 @@
 #include <filesystem>
 #include <future>
 
+#include "spdlog/spdlog.h"
 #include "src/base/assert.h"
 #include "src/base/thread_name.h"
 #include "src/core/codec.h"
 #include "src/journal/file_journal_reader.h"
 #include "src/journal/snapshot.h"
+#include "src/protocol/identity.h"
 
 namespace ocx::server {
 namespace {
@@ -112,6 +114,8 @@ absl::StatusOr<std::unique_ptr<Sequencer>> Sequencer::Open(SequencerOptions opti
   }
   recovery.last_sequence = exchange->last_sequence();
 
+  // Recovery kept no list of changed machines; from now on the views follow every batch.
+  if (options.after_batch) exchange->TrackMachineChanges(true);
   std::unique_ptr<Sequencer> sequencer(
       new Sequencer(std::move(options), std::move(exchange), recovery));
   sequencer->journal_ = std::move(*journal);
@@ -197,54 +201,99 @@ void Sequencer::Loop() {
       batch.swap(inbound_);
       space_cv_.notify_all();
     }
-    for (Inbound& item : batch) {
-      Process(item);
+    size_t next = 0;
+    while (next < batch.size()) {
+      ProcessBatch(batch, &next);
       if (failed_.load(std::memory_order_acquire)) return;
     }
     batch.clear();
   }
 }
 
-void Sequencer::Process(Inbound& item) {
+void Sequencer::ProcessBatch(std::deque<Inbound>& batch, size_t* next) {
   if (undelivered_.load(std::memory_order_acquire) >= options_.undelivered_max) {
     // Backpressure from delivery: when acknowledgements (and the store's projection, which
     // on_durable feeds) fall behind, stop applying, so the state never runs ahead of what was
-    // delivered by more than a named bound; Submit then blocks on a full inbound queue. (The
-    // counter is read without the lock first: below the bound, as nearly always, applying
-    // takes no lock that the delivery thread holds.)
+    // delivered by more than a named bound (plus one batch); Submit then blocks on a full
+    // inbound queue. (The counter is read without the lock first: below the bound, as nearly
+    // always, applying takes no lock that the delivery thread holds.)
     std::unique_lock<std::mutex> lock(pending_mu_);
     delivery_space_cv_.wait(lock, [this] {
       return undelivered_.load(std::memory_order_acquire) < options_.undelivered_max ||
              stop_requested_;
     });
   }
-  Pending pending;
-  pending.done = std::move(item.done);
-  Acked& acked = pending.acked;
-  const std::string payload = core::EncodeCommand(item.command);
+  // The batch is cut so that the undelivered bound stays exact and a snapshot falls exactly
+  // every snapshot_every commands, as if commands were applied one at a time.
+  size_t count = std::min(batch.size() - *next, std::max<size_t>(1, options_.batch_commands_max));
+  const size_t undelivered = undelivered_.load(std::memory_order_acquire);
+  if (undelivered < options_.undelivered_max) {
+    count = std::min(count, options_.undelivered_max - undelivered);
+  } else {
+    count = 1;  // Stopping: the wait above gave up; go on one at a time.
+  }
+  if (options_.snapshot_every > 0) {
+    count = std::min<size_t>(count, options_.snapshot_every - since_snapshot_);
+  }
+  const size_t begin = *next;
+  const size_t end = begin + std::max<size_t>(1, count);
+  *next = end;
+  std::vector<std::string> payloads;
+  payloads.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) payloads.push_back(core::EncodeCommand(batch[i].command));
+  std::vector<Pending> applied(end - begin);
   {
     std::lock_guard<std::mutex> lock(state_mu_);
-    acked.sequence = exchange_->last_sequence() + 1;
-    acked.time = std::max(options_.clock->NowMicros(), last_time_);
-    last_time_ = acked.time;
-    exchange_->Apply(acked.sequence, acked.time, item.command, &acked.output);
+    for (size_t i = begin; i < end; ++i) {
+      Pending& pending = applied[i - begin];
+      pending.done = std::move(batch[i].done);
+      Acked& acked = pending.acked;
+      acked.sequence = exchange_->last_sequence() + 1;
+      acked.time = std::max(options_.clock->NowMicros(), last_time_);
+      last_time_ = acked.time;
+      exchange_->Apply(acked.sequence, acked.time, batch[i].command, &acked.output);
+    }
   }
-  OCX_ASSERT(acked.sequence == journal_->next_sequence());
+  // The views first, then the journal: nothing of this batch can be acknowledged before a
+  // reader can see it. (This thread is the only writer of the state, so it reads it here
+  // without the state mutex.)
+  if (options_.after_batch) {
+    options_.after_batch(*exchange_, exchange_->TakeChangedMachines());
+  }
+  std::vector<std::pair<uint64_t, int64_t>> stamps;  // Sequence and time of each command.
+  stamps.reserve(applied.size());
+  for (const Pending& pending : applied) {
+    stamps.emplace_back(pending.acked.sequence, pending.acked.time);
+  }
   {
-    // Registered before the append, so the durability callback always finds it.
+    // Registered before the appends, so the durability callback always finds them.
     std::lock_guard<std::mutex> lock(pending_mu_);
-    pending_.push_back(std::move(pending));
-    undelivered_.fetch_add(1, std::memory_order_release);
+    for (Pending& pending : applied) pending_.push_back(std::move(pending));
+    undelivered_.fetch_add(applied.size(), std::memory_order_release);
   }
-  const absl::Status appended = journal_->Append(journal::RecordView{
-      acked.sequence, acked.time, core::kCommandPayloadVersion, payload});
-  if (!appended.ok()) {
-    Fail(absl::UnavailableError("journal append failed; the sequencer stopped: " +
-                                std::string(appended.message())));
-    return;
+  for (size_t i = 0; i < stamps.size(); ++i) {
+    const auto [sequence, time] = stamps[i];
+    OCX_ASSERT(sequence == journal_->next_sequence());
+    const absl::Status appended = journal_->Append(
+        journal::RecordView{sequence, time, core::kCommandPayloadVersion, payloads[i]});
+    if (!appended.ok()) {
+      Fail(absl::UnavailableError("journal append failed; the sequencer stopped: " +
+                                  std::string(appended.message())));
+      return;
+    }
   }
-  ++since_snapshot_;
+  since_snapshot_ += end - begin;
   MaybeSnapshot();
+}
+
+void Sequencer::Deliver(const std::function<void()>& callback, const char* what) {
+  try {
+    callback();
+  } catch (const std::exception& e) {
+    spdlog::error("incident {}: {} threw: {}", protocol::RandomHex(8), what, e.what());
+  } catch (...) {
+    spdlog::error("incident {}: {} threw a non-standard exception", protocol::RandomHex(8), what);
+  }
 }
 
 void Sequencer::MaybeSnapshot() {
@@ -317,9 +366,10 @@ void Sequencer::DeliveryLoop() {
       if (ready.empty() && delivery_stopping_) return;  // Everything durable is delivered.
     }
     for (Pending& p : ready) {
-      if (options_.on_durable) options_.on_durable(p.acked);
+      // Nothing a hook or a reply throws may stop the delivery of everything after it.
+      if (options_.on_durable) Deliver([&] { options_.on_durable(p.acked); }, "on_durable");
       delivered_sequence_.store(p.acked.sequence, std::memory_order_release);
-      if (p.done) p.done(p.acked);
+      if (p.done) Deliver([&] { p.done(p.acked); }, "an acknowledgement");
     }
     const size_t delivered = ready.size();
     ready.clear();

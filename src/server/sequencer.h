@@ -36,18 +36,13 @@
 #include "absl/status/statusor.h"
 #include "src/base/clock.h"
 #include "src/core/exchange.h"
+#include "src/core/gateway.h"
 #include "src/journal/file_journal.h"
 
 namespace ocx::server {
 
-// What a command did, delivered once it is durable.
-struct Acked {
-  uint64_t sequence = 0;
-  int64_t time = 0;
-  core::ApplyOutput output;
-};
-
-using AckCallback = std::function<void(const Acked&)>;
+using core::Acked;
+using core::AckCallback;
 
 struct SequencerOptions {
   core::ExchangeConfig config = core::ExchangeConfig::Default();
@@ -70,6 +65,15 @@ struct SequencerOptions {
   std::function<void(const Acked&)> on_durable;
   // Passed to the journal (FileJournalOptions::on_batch_synced), for metrics.
   std::function<void(int64_t write_sync_nanos, size_t bytes)> on_journal_sync;
+  // Called on the sequencer thread after each batch of commands is applied and before any
+  // of them is journaled (so before any is acknowledged), with the state and the machines the
+  // batch changed: the read views are published here (MachineDirectory), so a client that
+  // got its answer reads its own writes. Must be quick; the state must not be kept.
+  std::function<void(const core::Exchange&, const std::vector<core::MachineId>& changed)>
+      after_batch;
+  // At most this many commands are applied between two after_batch calls (a bound on how
+  // long an acknowledgement may wait for the rest of its batch).
+  size_t batch_commands_max = 256;
 };
 
 struct SequencerRecovery {
@@ -79,7 +83,7 @@ struct SequencerRecovery {
   std::string journal;              // The journal's own recovery report.
 };
 
-class Sequencer {
+class Sequencer : public core::CommandGateway {
  public:
   static absl::StatusOr<std::unique_ptr<Sequencer>> Open(SequencerOptions options);
   ~Sequencer();  // Stop().
@@ -89,11 +93,11 @@ class Sequencer {
   // Queues a command; `done` runs once it is durable (on the delivery thread, which delivers
   // every acknowledgement in order: keep it quick). Errors: InvalidArgument for text that is not
   // UTF-8 (nothing is applied), FailedPrecondition once stopped or failed.
-  absl::Status Submit(core::CommandBody command, AckCallback done);
+  absl::Status Submit(core::CommandBody command, AckCallback done) override;
   // Submits and waits for the durable acknowledgement.
   absl::StatusOr<Acked> Execute(core::CommandBody command);
   // Runs `read` on the state under the state mutex.
-  void Read(const std::function<void(const core::Exchange&)>& read) const;
+  void Read(const std::function<void(const core::Exchange&)>& read) const override;
   // Drains what was submitted, waits until it is durable and delivered, stops the threads.
   // Idempotent.
   absl::Status Stop();
@@ -101,10 +105,10 @@ class Sequencer {
   const SequencerRecovery& recovery() const { return recovery_; }
   // The last command that is durable and has been passed to on_durable (everything up to it
   // has): what a reader that wants to see every acknowledged command waits for.
-  uint64_t durable_sequence() const {
+  uint64_t durable_sequence() const override {
     return delivered_sequence_.load(std::memory_order_acquire);
   }
-  absl::Status status() const;
+  absl::Status status() const override;
 
  private:
   struct Pending {
@@ -119,7 +123,11 @@ class Sequencer {
   Sequencer(SequencerOptions options, std::unique_ptr<core::Exchange> exchange,
             SequencerRecovery recovery);
   void Loop();
-  void Process(Inbound& item);
+  // Applies up to batch_commands_max commands from `batch` starting at `*next`, publishes the
+  // views, then journals them.
+  void ProcessBatch(std::deque<Inbound>& batch, size_t* next);
+  // Runs a delivery callback; what it throws is logged as an incident, never let through.
+  static void Deliver(const std::function<void()>& callback, const char* what);
   void OnDurable(uint64_t durable_sequence);  // The journal's writer thread.
   void DeliveryLoop();
   void Fail(const absl::Status& error);

@@ -65,7 +65,7 @@ TEST_F(SequencerTest, ExecuteAnswersWithTheResultInSequenceOrder) {
     clock_.Advance(1000);
     auto acked = (*s)->Execute(command);
     ASSERT_TRUE(acked.ok()) << acked.status();
-    EXPECT_TRUE(acked->output.result.accepted) << acked->output.result.code;
+    EXPECT_TRUE(acked->output.result.accepted) << acked->output.result.code();
     EXPECT_EQ(acked->sequence, last + 1);
     // By the time the caller hears of it, the command counts as durable and delivered.
     EXPECT_GE((*s)->durable_sequence(), acked->sequence);
@@ -73,7 +73,7 @@ TEST_F(SequencerTest, ExecuteAnswersWithTheResultInSequenceOrder) {
   }
   auto rejected = (*s)->Execute(core::Deposit{2, 2, 5});  // alice is no operator.
   ASSERT_TRUE(rejected.ok());
-  EXPECT_EQ(rejected->output.result.code, "not_authorized");
+  EXPECT_EQ(rejected->output.result.code(), "not_authorized");
   EXPECT_TRUE((*s)->Stop().ok());
 }
 

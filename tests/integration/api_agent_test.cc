@@ -35,8 +35,7 @@ class ApiAgentTest : public ExchangeTest {
   // A usage report signed with `secret_key`.
   Json Usage(uint64_t lease, int64_t wall, int64_t cpu, int64_t memory, int64_t gpu,
              const std::string& secret_key, const Json& id) const {
-    core::ReportUsage usage;
-    usage.machine = market_.machine.id;
+    protocol::UsageFigures usage;
     usage.lease = lease;
     usage.wall_seconds = wall;
     usage.cpu_seconds = cpu;
@@ -50,7 +49,7 @@ class ApiAgentTest : public ExchangeTest {
         {"cpu_seconds", cpu},
         {"peak_memory_mib", memory},
         {"gpu_seconds", gpu},
-        {"signature", api::SignHex(secret_key, api::UsageMessage(market_.machine.id, usage))}};
+        {"signature", protocol::SignHex(secret_key, protocol::UsageMessage(market_.machine.id, usage))}};
   }
 
   std::unique_ptr<WebSocketClient> Agent(Json* welcome = nullptr) {
@@ -77,12 +76,12 @@ TEST_F(ApiAgentTest, WrongSignatureIsRefusedAndClosed) {
   std::optional<Json> challenge = ReceiveType(*ws, "challenge");
   ASSERT_TRUE(challenge.has_value());
   // Signed by another key.
-  const api::MachineKeyPair impostor = api::NewMachineKeyPair();
+  const protocol::MachineKeyPair impostor = protocol::NewMachineKeyPair();
   Send(*ws, Json{{"type", "auth"},
                  {"machine", market_.machine.id},
                  {"signature",
-                  api::SignHex(impostor.secret_key,
-                               api::AgentAuthMessage(market_.machine.id,
+                  protocol::SignHex(impostor.secret_key,
+                               protocol::AgentAuthMessage(market_.machine.id,
                                                      (*challenge)["nonce"].get<std::string>()))}});
   std::optional<Json> error = ReceiveJson(*ws, kMessageDeadlineMs);
   ASSERT_TRUE(error.has_value());
@@ -99,8 +98,8 @@ TEST_F(ApiAgentTest, SignatureOverAnotherNonceIsRefused) {
   Send(*ws, Json{{"type", "auth"},
                  {"machine", market_.machine.id},
                  {"signature",
-                  api::SignHex(market_.machine.keys.secret_key,
-                               api::AgentAuthMessage(market_.machine.id, std::string(64, '0')))}});
+                  protocol::SignHex(market_.machine.keys.secret_key,
+                               protocol::AgentAuthMessage(market_.machine.id, std::string(64, '0')))}});
   std::optional<Json> error = ReceiveJson(*ws, kMessageDeadlineMs);
   ASSERT_TRUE(error.has_value());
   EXPECT_EQ((*error)["error"]["code"], "unauthenticated") << error->dump();
@@ -193,7 +192,7 @@ TEST_F(ApiAgentTest, UsageWithABadSignatureRecordsNothing) {
   const uint64_t lease = Trade();
   ASSERT_TRUE(ReceiveType(*agent, "lease_started").has_value());
   const Balances before = GetBalances(*consumer_, market_.consumer.id);
-  const api::MachineKeyPair impostor = api::NewMachineKeyPair();
+  const protocol::MachineKeyPair impostor = protocol::NewMachineKeyPair();
   Send(*agent, Usage(lease, 2, 3, 512, 0, impostor.secret_key, 11));
   std::optional<Json> error = ReceiveJson(*agent, kMessageDeadlineMs);
   ASSERT_TRUE(error.has_value());

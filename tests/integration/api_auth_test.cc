@@ -135,7 +135,7 @@ TEST_F(ApiAuthorizationTest, ReplaceIsForTheOrdersOwner) {
 }
 
 TEST_F(ApiAuthorizationTest, RegisteringAMachineIsForProviders) {
-  const auto keys = api::NewMachineKeyPair();
+  const auto keys = protocol::NewMachineKeyPair();
   const Json body{
       {"name", "m-auth"}, {"public_key", keys.public_key_hex}, {"capacity", {{"cpu", 1}}}};
   const size_t before = ListAll(*anonymous_, "/v1/machines").size();
@@ -191,11 +191,14 @@ TEST_F(ApiAuthorizationTest, BlobUploadsNeedAValidToken) {
   EXPECT_EQ(put.body["sha256"], Sha256Hex(data));
   EXPECT_EQ(put.body["size"], data.size());
   ExpectRefused(anonymous_->Call("GET", path), 401, "unauthenticated");
-  // Any account may read a blob, or ask for its size.
-  Reply read = stranger_->Call("GET", path);
+  // Only who uploaded it (or a task it may see names it, or an operator) may read a blob or
+  // ask for its size; to anyone else it does not exist.
+  ExpectRefused(stranger_->Call("GET", path), 404, "unknown_blob");
+  EXPECT_EQ(stranger_->Raw("HEAD", path, "", {}, "").status, 404);
+  Reply read = owner_->Call("GET", path);
   EXPECT_EQ(read.status, 200) << read;
   EXPECT_EQ(read.raw, data);
-  Reply head = stranger_->Raw("HEAD", path, "", {}, "");
+  Reply head = owner_->Raw("HEAD", path, "", {}, "");
   EXPECT_EQ(head.status, 200) << head;
   EXPECT_EQ(head.Header("x-blob-size"), std::to_string(data.size()));
   EXPECT_EQ(head.Header("etag"), "\"" + Sha256Hex(data) + "\"");

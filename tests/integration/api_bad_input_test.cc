@@ -253,7 +253,7 @@ TEST_F(ApiBadInputTest, AFokBuyWhoseConstraintsRuleOutEveryAskIsRefused) {
 
 TEST_F(ApiBadInputTest, BadMachinesAreRefused) {
   auto provider = ClientFor(market_.provider);
-  const std::string key = api::NewMachineKeyPair().public_key_hex;
+  const std::string key = protocol::NewMachineKeyPair().public_key_hex;
   Check(*provider,
         {
             {"no capacity", "POST", "/v1/machines",

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "src/api/auth.h"
+#include "src/protocol/identity.h"
 #include "tests/integration/api_test_util.h"
 
 namespace ocx::api_test {
@@ -23,7 +23,7 @@ class ApiJobsTest : public ExchangeTest {
   // A machine of the market's provider with these attributes.
   MachineHandle Machine(const Json& attributes, int64_t slots) {
     MachineHandle machine;
-    machine.keys = api::NewMachineKeyPair();
+    machine.keys = protocol::NewMachineKeyPair();
     Json reply = provider_->Expect(201, "POST", "/v1/machines",
                                    Json{{"name", UniqueName("m")},
                                         {"public_key", machine.keys.public_key_hex},

@@ -139,7 +139,7 @@ absl::Status ExchangeProcess::Start() {
   }
   url_ = "http://127.0.0.1:" + std::to_string(port_);
   operator_token_ = Trim(ReadFile(data_dir() + "/operator.token"));
-  if (!api::LooksLikeToken(operator_token_)) {
+  if (!protocol::LooksLikeToken(operator_token_)) {
     return absl::InternalError("operator.token does not hold a token: '" + operator_token_ + "'");
   }
   return absl::OkStatus();
@@ -308,7 +308,7 @@ void Deposit(ApiClient& op, uint64_t account, std::string_view amount) {
 
 MachineHandle RegisterMachine(ApiClient& provider, int64_t cpu_slots) {
   MachineHandle machine;
-  machine.keys = api::NewMachineKeyPair();
+  machine.keys = protocol::NewMachineKeyPair();
   Reply reply = provider.Call("POST", "/v1/machines",
                               Json{{"name", UniqueName("machine")},
                                    {"public_key", machine.keys.public_key_hex},
@@ -533,7 +533,7 @@ std::unique_ptr<client::WebSocketClient> ConnectAgent(const std::string& url, ui
   EXPECT_EQ(nonce.size(), 64u) << challenge->dump();
   const Json auth{{"type", "auth"},
                   {"machine", machine},
-                  {"signature", api::SignHex(secret_key, api::AgentAuthMessage(machine, nonce))}};
+                  {"signature", protocol::SignHex(secret_key, protocol::AgentAuthMessage(machine, nonce))}};
   EXPECT_TRUE(ws->Send(auth.dump()).ok());
   std::string why;
   std::optional<Json> answer = ReceiveJson(*ws, kMessageDeadlineMs, &why);

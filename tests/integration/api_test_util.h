@@ -26,7 +26,7 @@
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "src/api/auth.h"
+#include "src/protocol/identity.h"
 #include "src/base/testing/temp_dir.h"
 #include "src/client/http_client.h"
 #include "src/client/websocket_client.h"
@@ -143,7 +143,7 @@ struct AccountHandle {
 
 struct MachineHandle {
   uint64_t id = 0;
-  api::MachineKeyPair keys;
+  protocol::MachineKeyPair keys;
 };
 
 struct Balances {

@@ -1,22 +1,18 @@
-#include "src/agent/task_spec.h"
+#include "src/protocol/task_spec.h"
 
 #include <algorithm>
 #include <set>
 
 #include "absl/status/status.h"
+#include "src/base/json.h"
+#include "src/base/sha256.h"
 
-namespace ocx::agent {
+namespace ocx::protocol {
 namespace {
 
 using Json = nlohmann::json;
 
 absl::Status Bad(const std::string& sentence) { return absl::InvalidArgumentError(sentence); }
-
-bool IsHex64(const std::string& text) {
-  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
 
 bool IsEnvName(const std::string& name) {
   if (name.empty() || name.size() > 256) return false;
@@ -47,8 +43,11 @@ absl::StatusOr<TaskSpec> ParseTaskSpec(std::string_view text) {
   if (text.size() > kTaskSpecBytesMax) {
     return Bad("The task spec is longer than " + std::to_string(kTaskSpecBytesMax) + " bytes.");
   }
-  const Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Bad("The task spec must be a JSON object.");
+  Json j;
+  if (const base::JsonParseResult parsed = base::ParseJsonStrict(text, &j); !parsed.ok()) {
+    return Bad("The task spec must be one JSON object: " + parsed.message);
+  }
+  if (!j.is_object()) return Bad("The task spec must be a JSON object.");
   static const std::set<std::string> kKnown = {"command", "env",     "inputs",
                                                "outputs", "network", "timeout_s"};
   for (const auto& [key, value] : j.items()) {
@@ -108,7 +107,7 @@ absl::StatusOr<TaskSpec> ParseTaskSpec(std::string_view text) {
         return Bad(where + ".path' repeats the path '" + input.path + "'.");
       }
       if (!in.contains("sha256") || !in["sha256"].is_string() ||
-          !IsHex64(in["sha256"].get<std::string>())) {
+          !base::IsSha256Hex(in["sha256"].get<std::string>())) {
         return Bad(where + ".sha256' must be 64 lowercase hex digits.");
       }
       input.sha256 = in["sha256"].get<std::string>();
@@ -189,4 +188,4 @@ nlohmann::json TaskSpecToJson(const TaskSpec& spec) {
   return out;
 }
 
-}  // namespace ocx::agent
+}  // namespace ocx::protocol

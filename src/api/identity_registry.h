@@ -1,12 +1,5 @@
-// Identities of the API: account tokens and machine keys (libsodium).
-//
-// An API token is "ocx_" + 64 hex digits (256 random bits). The exchange keeps only its
-// BLAKE2b-256 hash, which travels in the CreateAccount command and so in the journal. A
-// token has full entropy, so a fast hash is enough: there is nothing to brute-force.
-//
-// A machine holds an Ed25519 key pair; the exchange knows its public key from
-// RegisterMachine. The agent proves the key on connect by signing a fresh challenge, and
-// signs every usage report (docs/api.md gives the exact bytes signed).
+// IdentityRegistry: who holds which API token and machine key, as the exchange knows them
+// from durable events. Tokens and keys themselves are src/protocol/identity.h.
 #pragma once
 
 #include <cstdint>
@@ -18,39 +11,13 @@
 
 #include "src/core/events.h"
 #include "src/core/types.h"
+#include "src/protocol/identity.h"
 
 namespace ocx::core {
 class Exchange;
 }
 
 namespace ocx::api {
-
-inline constexpr std::string_view kTokenPrefix = "ocx_";
-
-// A fresh random API token. Never log it.
-std::string NewApiToken();
-// Lowercase hex BLAKE2b-256 of the token's bytes.
-std::string TokenHash(std::string_view token);
-// True when `token` has the shape of an API token (prefix + 64 lowercase hex digits).
-bool LooksLikeToken(std::string_view token);
-
-// Random bytes as lowercase hex (challenge nonces).
-std::string RandomHex(size_t bytes);
-
-struct MachineKeyPair {
-  std::string public_key_hex;  // 32 bytes.
-  std::string secret_key;      // 64 raw bytes (libsodium's secret key format).
-};
-MachineKeyPair NewMachineKeyPair();
-// Detached Ed25519 signature, lowercase hex (128 digits).
-std::string SignHex(std::string_view secret_key, std::string_view message);
-// False for a malformed key or signature as well as a wrong one.
-bool VerifySignatureHex(std::string_view public_key_hex, std::string_view message,
-                        std::string_view signature_hex);
-
-// The exact bytes an agent signs to answer a challenge, and to report usage.
-std::string AgentAuthMessage(core::MachineId machine, std::string_view nonce_hex);
-std::string UsageMessage(core::MachineId machine, const core::ReportUsage& usage);
 
 struct AccountIdentity {
   core::AccountId id = 0;

@@ -5,7 +5,6 @@
 namespace ocx::api {
 namespace {
 
-using Json = nlohmann::json;
 
 Json Ref(const char* name) { return Json{{"$ref", std::string("#/components/schemas/") + name}}; }
 
@@ -72,7 +71,7 @@ Json Schemas() {
   };
 }
 
-Json RequestBodyFor(const RouteInfo& route) {
+Json RequestBodyFor(const Route& route) {
   const std::string key = route.method + " " + route.pattern;
   const char* schema = nullptr;
   if (key == "POST /v1/accounts") schema = "NewAccount";
@@ -85,7 +84,7 @@ Json RequestBodyFor(const RouteInfo& route) {
   if (schema != nullptr) {
     return Json{{"required", true}, {"content", {{"application/json", {{"schema", Ref(schema)}}}}}};
   }
-  if (route.pattern.starts_with("/v1/blobs") && route.method != "GET") {
+  if (route.body == Body::kBlob) {
     return Json{
         {"required", true},
         {"content",
@@ -94,7 +93,7 @@ Json RequestBodyFor(const RouteInfo& route) {
   return Json();
 }
 
-bool IsList(const RouteInfo& route) {
+bool IsList(const Route& route) {
   static const std::vector<std::string> lists = {"/v1/accounts",
                                                  "/v1/accounts/{id}/ledger",
                                                  "/v1/markets/{market}/trades",
@@ -110,7 +109,7 @@ bool IsList(const RouteInfo& route) {
 
 std::string Api::OpenApiJson() {
   Json paths = Json::object();
-  for (const RouteInfo& route : Routes()) {
+  for (const Route& route : Routes()) {
     Json operation{{"summary", route.summary}};
     std::string operation_id;
     for (char c : route.method + route.pattern) {
@@ -139,7 +138,7 @@ std::string Api::OpenApiJson() {
     }
     if (!parameters.empty()) operation["parameters"] = parameters;
     if (const Json body = RequestBodyFor(route); !body.is_null()) operation["requestBody"] = body;
-    if (route.auth == "account" || route.auth == "operator") {
+    if (route.auth == Auth::kAccount || route.auth == Auth::kOperator) {
       operation["security"] = Json::array({{{"bearer", Json::array()}}});
     }
     Json error{{"description", "A refusal: docs/api.md lists the codes."},
@@ -151,7 +150,7 @@ std::string Api::OpenApiJson() {
       responses["426"] = error;
     } else {
       responses[std::to_string(route.success_status)] = {{"description", "Success."}};
-      for (const char* status : {"400", "401", "403", "404", "422", "429", "503"}) {
+      for (const char* status : {"400", "401", "403", "404", "413", "422", "429", "500", "503"}) {
         responses[status] = error;
       }
     }
@@ -174,7 +173,7 @@ std::string Api::OpenApiJson() {
         {"securitySchemes",
          {{"bearer",
            {{"type", "http"}, {"scheme", "bearer"}, {"bearerFormat", "ocx_<64 hex>"}}}}}}}};
-  return document.dump(2);
+  return document.dump(2, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace ocx::api

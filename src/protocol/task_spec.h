@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
-namespace ocx::agent {
+namespace ocx::protocol {
 
 inline constexpr size_t kTaskSpecBytesMax = 64 * 1024;
 inline constexpr size_t kTaskArgsMax = 4096;
@@ -48,4 +48,4 @@ nlohmann::json TaskSpecToJson(const TaskSpec& spec);
 // component, no NUL, at most kTaskPathBytesMax bytes.
 bool IsSafeRelativePath(std::string_view path);
 
-}  // namespace ocx::agent
+}  // namespace ocx::protocol

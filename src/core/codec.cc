@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <utility>
 
 #include "nlohmann/json.hpp"
 #include "src/base/assert.h"
@@ -16,6 +17,9 @@ namespace ocx::core {
 using Json = nlohmann::json;
 
 namespace {
+
+// The last microsecond of year 9999: no time the exchange keeps is later.
+constexpr Timestamp kTimestampMax = 253'402'300'799LL * kMicrosPerSecond + 999'999;
 
 // Enum <-> name tables. The names are part of the on-disk format: never change them.
 template <typename E, size_t N>
@@ -83,6 +87,8 @@ class Reader {
   bool ok() const { return error_.empty(); }
   const std::string& error() const { return error_; }
 
+  // An integer that fits T: one past its range is refused, never narrowed or wrapped (a
+  // record naming account 2^32 + 1 must not name account 1).
   template <typename T>
   T Int(const char* key) {
     const auto it = json_.find(key);
@@ -90,7 +96,27 @@ class Reader {
       Fail(key, "an integer");
       return T{};
     }
-    return it->get<T>();
+    if (it->is_number_unsigned()) {
+      const uint64_t value = it->get<uint64_t>();
+      if (!std::in_range<T>(value)) {
+        Fail(key, "an integer in the range of its type");
+        return T{};
+      }
+      return static_cast<T>(value);
+    }
+    const int64_t value = it->get<int64_t>();
+    if (!std::in_range<T>(value)) {
+      Fail(key, "an integer in the range of its type");
+      return T{};
+    }
+    return static_cast<T>(value);
+  }
+  // A time: microseconds since the epoch, from 0 to the end of year 9999, so that adding a
+  // timeout or a lease's length to it cannot overflow.
+  Timestamp Time(const char* key) {
+    const Timestamp value = Int<Timestamp>(key);
+    if (value < 0 || value > kTimestampMax) Fail(key, "a time from 0 to year 9999");
+    return value;
   }
   std::string Str(const char* key) {
     const auto it = json_.find(key);
@@ -129,7 +155,12 @@ bool ReadAttributes(const Json& json, std::map<std::string, AttributeValue>* out
   if (!json.is_object()) return false;
   for (const auto& [key, value] : json.items()) {
     AttributeValue attribute;
+    if (!value.is_object()) return false;
     if (value.contains("n") && value["n"].is_number_integer()) {
+      if (value["n"].is_number_unsigned() &&
+          value["n"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+        return false;
+      }
       attribute.is_number = true;
       attribute.number_micros = value["n"].get<int64_t>();
     } else if (value.contains("s") && value["s"].is_string()) {
@@ -165,6 +196,9 @@ bool ReadSpec(const Json& json, MachineSpec* spec) {
   if (!json.contains("capacity") || !json["capacity"].is_object()) return false;
   for (const auto& [market, slots] : json["capacity"].items()) {
     if (!slots.is_number_integer()) return false;
+    if (slots.is_number_unsigned() && slots.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      return false;
+    }
     spec->capacity[market] = slots.get<Quantity>();
   }
   return true;
@@ -689,19 +723,22 @@ class SnapshotCodec {
   }
 
   static absl::Status Load(const Json& j, Exchange& x) {
-    if (!j.is_object() || j.value("version", 0) != kSnapshotVersion) {
+    if (!j.is_object() || !j.contains("version") || !j["version"].is_number_integer() ||
+        j["version"] != kSnapshotVersion) {
       return absl::DataLossError("snapshot: not a version 1 exchange snapshot");
     }
     Json markets = Json::array();
     for (const MarketConfig& m : x.config_.markets) markets.push_back(m.name);
-    if (j["markets"] != markets) {
+    const auto snapshot_markets = j.find("markets");
+    if (snapshot_markets == j.end() || *snapshot_markets != markets) {
       return absl::FailedPreconditionError(
-          "snapshot: its markets " + j["markets"].dump() + " differ from the configuration's " +
-          markets.dump());
+          "snapshot: its markets " +
+          (snapshot_markets == j.end() ? std::string("(none)") : base::DumpJson(*snapshot_markets)) +
+          " differ from the configuration's " + markets.dump());
     }
     Reader r(j);
     x.last_sequence_ = r.Int<uint64_t>("last_sequence");
-    x.now_ = r.Int<Timestamp>("now");
+    x.now_ = r.Time("now");
     x.next_account_ = r.Int<AccountId>("next_account");
     x.next_machine_ = r.Int<MachineId>("next_machine");
     x.next_order_ = r.Int<OrderId>("next_order");
@@ -729,8 +766,9 @@ class SnapshotCodec {
       machine.id = mr.Int<MachineId>("id");
       machine.owner = mr.Int<AccountId>("owner");
       if (!ReadSpec(mr.Sub("spec"), &machine.spec)) mr.Fail("spec", "a machine spec");
-      machine.last_heartbeat = mr.Int<Timestamp>("last_heartbeat");
-      machine.online = m.value("online", false);
+      machine.last_heartbeat = mr.Time("last_heartbeat");
+      if (m.contains("online") && !m["online"].is_boolean()) mr.Fail("online", "a boolean");
+      machine.online = m.contains("online") && m["online"].is_boolean() && m["online"].get<bool>();
       if (m.contains("leases_ended")) {
         machine.leases_ended = mr.Int<int64_t>("leases_ended");
         machine.leases_failed = mr.Int<int64_t>("leases_failed");
@@ -793,6 +831,17 @@ class SnapshotCodec {
           (v.side == engine::Side::kSell && !x.machines_.contains(v.machine))) {
         return absl::DataLossError("snapshot order " + std::to_string(v.id) + " is inconsistent");
       }
+      // What the book asserts of a resting order is checked here first: a snapshot is data
+      // from disk, and a bad one is data loss, not a broken invariant.
+      const engine::OrderBook& book = *x.books_[market];
+      if (v.id <= 0 || book.Contains(v.id) || x.orders_.contains(v.id) || v.remaining <= 0 ||
+          v.lot < 1 || v.remaining % v.lot != 0 ||
+          (v.tif != engine::TimeInForce::kGtc && v.tif != engine::TimeInForce::kGtd) ||
+          book.ValidatePrice(v.price) != engine::RejectReason::kNone || s.max_hours < 0 ||
+          s.max_hours > x.config_.max_hours_max || s.hold < 0) {
+        return absl::DataLossError("snapshot order " + std::to_string(v.id) +
+                                   " cannot rest in a book");
+      }
       x.books_[market]->RestoreResting(v, x.now_);
       x.orders_[v.id] = s;
       ++x.accounts_[v.account].open_orders;
@@ -818,7 +867,10 @@ class SnapshotCodec {
       lease.slots = lr.Int<Quantity>("slots");
       lease.price = lr.Int<PriceMicros>("price");
       lease.max_hours = lr.Int<int32_t>("max_hours");
-      lease.start = lr.Int<Timestamp>("start");
+      if (lease.max_hours < 1 || lease.max_hours > x.config_.max_hours_max) {
+        lr.Fail("max_hours", "within the configuration's bounds");
+      }
+      lease.start = lr.Time("start");
       lease.buy_order = lr.Int<OrderId>("buy_order");
       lease.sell_order = lr.Int<OrderId>("sell_order");
       lease.buyer_fee_bps = lr.Int<int32_t>("buyer_fee_bps");

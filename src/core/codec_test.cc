@@ -1,5 +1,7 @@
 #include "src/core/codec.h"
 
+#include "src/core/exchange.h"
+
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -108,6 +110,41 @@ TEST(CodecTest, BadPayloadsAreDataLoss) {
     const absl::StatusOr<CommandBody> decoded = DecodeCommand(bad);
     EXPECT_FALSE(decoded.ok()) << bad;
     EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss) << bad;
+  }
+}
+
+// A value past its field's range is refused, never narrowed or wrapped: the record must mean
+// what it says or nothing (found by fuzz/command_codec_fuzz.cc).
+TEST(CodecTest, IntegersPastTheirRangeAreDataLossNotAnotherValue) {
+  for (const char* payload :
+       {R"({"actor":4294967297,"order":1,"type":"cancel_order"})",
+        R"({"actor":-1,"order":-5,"type":"cancel_order"})",
+        R"({"actor":1,"spec":{"attributes":{"x":{"n":9223372036854775808}},"capacity":{},"name":"m"},"type":"register_machine"})",
+        R"({"actor":1,"spec":{"attributes":{},"capacity":{"cpu":18446744073709551615},"name":"m"},"type":"register_machine"})"}) {
+    SCOPED_TRACE(payload);
+    EXPECT_EQ(DecodeCommand(payload).status().code(), absl::StatusCode::kDataLoss);
+  }
+}
+
+// A snapshot body that is JSON but not what Serialize writes is data loss, never the end of
+// the process (found by fuzz/snapshot_fuzz.cc).
+TEST(CodecTest, MalformedSnapshotsAreDataLoss) {
+  Exchange x(ExchangeConfig::Default());
+  nlohmann::json good = nlohmann::json::parse(x.Serialize());
+  auto with = [&](const char* key, nlohmann::json value) {
+    nlohmann::json j = good;
+    j[key] = std::move(value);
+    return j.dump();
+  };
+  nlohmann::json no_markets = good;
+  no_markets.erase("markets");
+  for (const std::string& body :
+       {with("version", "1"), no_markets.dump(), with("now", -1),
+        with("now", 9223372036854775807LL), with("client_order_ids", {{"a", "b", "c"}}),
+        with("client_order_ids", {{1, "k", -1}}), std::string("[]"), std::string("{}")}) {
+    SCOPED_TRACE(body.substr(0, 200));
+    const auto restored = Exchange::Restore(ExchangeConfig::Default(), body);
+    EXPECT_FALSE(restored.ok());
   }
 }
 

@@ -70,6 +70,8 @@ class OrderBook {
   size_t resting_orders() const { return index_.size(); }
   size_t levels(Side side) const { return Ladder(side).size() - EmptyRungs(side); }
   bool Contains(OrderId id) const { return index_.Find(id) != OrderIndex::kNotFound; }
+  // kNone for a price a limit order may have in this book (positive, on the tick).
+  RejectReason ValidatePrice(PriceMicros price) const;
   // The resting order `id`, or false when it is not resting.
   bool Find(OrderId id, OrderView* view) const;
   // Best price on a side, or 0 when the side is empty.
@@ -154,7 +156,6 @@ class OrderBook {
 
   static Incoming ToIncoming(const NewOrder& order);
   void StartCommand(Timestamp now, std::vector<Event>* events);
-  RejectReason ValidatePrice(PriceMicros price) const;
   RejectReason ValidateNew(const NewOrder& order, Timestamp now) const;
 
   // Matches `in` against the opposite side; leaves `in.remaining` as what is left.

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+source scripts/ccache-env.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${OCX_CMAKE_LAUNCHER[@]}" >/dev/null
 cmake --build build -j "$(nproc)" --target ocx
 if [[ $(id -u) -eq 0 ]]; then
   exec ./build/src/cli/ocx demo "$@"

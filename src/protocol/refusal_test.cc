@@ -1,5 +1,7 @@
 #include "src/protocol/refusal.h"
 
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 
@@ -30,6 +32,18 @@ TEST(RefusalTableTest, StatusesOfKnownCodes) {
   EXPECT_EQ(HttpStatus(Refusal::kDuplicateClientOrderId), 409);
   EXPECT_EQ(HttpStatus(Refusal::kRateLimited), 429);
   EXPECT_EQ(Code(Refusal::kInternalError), "internal_error");
+}
+
+// docs/api.md lists every code with its status: the table there is the public contract.
+TEST(RefusalTableTest, TheApiDocumentListsEveryCodeWithItsStatus) {
+  std::ifstream in(std::string(OCX_SOURCE_DIR) + "/docs/api.md");
+  ASSERT_TRUE(in) << "docs/api.md";
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const Refusal refusal : AllRefusals()) {
+    const std::string row = "| `" + std::string(Code(refusal)) + "` | " +
+                            std::to_string(HttpStatus(refusal)) + " |";
+    EXPECT_NE(doc.find(row), std::string::npos) << "docs/api.md lacks the row " << row;
+  }
 }
 
 }  // namespace

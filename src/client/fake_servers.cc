@@ -13,6 +13,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -153,6 +154,112 @@ class LoopbackServer {
   int closed_ = 0;                    // Guarded by mu_.
 };
 
+FakeRequest Recorded(const http::request<http::string_body>& request) {
+  FakeRequest recorded;
+  recorded.method = std::string(request.method_string());
+  recorded.target = std::string(request.target());
+  recorded.body = request.body();
+  for (const auto& field : request) {
+    recorded.headers[internal::AsciiLower(std::string(field.name_string()))] =
+        std::string(field.value());
+  }
+  return recorded;
+}
+
+template <class Stream>
+void WriteAnswer(Stream& stream, const FakeResponse& answer, unsigned version, bool keep_alive,
+                 bool head, beast::error_code& ec) {
+  http::response<http::string_body> response{static_cast<http::status>(answer.status), version};
+  response.keep_alive(keep_alive);
+  for (const auto& [name, value] : answer.headers) response.set(name, value);
+  if (head) {
+    response.content_length(answer.body.size());
+  } else {
+    response.body() = answer.body;
+    response.prepare_payload();
+  }
+  http::write(stream, response, ec);
+}
+
+// How a connection's HTTP requests are answered (FakeHttpServer's handler and options, or the
+// WebSocket server's `http`), and where they are recorded (optional).
+struct HttpAnswerer {
+  const std::function<FakeResponse(const FakeRequest&)>* handler;
+  const FakeHttpServerOptions* options;
+  std::function<void(const FakeRequest&)> record;
+};
+
+// Serves HTTP requests on `stream` until the connection ends. `first`, when not null, is a
+// request whose header has been read already.
+template <class Stream>
+void ServeHttpRequests(Stream& stream, beast::flat_buffer& buffer, const HttpAnswerer& answerer,
+                       http::request_parser<http::string_body>* first) {
+  const FakeHttpServerOptions& options = *answerer.options;
+  for (int number = 1;; ++number) {
+    std::optional<http::request_parser<http::string_body>> own;
+    http::request_parser<http::string_body>* parser = first;
+    first = nullptr;
+    beast::error_code ec;
+    if (parser == nullptr) {
+      own.emplace();
+      parser = &*own;
+      parser->body_limit(kFakeRequestBodyBytesMax);
+      http::read_header(stream, buffer, *parser, ec);
+      if (ec) return;
+    }
+    if (number == options.drop_request_number) return;
+    if (options.answer_before_body) {
+      const FakeRequest head = Recorded(parser->get());
+      if (std::optional<FakeResponse> early = options.answer_before_body(head)) {
+        if (answerer.record) answerer.record(head);
+        // The body stays unread: closing now resets the connection under the client's
+        // upload, as a server that refused it does.
+        WriteAnswer(stream, *early, parser->get().version(), /*keep_alive=*/false,
+                    parser->get().method() == http::verb::head, ec);
+        return;
+      }
+    }
+    if (!parser->is_done()) http::read(stream, buffer, *parser, ec);
+    if (ec) return;
+    const http::request<http::string_body>& request = parser->get();
+    const FakeRequest recorded = Recorded(request);
+    if (answerer.record) answerer.record(recorded);
+    if (options.never_answer) continue;
+    const bool keep_alive = request.keep_alive();
+    WriteAnswer(stream, (*answerer.handler)(recorded), request.version(), keep_alive,
+                request.method() == http::verb::head, ec);
+    if (ec || options.close_after_response || !keep_alive) return;
+  }
+}
+
+// A scripted session's view of one accepted WebSocket.
+template <class Ws>
+class WsConnection final : public FakeWebSocketConnection {
+ public:
+  WsConnection(Ws& ws, std::string target) : ws_(ws), target_(std::move(target)) {}
+
+  bool Send(const std::string& text) override {
+    beast::error_code ec;
+    ws_.text(true);
+    ws_.write(asio::buffer(text), ec);
+    return !ec;
+  }
+
+  std::optional<std::string> Receive() override {
+    beast::flat_buffer buffer;
+    beast::error_code ec;
+    ws_.read(buffer, ec);
+    if (ec) return std::nullopt;
+    return beast::buffers_to_string(buffer.data());
+  }
+
+  const std::string& target() const override { return target_; }
+
+ private:
+  Ws& ws_;
+  const std::string target_;
+};
+
 }  // namespace
 
 TestCertificate MakeSelfSignedCertificate() {
@@ -222,39 +329,11 @@ struct FakeHttpServer::State {
   template <class Stream>
   void ServeHttp(Stream& stream) {
     beast::flat_buffer buffer;
-    for (;;) {
-      http::request<http::string_body> request;
-      beast::error_code ec;
-      http::read(stream, buffer, request, ec);
-      if (ec) return;
-      FakeRequest recorded;
-      recorded.method = std::string(request.method_string());
-      recorded.target = std::string(request.target());
-      recorded.body = request.body();
-      for (const auto& field : request) {
-        recorded.headers[internal::AsciiLower(std::string(field.name_string()))] =
-            std::string(field.value());
-      }
-      {
-        std::lock_guard lock(mu);
-        requests.push_back(recorded);
-      }
-      if (options.never_answer) continue;
-
-      const FakeResponse answer = handler(recorded);
-      http::response<http::string_body> response{static_cast<http::status>(answer.status),
-                                                 request.version()};
-      response.keep_alive(request.keep_alive());
-      for (const auto& [name, value] : answer.headers) response.set(name, value);
-      if (request.method() == http::verb::head) {
-        response.content_length(answer.body.size());
-      } else {
-        response.body() = answer.body;
-        response.prepare_payload();
-      }
-      http::write(stream, response, ec);
-      if (ec || options.close_after_response || !response.keep_alive()) return;
-    }
+    const HttpAnswerer answerer{&handler, &options, [this](const FakeRequest& request) {
+                                  std::lock_guard lock(mu);
+                                  requests.push_back(request);
+                                }};
+    ServeHttpRequests(stream, buffer, answerer, nullptr);
   }
 
   Handler handler;
@@ -312,10 +391,21 @@ struct FakeWebSocketServer::State {
   template <class Ws>
   void ServeWebSocket(Ws& ws) {
     beast::flat_buffer buffer;
-    http::request<http::string_body> request;
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(kFakeRequestBodyBytesMax);
     beast::error_code ec;
-    http::read(ws.next_layer(), buffer, request, ec);
+    http::read_header(ws.next_layer(), buffer, parser, ec);
     if (ec) return;
+    if (!websocket::is_upgrade(parser.get())) {
+      if (!options.http) return;
+      const FakeHttpServerOptions http_options;
+      ServeHttpRequests(ws.next_layer(), buffer, HttpAnswerer{&options.http, &http_options, {}},
+                        &parser);
+      return;
+    }
+    if (!parser.is_done()) http::read(ws.next_layer(), buffer, parser, ec);
+    if (ec) return;
+    const http::request<http::string_body>& request = parser.get();
     if (!options.required_token.empty() &&
         request[http::field::authorization] != internal::Cat("Bearer ", options.required_token)) {
       http::response<http::string_body> refusal{http::status::unauthorized, request.version()};
@@ -327,6 +417,11 @@ struct FakeWebSocketServer::State {
     }
     ws.accept(request, ec);
     if (ec) return;
+    if (options.session) {
+      WsConnection<Ws> connection(ws, std::string(request.target()));
+      options.session(connection);
+      return;
+    }
     for (;;) {
       buffer.clear();
       ws.read(buffer, ec);

@@ -1,8 +1,9 @@
 // Fakes of the exchange's HTTP and WebSocket endpoints for tests: a tiny HTTP server with
-// a handler the test supplies, and a tiny WebSocket echo server, on loopback (port 0), each
-// serving every connection on its own thread, optionally over TLS with a self-signed
-// certificate made at run time. Built as ocx_client_fakes (tests only) so the agent's and
-// CLI's tests can reuse them; Beast stays inside fake_servers.cc.
+// a handler the test supplies, and a tiny WebSocket server (an echo server, or a session the
+// test scripts, with HTTP beside it on the same port: a whole fake exchange), on loopback
+// (port 0), each serving every connection on its own thread, optionally over TLS with a
+// self-signed certificate made at run time. Built as ocx_client_fakes (tests only) so the agent's
+// and CLI's tests can reuse them; Beast stays inside fake_servers.cc.
 //
 // Thread-safety: the accessors may be called from the test thread while a server runs.
 // Destruction stops the server: it wakes every blocked accept and read, then joins.
@@ -43,9 +44,20 @@ struct FakeResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// Bound on a request body the fakes read (uploads in tests are a few MiB).
+inline constexpr uint64_t kFakeRequestBodyBytesMax = uint64_t{128} << 20;
+
 struct FakeHttpServerOptions {
   // Reads requests and never answers them (for timeouts).
   bool never_answer = false;
+  // Called with each request's header (the body not read yet, so empty). A response it
+  // returns is written at once and the connection closed without reading the body, as the
+  // exchange refuses an upload over its limits; the request is recorded without its body.
+  std::function<std::optional<FakeResponse>(const FakeRequest&)> answer_before_body;
+  // When > 0: on every connection, the request with this number (1 = the first) is read up
+  // to its header and the connection is then closed without an answer, as happens when a
+  // server's keep-alive timeout races the request. The dropped request is not recorded.
+  int drop_request_number = 0;
   // Closes the connection after each response without announcing it (no Connection:
   // close), as a server does when a kept-alive connection times out.
   bool close_after_response = false;
@@ -70,11 +82,32 @@ class FakeHttpServer {
   std::unique_ptr<State> state_;
 };
 
+// The server's side of one accepted WebSocket connection, for a scripted session. Used only
+// on the connection's own thread (FakeWebSocketServerOptions::session).
+class FakeWebSocketConnection {
+ public:
+  virtual ~FakeWebSocketConnection() = default;
+  // Sends one text message; false once the connection is gone.
+  virtual bool Send(const std::string& text) = 0;
+  // The next message from the client, waiting for it; nullopt once the connection is closed
+  // (by the client, or by the server shutting down).
+  virtual std::optional<std::string> Receive() = 0;
+  // The upgrade request's target, e.g. "/v1/agent".
+  virtual const std::string& target() const = 0;
+};
+
 struct FakeWebSocketServerOptions {
   // When set, the upgrade is refused with 401 and an API error body unless the request
   // carries "Authorization: Bearer <required_token>".
   std::string required_token;
   std::optional<TestCertificate> tls;
+  // When set, each accepted connection is handed to it on the connection's thread instead of
+  // the echo behaviour below; the connection closes when it returns.
+  std::function<void(FakeWebSocketConnection&)> session;
+  // When set, requests that are not WebSocket upgrades are answered by it, as FakeHttpServer
+  // answers them (keep-alive included), so one port serves a fake exchange's REST API and
+  // its WebSocket channels. Otherwise such a request ends the connection.
+  std::function<FakeResponse(const FakeRequest&)> http;
 };
 
 // Echoes every message back, except these commands:

@@ -11,8 +11,13 @@
 // noticed before sending and replaced, so the request is sent once on a fresh connection.
 // If the close races the request (no response byte came back on a reused connection), the
 // request is re-sent once on a new connection only when that is safe: an idempotent method
-// (GET, HEAD, PUT, DELETE, OPTIONS) or a request carrying an Idempotency-Key header.
-// Otherwise Request returns Unavailable, because the server may have acted on it.
+// (GET, HEAD, PUT, DELETE, OPTIONS), a request carrying an Idempotency-Key header, or
+// POST /v1/blobs (content-addressed: the same bytes stored twice are one blob with the same
+// answer). Otherwise Request returns Unavailable, because the server may have acted on it.
+//
+// Uploads (Upload): the body is read from an open file in chunks as it is sent, never held
+// whole in memory; a re-send reads it again from the start (pread, so nothing depends on the
+// file's offset).
 //
 // Errors: transport failures are Status (Unavailable, DeadlineExceeded, InvalidArgument for
 // a malformed request, ResourceExhausted for a response over the size bound). Any HTTP
@@ -62,6 +67,10 @@ struct HttpClientOptions {
 // other 4xx InvalidArgument, 5xx Unavailable, anything else Unknown.
 absl::StatusCode StatusCodeForHttpStatus(int http_status);
 
+// SHA-256 (64 lowercase hex digits) of what Upload(..., fd, size, ...) sends: the first
+// `size` bytes of `fd`, read with pread. An error when the file is shorter or unreadable.
+absl::StatusOr<std::string> Sha256OfUploadBody(int fd, uint64_t size);
+
 class HttpClient {
  public:
   // Resolves, connects and (for https) completes the TLS handshake, so a wrong address or
@@ -79,6 +88,20 @@ class HttpClient {
       std::string_view method, std::string_view target, std::string_view body = {},
       const std::vector<std::pair<std::string, std::string>>& extra_headers = {},
       std::string_view content_type = "application/json");
+  // One request whose body is the first `size` bytes of the open file `fd` (a regular file:
+  // it is read with pread from offset 0, chunk by chunk as the connection takes them, and
+  // its offset is left alone; the caller keeps the descriptor), sent with Content-Length
+  // `size` and Content-Type `content_type`. Otherwise as Request, with one difference in
+  // timing: timeout_ms bounds each chunk's write rather than the whole body, so a large body
+  // on a slow link is not cut off while it moves, and then the response.
+  // A file that ends before `size` bytes, or cannot be read, is an error and the connection
+  // is dropped (the server is left waiting for the rest). When the server answers before
+  // taking the whole body (the exchange refuses an upload over its limit or an account's
+  // quota from the headers alone, then closes), that answer is returned.
+  absl::StatusOr<HttpResponse> Upload(
+      std::string_view method, std::string_view target, int fd, uint64_t size,
+      std::string_view content_type = "application/octet-stream",
+      const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
   absl::StatusOr<HttpResponse> Get(std::string_view target);
   absl::StatusOr<HttpResponse> Post(std::string_view target, std::string_view json);
 

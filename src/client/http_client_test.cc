@@ -1,9 +1,15 @@
 #include "src/client/http_client.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <memory>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "src/base/rng.h"
+#include "src/base/sha256.h"
+#include "src/base/unique_fd.h"
 #include "src/client/fake_servers.h"
 #include "src/client/url.h"
 
@@ -262,6 +268,205 @@ TEST(HttpClientTest, StatusCodeForHttpStatusFollowsTheApi) {
   EXPECT_EQ(StatusCodeForHttpStatus(302), absl::StatusCode::kUnknown);
 }
 
+// ---- Upload: a body streamed from an open file.
+
+// `bytes` written to a new temporary file, opened read-only.
+base::UniqueFd FileWith(const std::string& name, const std::string& bytes) {
+  base::UniqueFd fd(::open(WriteTempFile(name, bytes).c_str(), O_RDONLY | O_CLOEXEC));
+  EXPECT_TRUE(fd.valid());
+  return fd;
+}
+
+// `size` bytes that are not all alike, so a byte out of place shows. Seeded: the same run
+// every time.
+std::string Bytes(size_t size, uint64_t seed) {
+  base::Rng rng(seed);
+  std::string bytes(size, '\0');
+  for (char& c : bytes) c = static_cast<char>(rng.Next() & 0xFF);
+  return bytes;
+}
+
+TEST(HttpClientUploadTest, SendsTheFileWithContentLengthAndType) {
+  FakeHttpServer server([](const FakeRequest& request) {
+    return FakeResponse{201, "got " + std::to_string(request.body.size()), {}};
+  });
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  base::UniqueFd fd = FileWith("small", "hello, world");
+  absl::StatusOr<HttpResponse> response = client->Upload(
+      "PUT", "/v1/blobs/x", fd.get(), 12, "application/octet-stream", {{"X-Extra", "1"}});
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 201);
+  EXPECT_EQ(response->body, "got 12");
+  std::vector<FakeRequest> requests = server.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].method, "PUT");
+  EXPECT_EQ(requests[0].body, "hello, world");
+  EXPECT_EQ(requests[0].headers["content-length"], "12");
+  EXPECT_EQ(requests[0].headers["content-type"], "application/octet-stream");
+  EXPECT_EQ(requests[0].headers["x-extra"], "1");
+  // Keep-alive as for Request: the next request uses the same connection.
+  ASSERT_TRUE(client->Get("/after").ok());
+  EXPECT_EQ(server.connections_accepted(), 1);
+}
+
+TEST(HttpClientUploadTest, SeveralMebibytesArriveExactly) {
+  FakeHttpServer server([](const FakeRequest& request) {
+    return FakeResponse{201, base::Sha256Hex(request.body), {}};
+  });
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  const std::string bytes = Bytes((size_t{6} << 20) + 12345, 7);  // Not a multiple of a chunk.
+  base::UniqueFd fd = FileWith("large", bytes);
+  absl::StatusOr<HttpResponse> response =
+      client->Upload("POST", "/v1/blobs", fd.get(), bytes.size());
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 201);
+  EXPECT_EQ(response->body, base::Sha256Hex(bytes));
+  std::vector<FakeRequest> requests = server.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].body.size(), bytes.size());
+  EXPECT_TRUE(requests[0].body == bytes) << "the body arrived changed";
+  EXPECT_EQ(requests[0].headers["content-length"], std::to_string(bytes.size()));
+  EXPECT_EQ(Sha256OfUploadBody(fd.get(), bytes.size()).value_or(""), base::Sha256Hex(bytes));
+}
+
+TEST(HttpClientUploadTest, ReadsFromTheStartAndLeavesTheOffsetAlone) {
+  FakeHttpServer server(Echo);
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  base::UniqueFd fd = FileWith("offset", "0123456789");
+  ASSERT_EQ(::lseek(fd.get(), 4, SEEK_SET), 4);
+  // Only `size` bytes go, whatever the file holds after them.
+  absl::StatusOr<HttpResponse> response = client->Upload("PUT", "/p", fd.get(), 6);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->body, "PUT /p 012345");
+  EXPECT_EQ(::lseek(fd.get(), 0, SEEK_CUR), 4);
+}
+
+TEST(HttpClientUploadTest, EmptyFileSendsContentLengthZero) {
+  FakeHttpServer server(Echo);
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  base::UniqueFd fd = FileWith("empty", "");
+  absl::StatusOr<HttpResponse> response = client->Upload("PUT", "/e", fd.get(), 0);
+  ASSERT_TRUE(response.ok()) << response.status();
+  std::vector<FakeRequest> requests = server.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].headers["content-length"], "0");
+  EXPECT_EQ(requests[0].body, "");
+  EXPECT_EQ(Sha256OfUploadBody(fd.get(), 0).value_or(""), base::Sha256Hex(""));
+}
+
+TEST(HttpClientUploadTest, FileShorterThanItsSizeIsAnErrorNotAHang) {
+  FakeHttpServer server(Echo);
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  const std::string bytes = Bytes(300'000, 3);  // More than one chunk, then it ends.
+  base::UniqueFd fd = FileWith("short", bytes);
+  absl::StatusOr<HttpResponse> response = client->Upload("PUT", "/s", fd.get(), 1'000'000);
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kFailedPrecondition) << response.status();
+  EXPECT_NE(response.status().message().find("ended after 300000 of 1000000 bytes"),
+            std::string_view::npos)
+      << response.status();
+  // The half-sent request's connection was dropped; the next request opens another.
+  server.WaitForClosedConnections(1);
+  EXPECT_TRUE(server.requests().empty());
+  ASSERT_TRUE(client->Get("/next").ok());
+  EXPECT_EQ(client->connections_opened(), 2);
+  EXPECT_FALSE(Sha256OfUploadBody(fd.get(), 1'000'000).ok());
+}
+
+TEST(HttpClientUploadTest, UnreadableFileIsAnError) {
+  FakeHttpServer server(Echo);
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  base::UniqueFd fd(::open(WriteTempFile("write-only", "abc").c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  absl::StatusOr<HttpResponse> response = client->Upload("PUT", "/u", fd.get(), 3);
+  ASSERT_FALSE(response.ok());
+  EXPECT_NE(response.status().message().find("reading the body's file"), std::string_view::npos)
+      << response.status();
+  EXPECT_EQ(client->Upload("PUT", "/u", -1, 3).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(Sha256OfUploadBody(fd.get(), 3).ok());
+  ASSERT_TRUE(client->Get("/next").ok());
+}
+
+TEST(HttpClientUploadTest, AnswerBeforeTheBodyIsReturnedNotAWriteError) {
+  // As the exchange refuses an upload over its blob limit or the account's quota: from the
+  // headers, closing the connection without reading the body.
+  FakeHttpServerOptions options;
+  options.answer_before_body = [](const FakeRequest&) -> std::optional<FakeResponse> {
+    return FakeResponse{
+        413, R"({"error":{"code":"blob_quota_exceeded","message":"Over quota."}})", {}};
+  };
+  FakeHttpServer server(Echo, options);
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  const std::string bytes = Bytes(size_t{16} << 20, 11);  // More than the socket buffers hold.
+  base::UniqueFd fd = FileWith("refused", bytes);
+  absl::StatusOr<HttpResponse> response =
+      client->Upload("POST", "/v1/blobs", fd.get(), bytes.size());
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 413);
+  EXPECT_NE(response->body.find("blob_quota_exceeded"), std::string::npos);
+  ASSERT_EQ(server.requests().size(), 1u);
+  EXPECT_EQ(server.requests()[0].headers["content-length"], std::to_string(bytes.size()));
+}
+
+TEST(HttpClientUploadTest, PutIsSentAgainWholeAfterAKeptAliveConnectionBroke) {
+  FakeHttpServerOptions options;
+  options.drop_request_number = 2;  // The second request on each connection is dropped.
+  FakeHttpServer server(Echo, options);
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Get("/first").ok());
+  const std::string bytes = Bytes(size_t{2} << 20, 5);
+  base::UniqueFd fd = FileWith("again", bytes);
+  absl::StatusOr<HttpResponse> response =
+      client->Upload("PUT", "/v1/blobs/digest", fd.get(), bytes.size());
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(server.connections_accepted(), 2);
+  std::vector<FakeRequest> requests = server.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[1].target, "/v1/blobs/digest");
+  EXPECT_TRUE(requests[1].body == bytes) << "the re-sent body is not the file";
+}
+
+TEST(HttpClientUploadTest, BlobPostIsSentAgainButAnotherPostIsNot) {
+  FakeHttpServerOptions options;
+  options.drop_request_number = 2;
+  FakeHttpServer server(Echo, options);
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  base::UniqueFd fd = FileWith("post", "content-addressed");
+  // POST /v1/blobs stores the same blob however often it is sent: re-sent.
+  ASSERT_TRUE(client->Get("/first").ok());
+  absl::StatusOr<HttpResponse> blob = client->Upload("POST", "/v1/blobs", fd.get(), 17);
+  ASSERT_TRUE(blob.ok()) << blob.status();
+  EXPECT_EQ(blob->body, "POST /v1/blobs content-addressed");
+  // Another POST might have been acted on: not re-sent.
+  ASSERT_TRUE(client->Get("/again").ok());  // The second connection's first request.
+  absl::StatusOr<HttpResponse> other = client->Upload("POST", "/v1/other", fd.get(), 17);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kUnavailable) << other.status();
+  EXPECT_NE(other.status().message().find("not re-sent"), std::string_view::npos) << other.status();
+}
+
+TEST(HttpClientUploadTest, RefusesMalformedRequestsWithoutSending) {
+  FakeHttpServer server(Echo);
+  std::unique_ptr<HttpClient> client = ConnectTo(server);
+  ASSERT_NE(client, nullptr);
+  base::UniqueFd fd = FileWith("bad", "x");
+  EXPECT_EQ(client->Upload("FETCH", "/x", fd.get(), 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->Upload("PUT", "/x", fd.get(), 1, "text/plain\r\nX: 1").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(server.requests().empty());
+}
+
 // TLS: a self-signed certificate made by the test, trusted through tls_ca_file.
 class HttpClientTlsTest : public ::testing::Test {
  protected:
@@ -310,6 +515,18 @@ TEST_F(HttpClientTlsTest, UntrustedCertificateIsRefused) {
   EXPECT_EQ(client.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(client.status().message().find("certificate verify failed"), std::string_view::npos)
       << client.status();
+}
+
+TEST_F(HttpClientTlsTest, UploadOverTls) {
+  HttpClientOptions options;
+  options.tls_ca_file = WriteTempFile("ca.pem", certificate_.cert_pem);
+  std::unique_ptr<HttpClient> client = ConnectTo(server_, options);
+  ASSERT_NE(client, nullptr);
+  const std::string bytes = Bytes(size_t{1} << 20, 9);
+  base::UniqueFd fd = FileWith("tls", bytes);
+  absl::StatusOr<HttpResponse> response = client->Upload("PUT", "/t", fd.get(), bytes.size());
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(response->body == "PUT /t " + bytes);
 }
 
 TEST_F(HttpClientTlsTest, VerificationOffAcceptsSelfSignedCertificate) {

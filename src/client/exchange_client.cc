@@ -4,7 +4,9 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_join.h"
+#include "src/base/json.h"
 #include "src/base/status.h"
+#include "src/client/json_fields.h"
 #include "src/client/strings_internal.h"
 #include "src/client/url.h"
 
@@ -16,30 +18,20 @@ constexpr char kApiErrorPayloadUrl[] = "type.ocx.dev/ocx.client.ApiError";
 // How much of a non-JSON error body is kept in the message.
 constexpr size_t kErrorBodyExcerptBytes = 200;
 
-std::string Dump(const nlohmann::json& value) {
-  // `replace`: invalid UTF-8 in a string must not throw (our code throws nothing).
-  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+// Invalid UTF-8 in a string is replaced rather than thrown on (our code throws nothing).
+std::string Dump(const nlohmann::json& value) { return base::DumpJson(value); }
 
 }  // namespace
 
 ApiError ParseApiError(int http_status, std::string_view body) {
   ApiError error;
   error.http_status = http_status;
-  const nlohmann::json parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_object()) {
-    auto it = parsed.find("error");
-    if (it != parsed.end() && it->is_object()) {
-      auto code = it->find("code");
-      auto message = it->find("message");
-      if (code != it->end() && code->is_string()) {
-        error.code = code->get<std::string>();
-        if (message != it->end() && message->is_string()) {
-          error.message = message->get<std::string>();
-        }
-        return error;
-      }
-    }
+  const std::optional<nlohmann::json> parsed = ParseExchangeJson(body);
+  const nlohmann::json* refusal = parsed ? ObjectField(*parsed, "error") : nullptr;
+  if (std::optional<std::string> code = refusal ? StringField(*refusal, "code") : std::nullopt) {
+    error.code = std::move(*code);
+    error.message = StringField(*refusal, "message").value_or("");
+    return error;
   }
   error.code = internal::Cat("http_", http_status);
   error.message = std::string(body.substr(0, kErrorBodyExcerptBytes));
@@ -59,13 +51,12 @@ absl::Status ApiErrorToStatus(const ApiError& error) {
 std::optional<ApiError> GetApiError(const absl::Status& status) {
   auto payload = status.GetPayload(kApiErrorPayloadUrl);  // absl::optional here.
   if (!payload) return std::nullopt;
-  const nlohmann::json parsed =
-      nlohmann::json::parse(std::string(*payload), nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_object()) return std::nullopt;
+  const std::optional<nlohmann::json> parsed = ParseExchangeJson(std::string(*payload));
+  if (!parsed || !parsed->is_object()) return std::nullopt;
   ApiError error;
-  error.http_status = parsed.value("http_status", 0);
-  error.code = parsed.value("code", std::string());
-  error.message = parsed.value("message", std::string());
+  error.http_status = static_cast<int>(Int64Field(*parsed, "http_status").value_or(0));
+  error.code = StringField(*parsed, "code").value_or("");
+  error.message = StringField(*parsed, "message").value_or("");
   return error;
 }
 
@@ -99,13 +90,14 @@ absl::StatusOr<nlohmann::json> ExchangeClient::Call(std::string_view method,
                                              absl::StrJoin(expected_statuses, " or "), ")"));
   }
   if (response.body.empty()) return nlohmann::json(nullptr);
-  nlohmann::json parsed = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
+  // Strictly: the answer comes from outside this process (json_fields.h).
+  std::optional<nlohmann::json> parsed = ParseExchangeJson(response.body);
+  if (!parsed) {
     return absl::InternalError(
         internal::Cat(method, " ", target, ": HTTP ", response.status,
                       " answer is not JSON: ", response.body.substr(0, kErrorBodyExcerptBytes)));
   }
-  return parsed;
+  return std::move(*parsed);
 }
 
 }  // namespace ocx::client

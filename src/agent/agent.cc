@@ -7,23 +7,27 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <set>
-#include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "src/agent/discovery.h"
 #include "src/agent/task_runner.h"
-#include "src/protocol/identity.h"
-#include "src/protocol/task_spec.h"
-#include "src/base/utf8.h"
 #include "src/base/decimal.h"
+#include "src/base/errno_status.h"
 #include "src/base/files.h"
+#include "src/base/hex.h"
+#include "src/base/json.h"
 #include "src/base/status.h"
+#include "src/base/unique_fd.h"
+#include "src/base/utf8.h"
 #include "src/client/exchange_client.h"
+#include "src/client/json_fields.h"
 #include "src/client/url.h"
 #include "src/client/websocket_client.h"
 #include "src/core/exchange.h"
+#include "src/protocol/identity.h"
+#include "src/protocol/task_spec.h"
 
 namespace ocx::agent {
 namespace {
@@ -50,41 +54,87 @@ int64_t UnixMicros() {
       .count();
 }
 
-// A whole file: the identity and registration files, and a job's output for its upload
-// (the exchange bounds blobs at 64 MiB).
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError("cannot read " + path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+// Bound on the agent's own small files (machine.key, machine.json).
+constexpr size_t kAgentFileBytesMax = 64 * 1024;
+// How much of a message from the exchange a log line quotes.
+constexpr size_t kLoggedMessageBytesMax = 200;
+// Bound on a lease's max_hours as the agent reads it (the exchange's own is a month).
+constexpr int64_t kLeaseHoursMax = int64_t{24} * 366;
 
+using client::ArrayField;
+using client::Int64Field;
+using client::ObjectField;
+using client::StringField;
+using client::Uint64Field;
 
-std::string ToHex(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : bytes) {
-    out.push_back(kHex[static_cast<unsigned char>(c) >> 4]);
-    out.push_back(kHex[static_cast<unsigned char>(c) & 15]);
-  }
+// A message or answer from the exchange, cut for a log line.
+std::string Excerpt(std::string_view text) {
+  std::string out = base::ToValidUtf8(text.substr(0, kLoggedMessageBytesMax));
+  if (text.size() > kLoggedMessageBytesMax) out += "...";
   return out;
 }
+std::string ExcerptJson(const Json& value) { return Excerpt(base::DumpJson(value)); }
 
-std::optional<std::string> FromHex(std::string_view hex) {
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
+// `*array`, or an empty array when it is null: for a loop over a list that may be absent.
+const Json& ElementsOf(const Json* array) {
+  static const Json kNone = Json::array();
+  return array != nullptr ? *array : kNone;
+}
+
+// Writes `bytes` to `path`, a new file (0600) that must not exist yet.
+absl::Status WriteNewFile(const std::string& path, std::string_view bytes) {
+  base::UniqueFd fd(
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return base::ErrnoStatus(errno, "create", path);
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd.get(), bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return base::ErrnoStatus(errno, "write", path);
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+// The task runner's blobs over the exchange's /v1/blobs, through `http` (a connection of the
+// task's thread, which must outlive the functions).
+TaskBlobs ExchangeBlobs(const absl::StatusOr<std::unique_ptr<client::ExchangeClient>>& http,
+                        uint64_t blob_bytes_max) {
+  TaskBlobs blobs;
+  blobs.blob_bytes_max = blob_bytes_max;
+  blobs.fetch = [&http](const std::string& sha256, const std::string& dest) -> absl::Status {
+    if (!http.ok()) return http.status();
+    OCX_ASSIGN_OR_RETURN(client::HttpResponse response, (*http)->http().Get("/v1/blobs/" + sha256));
+    if (response.status != 200) {
+      return client::ApiErrorToStatus(client::ParseApiError(response.status, response.body));
+    }
+    // The runner checks the size and the digest of what was written.
+    return WriteNewFile(dest, response.body);
   };
-  if (hex.size() % 2 != 0) return std::nullopt;
-  std::string out;
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    const int high = nibble(hex[i]), low = nibble(hex[i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    out.push_back(static_cast<char>(high << 4 | low));
-  }
-  return out;
+  blobs.upload = [&http](int fd, uint64_t size) -> absl::StatusOr<std::string> {
+    if (!http.ok()) return http.status();
+    // Hashed first, from the same descriptor; PUT names the digest and the exchange checks
+    // the bytes it receives against it, so the blob it keeps is what was hashed here.
+    OCX_ASSIGN_OR_RETURN(const std::string sha256, client::Sha256OfUploadBody(fd, size));
+    OCX_ASSIGN_OR_RETURN(client::HttpResponse response,
+                         (*http)->http().Upload("PUT", "/v1/blobs/" + sha256, fd, size));
+    if (response.status == 413) {
+      // Over the exchange's blob limit or the account's blob quota: the runner leaves this
+      // blob out of the result and says why (TaskBlobs::upload).
+      const client::ApiError error = client::ParseApiError(response.status, response.body);
+      return absl::ResourceExhaustedError(error.code + ": " + error.message + " (HTTP 413)");
+    }
+    if (response.status / 100 != 2) {
+      return client::ApiErrorToStatus(client::ParseApiError(response.status, response.body));
+    }
+    const std::optional<Json> body = client::ParseExchangeJson(response.body);
+    if (!body || StringField(*body, "sha256") != sha256) {
+      return absl::UnavailableError(
+          "the exchange's answer to a blob upload does not name the blob: " +
+          Excerpt(response.body));
+    }
+    return sha256;
+  };
+  return blobs;
 }
 
 }  // namespace
@@ -113,6 +163,9 @@ Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   if (options.sandbox == nullptr) return absl::InvalidArgumentError("the agent needs a sandbox");
+  if (options.blob_bytes_max == 0) {
+    return absl::InvalidArgumentError("the agent's blob_bytes_max must be positive");
+  }
   if (options.provider_token.empty()) {
     return absl::InvalidArgumentError("the agent needs the provider account's API token");
   }
@@ -145,36 +198,44 @@ Agent::~Agent() { Stop(); }
 
 absl::Status Agent::LoadOrCreateIdentity() {
   const std::string path = options_.data_dir + "/machine.key";
-  auto text = ReadWholeFile(path);
+  absl::StatusOr<std::string> text = base::ReadFileBounded(path, kAgentFileBytesMax);
   if (text.ok()) {
-    const Json key = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    const auto secret = key.is_object() && key["secret_key"].is_string()
-                            ? FromHex(key["secret_key"].get<std::string>())
-                            : std::nullopt;
-    if (!secret || secret->size() != 64 || !key["public_key"].is_string()) {
+    const std::optional<Json> key = client::ParseExchangeJson(*text);
+    const std::optional<std::string> secret_hex =
+        key ? StringField(*key, "secret_key") : std::nullopt;
+    const std::optional<std::string> public_hex =
+        key ? StringField(*key, "public_key") : std::nullopt;
+    std::string secret;
+    if (!secret_hex || !base::HexDecode(*secret_hex, &secret) || secret.size() != 64 ||
+        !public_hex) {
       return absl::DataLossError(path + " is not a machine key file");
     }
-    secret_key_ = *secret;
-    public_key_ = key["public_key"].get<std::string>();
+    secret_key_ = std::move(secret);
+    public_key_ = *public_hex;
     return absl::OkStatus();
   }
+  // Only a missing key is made anew: one that cannot be read must not be replaced.
+  if (!absl::IsNotFound(text.status())) return text.status();
   const protocol::MachineKeyPair pair = protocol::NewMachineKeyPair();
   secret_key_ = pair.secret_key;
   public_key_ = pair.public_key_hex;
   Log("created the machine's Ed25519 identity in " + path);
-  return base::WriteFileAtomically(
-      path, Json{{"secret_key", ToHex(secret_key_)}, {"public_key", public_key_}}.dump() + "\n",
-      0600);
+  return base::WriteFileAtomically(path,
+                                   base::DumpJson(Json{{"secret_key", base::HexEncode(secret_key_)},
+                                                       {"public_key", public_key_}}) +
+                                       "\n",
+                                   0600);
 }
 
 absl::Status Agent::RegisterIfNeeded() {
   const std::string path = options_.data_dir + "/machine.json";
-  if (auto text = ReadWholeFile(path); text.ok()) {
-    const Json saved = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    if (!saved.is_discarded() && saved.value("exchange", "") == options_.exchange_url &&
-        saved.value("public_key", "") == public_key_) {
-      machine_ = saved.value("machine", uint64_t{0});
-      capacity_ = saved.value("capacity", int64_t{0});
+  if (auto text = base::ReadFileBounded(path, kAgentFileBytesMax); text.ok()) {
+    // Anything else (another exchange, another key, a damaged file) registers afresh.
+    const std::optional<Json> saved = client::ParseExchangeJson(*text);
+    if (saved && StringField(*saved, "exchange") == options_.exchange_url &&
+        StringField(*saved, "public_key") == public_key_) {
+      machine_ = Uint64Field(*saved, "machine").value_or(0);
+      capacity_ = std::max<int64_t>(0, Int64Field(*saved, "capacity").value_or(0));
       if (machine_ != 0) return absl::OkStatus();
     }
   }
@@ -209,19 +270,23 @@ absl::Status Agent::RegisterIfNeeded() {
                   {"capacity", capacity}};
   auto registered = http_->Call("POST", "/v1/machines", &body, {201});
   if (!registered.ok()) return registered.status();
-  machine_ = (*registered)["machine"]["id"].get<uint64_t>();
+  const Json* machine = ObjectField(*registered, "machine");
+  machine_ = machine != nullptr ? Uint64Field(*machine, "id").value_or(0) : 0;
+  if (machine_ == 0) {
+    return absl::InternalError("POST /v1/machines answered without a machine id: " +
+                               ExcerptJson(*registered));
+  }
   const auto it = spec.capacity.find(options_.market);
   capacity_ = it == spec.capacity.end() ? 0 : it->second;
   Log("registered machine " + std::to_string(machine_) + " (" + spec.name + ", " +
       std::to_string(capacity_) + " " + options_.market + " slots)");
   return base::WriteFileAtomically(path,
-                             Json{{"exchange", options_.exchange_url},
-                                  {"public_key", public_key_},
-                                  {"machine", machine_},
-                                  {"capacity", capacity_}}
-                                     .dump() +
-                                 "\n",
-                             0600);
+                                   base::DumpJson(Json{{"exchange", options_.exchange_url},
+                                                       {"public_key", public_key_},
+                                                       {"machine", machine_},
+                                                       {"capacity", capacity_}}) +
+                                       "\n",
+                                   0600);
 }
 
 void Agent::RunInBackground() {
@@ -372,21 +437,26 @@ absl::Status Agent::Session() {
   std::shared_ptr<client::WebSocketClient> ws = std::move(*connected);
   auto challenge_text = ws->Receive(10'000);
   if (!challenge_text.ok()) return challenge_text.status();
-  const Json challenge = Json::parse(*challenge_text, nullptr, /*allow_exceptions=*/false);
-  if (challenge.is_discarded() || challenge.value("type", "") != "challenge") {
-    return absl::UnavailableError("the exchange did not send a challenge");
+  // Everything the exchange sends is read with its types checked (json_fields.h): a buggy or
+  // compromised exchange gets its message ignored or the connection dropped, never a crash.
+  const std::optional<Json> challenge = client::ParseExchangeJson(*challenge_text);
+  const std::optional<std::string> nonce =
+      challenge ? StringField(*challenge, "nonce") : std::nullopt;
+  if (!challenge || StringField(*challenge, "type") != "challenge" || !nonce) {
+    return absl::UnavailableError("the exchange did not send a challenge: " +
+                                  Excerpt(*challenge_text));
   }
-  const std::string nonce = challenge.value("nonce", "");
-  OCX_RETURN_IF_ERROR(ws->Send(
-      Json{{"type", "auth"},
-           {"machine", machine_},
-           {"signature", protocol::SignHex(secret_key_, protocol::AgentAuthMessage(machine_, nonce))}}
-          .dump()));
+  OCX_RETURN_IF_ERROR(ws->Send(Json{
+      {"type", "auth"},
+      {"machine", machine_},
+      {"signature", protocol::SignHex(secret_key_, protocol::AgentAuthMessage(machine_, *nonce))}}
+                                   .dump()));
   auto welcome_text = ws->Receive(10'000);
   if (!welcome_text.ok()) return welcome_text.status();
-  const Json welcome = Json::parse(*welcome_text, nullptr, /*allow_exceptions=*/false);
-  if (welcome.is_discarded() || welcome.value("type", "") != "welcome") {
-    return absl::UnauthenticatedError("the exchange refused the machine's key: " + *welcome_text);
+  const std::optional<Json> welcome = client::ParseExchangeJson(*welcome_text);
+  if (!welcome || StringField(*welcome, "type") != "welcome") {
+    return absl::UnauthenticatedError("the exchange refused the machine's key: " +
+                                      Excerpt(*welcome_text));
   }
   {
     std::lock_guard lock(mu_);
@@ -398,10 +468,24 @@ absl::Status Agent::Session() {
   Log("connected to the exchange as machine " + std::to_string(machine_));
   // Leases the exchange still has for us (after a reconnect, or a restart of the agent).
   std::set<core::LeaseId> active;
-  for (const Json& lease : welcome.value("leases", Json::array())) {
-    active.insert(lease.value("lease", uint64_t{0}));
-    TrackLease(lease);
-    if (lease.contains("task")) StartTask(lease["lease"].get<uint64_t>(), lease["task"]);
+  const Json* leases = ArrayField(*welcome, "leases");
+  if (leases == nullptr && client::FindField(*welcome, "leases") != nullptr) {
+    Log("ignored the welcome's leases, which are not a list: " + ExcerptJson(*welcome));
+  }
+  for (const Json& lease : ElementsOf(leases)) {
+    const std::optional<core::LeaseId> id = Uint64Field(lease, "lease");
+    if (!id || *id == 0 || !TrackLease(lease)) {
+      Log("ignored a lease in the welcome: " + ExcerptJson(lease));
+      continue;
+    }
+    active.insert(*id);
+    if (const Json* task = client::FindField(lease, "task")) {
+      if (task->is_object()) {
+        StartTask(*id, *task);
+      } else {
+        Log("ignored a lease's task that is not an object: " + ExcerptJson(lease));
+      }
+    }
   }
   {
     // Leases we run that the exchange no longer has ended while we were away.
@@ -503,8 +587,12 @@ absl::Status Agent::Session() {
       if (absl::IsDeadlineExceeded(text.status())) continue;
       return text.status();
     }
-    const Json message = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    if (!message.is_discarded() && message.is_object()) HandleMessage(message);
+    const std::optional<Json> message = client::ParseExchangeJson(*text);
+    if (message && message->is_object()) {
+      HandleMessage(*message);
+    } else {
+      Log("ignored a message from the exchange that is not a JSON object: " + Excerpt(*text));
+    }
   }
 }
 
@@ -514,44 +602,67 @@ void Agent::Send(const Json& message) {
     std::lock_guard lock(mu_);
     ws = ws_;
   }
-  if (ws) (void)ws->Send(message.dump());
+  if (ws) (void)ws->Send(base::DumpJson(message));
 }
 
-void Agent::TrackLease(const Json& lease) {
-  const core::LeaseId id = lease.value("lease", uint64_t{0});
-  if (id == 0) return;
+bool Agent::TrackLease(const Json& lease) {
+  const std::optional<core::LeaseId> id = Uint64Field(lease, "lease");
+  if (!id || *id == 0) return false;
+  // Absent fields take their defaults; present ones must make sense, or the lease is not
+  // taken on (a job with nonsense limits must not start).
+  auto field_or = [&lease](std::string_view key, int64_t fallback) -> std::optional<int64_t> {
+    return client::FindField(lease, key) != nullptr ? Int64Field(lease, key) : fallback;
+  };
+  const std::optional<int64_t> slots = field_or("slots", 1);
+  const std::optional<int64_t> max_hours = field_or("max_hours", 1);
+  const std::optional<int64_t> start = field_or("start", 0);
+  if (!slots || *slots < 1 || *slots > sandbox::kSlotsMax || !max_hours || *max_hours < 1 ||
+      *max_hours > kLeaseHoursMax || !start) {
+    return false;
+  }
   std::lock_guard lock(mu_);
-  if (leases_.contains(id)) return;  // A lease in the welcome and in lease_started.
+  if (leases_.contains(*id)) return true;  // A lease in the welcome and in lease_started.
   auto state = std::make_shared<LeaseState>();
-  state->lease = id;
-  state->slots = lease.value("slots", int64_t{1});
-  state->max_hours = lease.value("max_hours", 1);
-  state->start = lease.value("start", int64_t{0});
+  state->lease = *id;
+  state->slots = *slots;
+  state->max_hours = static_cast<int32_t>(*max_hours);
+  state->start = *start;
   auto cancel = sandbox::CancelToken::Create();
   if (cancel.ok()) state->cancel = std::move(*cancel);
-  leases_[id] = state;
-  Log("lease " + std::to_string(id) + " started: " + std::to_string(state->slots) + " slots");
+  leases_[*id] = state;
+  Log("lease " + std::to_string(*id) + " started: " + std::to_string(state->slots) + " slots");
+  return true;
 }
 
 void Agent::HandleMessage(const Json& message) {
-  const std::string type = message.value("type", "");
-  if (type == "lease_started") {
-    TrackLease(message);
-  } else if (type == "task") {
-    StartTask(message.value("lease", uint64_t{0}), message.value("spec", Json()));
-  } else if (type == "lease_ended") {
-    EndedByExchange(message.value("lease", uint64_t{0}), message.value("reason", ""));
-  } else if (type == "ack" || type == "error") {
-    const Json id = message.value("id", Json());
-    if (id.is_string() && id.get<std::string>().starts_with("result-")) {
+  const std::optional<std::string> type = StringField(message, "type");
+  const std::optional<core::LeaseId> lease = Uint64Field(message, "lease");
+  auto ignore = [&] {
+    Log("ignored a malformed message from the exchange: " + ExcerptJson(message));
+  };
+  if (!type) return ignore();
+  if (*type == "lease_started") {
+    if (!TrackLease(message)) return ignore();
+  } else if (*type == "task") {
+    const Json* spec = ObjectField(message, "spec");
+    if (!lease || spec == nullptr) return ignore();
+    StartTask(*lease, *spec);
+  } else if (*type == "lease_ended") {
+    const Json* reason = client::FindField(message, "reason");
+    if (!lease || (reason != nullptr && !reason->is_string())) return ignore();
+    EndedByExchange(*lease, StringField(message, "reason").value_or(""));
+  } else if (*type == "ack" || *type == "error") {
+    const std::string id = StringField(message, "id").value_or("");
+    uint64_t answered = 0;
+    if (id.starts_with("result-") && absl::SimpleAtoi(id.substr(7), &answered)) {
       // Answered: accepted, or refused for good (the task's grace ran out, say).
-      const core::LeaseId lease = std::stoull(id.get<std::string>().substr(7));
       std::lock_guard lock(mu_);
-      pending_results_.erase(lease);
-      results_in_flight_.erase(lease);
+      pending_results_.erase(answered);
+      results_in_flight_.erase(answered);
     }
-    if (type == "error") Log("the exchange refused a message: " + message.dump());
+    if (*type == "error") Log("the exchange refused a message: " + ExcerptJson(message));
   }
+  // Other types (added to the protocol later) are not for this agent: ignored.
 }
 
 void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
@@ -565,7 +676,7 @@ void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
     ++status_.tasks_started;
   }
   // The task spec travels with the thread; a bad one is reported as an error result.
-  state->thread = std::thread([this, state, spec_text = spec_json.dump()] {
+  state->thread = std::thread([this, state, spec_text = base::DumpJson(spec_json)] {
     const auto spec = protocol::ParseTaskSpec(spec_text);
     Json result;
     if (!spec.ok()) {
@@ -594,32 +705,11 @@ void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
       // Blobs go through a connection of this thread's own (the HTTP client is not shared).
       client::HttpClientOptions http_options;
       http_options.bearer_token = options_.provider_token;
+      // A download is one blob, held whole; the exchange sends none larger.
+      http_options.response_body_bytes_max =
+          std::max<uint64_t>(options_.blob_bytes_max, kAgentFileBytesMax);
       auto http = client::ExchangeClient::Connect(options_.exchange_url, http_options);
-      TaskBlobs blobs;
-      blobs.fetch = [&http](const std::string& sha256, const std::string& dest) -> absl::Status {
-        if (!http.ok()) return http.status();
-        auto response = (*http)->http().Get("/v1/blobs/" + sha256);
-        if (!response.ok()) return response.status();
-        if (response->status != 200) {
-          return absl::NotFoundError("blob " + sha256 + ": HTTP " + std::to_string(response->status));
-        }
-        std::ofstream out(dest, std::ios::binary | std::ios::trunc);
-        out.write(response->body.data(), static_cast<std::streamsize>(response->body.size()));
-        return out.good() ? absl::OkStatus() : absl::InternalError("cannot write " + dest);
-      };
-      blobs.upload = [&http](const std::string& path) -> absl::StatusOr<std::string> {
-        if (!http.ok()) return http.status();
-        auto bytes = ReadWholeFile(path);
-        if (!bytes.ok()) return bytes.status();
-        auto response = (*http)->http().Request("POST", "/v1/blobs", *bytes, {},
-                                                 "application/octet-stream");
-        if (!response.ok()) return response.status();
-        const Json body = Json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-        if (response->status / 100 != 2 || body.is_discarded() || !body.contains("sha256")) {
-          return absl::UnavailableError("blob upload: HTTP " + std::to_string(response->status));
-        }
-        return body["sha256"].get<std::string>();
-      };
+      const TaskBlobs blobs = ExchangeBlobs(http, options_.blob_bytes_max);
       std::optional<WarmStart> warm;
       if (!spec->network) warm = TakeWarmStart();
       result = RunTask(*options_.sandbox, state->lease, *spec, run, blobs,
@@ -631,8 +721,8 @@ void Agent::StartTask(core::LeaseId lease, const Json& spec_json) {
     }
     {
       std::lock_guard lock(mu_);
-      state->cpu_seconds = result.value("cpu_ms", int64_t{0}) / 1000;
-      state->peak_memory_mib = result.value("peak_memory_mib", int64_t{0});
+      state->cpu_seconds = Int64Field(result, "cpu_ms").value_or(0) / 1000;
+      state->peak_memory_mib = Int64Field(result, "peak_memory_mib").value_or(0);
       pending_results_[state->lease] = result;
       ++status_.tasks_finished;
     }
@@ -749,8 +839,9 @@ void Agent::MaintainMarket(int64_t now_ms) {
   core::Quantity open = 0;
   if (sell != 0) {
     auto order = http_->Call("GET", "/v1/orders/" + std::to_string(sell));
-    if (order.ok() && (*order)["order"].value("status", "") == "open") {
-      open = (*order)["order"].value("remaining", int64_t{0});
+    const Json* fields = order.ok() ? ObjectField(*order, "order") : nullptr;
+    if (fields != nullptr && StringField(*fields, "status") == "open") {
+      open = std::max<int64_t>(0, Int64Field(*fields, "remaining").value_or(0));
     } else if (order.ok() || client::GetApiError(order.status())) {
       sell = 0;
     } else {
@@ -764,12 +855,10 @@ void Agent::MaintainMarket(int64_t now_ms) {
   const std::optional<int64_t> spot;
   int64_t tick = 100;
   if (auto markets = http_->Call("GET", "/v1/markets"); markets.ok()) {
-    for (const Json& market : (*markets).value("items", Json::array())) {
-      if (market.value("name", "") != options_.market || !market.contains("tick") ||
-          !market["tick"].is_string()) {
-        continue;
-      }
-      const base::ParsedMicros parsed = base::ParseMicros(market["tick"].get<std::string>());
+    for (const Json& market : ElementsOf(ArrayField(*markets, "items"))) {
+      const std::optional<std::string> tick_text = StringField(market, "tick");
+      if (StringField(market, "name") != options_.market || !tick_text) continue;
+      const base::ParsedMicros parsed = base::ParseMicros(*tick_text);
       if (parsed.ok() && parsed.micros > 0) tick = parsed.micros;
     }
   }
@@ -793,7 +882,7 @@ void Agent::MaintainMarket(int64_t now_ms) {
   if (sell != 0 && want > 0) {
     const Json change{{"price", base::FormatMicros(*ask)}, {"quantity", want}};
     auto answer = http_->Call("PATCH", "/v1/orders/" + std::to_string(sell), &change, {200});
-    if (answer.ok() && (*answer).value("status", "") == "replaced") {
+    if (answer.ok() && StringField(*answer, "status") == "replaced") {
       offered_price_ = *ask;
       Log("offering " + std::to_string(want) + " slots at " + base::FormatMicros(*ask) +
           " (order " + std::to_string(sell) + " changed)");
@@ -819,10 +908,15 @@ void Agent::MaintainMarket(int64_t now_ms) {
                     {"quantity", want},
                     {"machine", machine_}};
     auto placed = http_->Call("POST", "/v1/orders", &body, {201});
-    if (placed.ok()) {
-      sell = (*placed)["order"]["id"].get<uint64_t>();
+    const Json* order = placed.ok() ? ObjectField(*placed, "order") : nullptr;
+    const uint64_t id = order != nullptr ? Uint64Field(*order, "id").value_or(0) : 0;
+    if (id != 0) {
+      sell = id;
       offered_price_ = *ask;
       Log("offering " + std::to_string(want) + " slots at " + base::FormatMicros(*ask));
+    } else if (placed.ok()) {
+      // Placed, but the answer names no order: the agent cannot follow that one.
+      Log("the exchange's answer to a new offer names no order: " + ExcerptJson(*placed));
     } else {
       Log("could not offer capacity: " + placed.status().ToString());
     }

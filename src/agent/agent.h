@@ -10,6 +10,11 @@
 // reported every 5 s, outputs uploaded, the result reported, the lease ended, the job's
 // directory wiped. A lease that ends first (release, reclaim, expiry) kills its job.
 //
+// The exchange is a peer outside this process: everything it sends (WebSocket messages, REST
+// answers) is parsed strictly and read with its types checked (client/json_fields.h). A
+// message of the wrong shape is logged and ignored; a challenge or welcome of the wrong shape
+// ends the connection, which is made again. Nothing it sends can crash the agent.
+//
 // To start a task without waiting for the sandbox's set-up, it keeps a sandbox prepared
 // (AgentOptions::warm_sandboxes) in data_dir/warm/, moved to jobs/ when a task takes it.
 //
@@ -80,6 +85,10 @@ struct AgentOptions {
   // Sandboxes kept prepared (Sandbox::Prepare) for the next tasks without network, so that
   // a task starts without waiting for the sandbox's set-up. 0: every job starts afresh.
   int warm_sandboxes = 1;
+  // The exchange's bound on one blob (its `blob_bytes_max`, 64 MiB unless configured
+  // otherwise): a task's output file larger than this is left out of its result (and named
+  // in the result's message) instead of being uploaded, and its logs are cut to it.
+  uint64_t blob_bytes_max = kDefaultBlobBytesMax;
   // Called with every state change worth a log line ("registered machine 3", ...).
   std::function<void(const std::string&)> log;
 };
@@ -127,7 +136,9 @@ class Agent {
   void ConnectionLoop();
   absl::Status Session();  // One connection, until it fails or Stop().
   void HandleMessage(const nlohmann::json& message);
-  void TrackLease(const nlohmann::json& lease);
+  // Starts following a lease the exchange announced; false (and nothing done) when the
+  // announcement is malformed.
+  bool TrackLease(const nlohmann::json& lease);
   void StartTask(core::LeaseId lease, const nlohmann::json& spec);
   void RunTaskThread(std::shared_ptr<LeaseState> state);
   void EndedByExchange(core::LeaseId lease, const std::string& reason);

@@ -2,13 +2,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <limits>
 #include <memory>
@@ -16,13 +14,17 @@
 
 #include "absl/status/status.h"
 #include "src/base/assert.h"
+#include "src/base/errno_status.h"
+#include "src/base/sha256.h"
 #include "src/base/status.h"
 #include "src/base/strings.h"
 #include "src/base/unique_fd.h"
+#include "src/base/utf8.h"
 
 namespace ocx::agent {
 
 using base::Cat;
+using base::ErrnoStatus;
 using base::UniqueFd;
 using nlohmann::json;
 
@@ -30,55 +32,13 @@ namespace {
 
 // ---- Text ------------------------------------------------------------------------------
 
-// Length of the well-formed UTF-8 character at s[i] (RFC 3629: no overlong forms, no
-// surrogates, at most U+10FFFF), or 0 when the bytes there are not one.
-size_t Utf8CharLength(std::string_view s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  if (c < 0x80) return 1;
-  size_t n;
-  uint32_t code_point;
-  if ((c & 0xE0) == 0xC0) {
-    n = 2;
-    code_point = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    n = 3;
-    code_point = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    n = 4;
-    code_point = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    const auto cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xC0) != 0x80) return 0;
-    code_point = (code_point << 6) | (cc & 0x3F);
-  }
-  static constexpr std::array<uint32_t, 5> kMinimum = {0, 0, 0x80, 0x800, 0x10000};
-  if (code_point < kMinimum[n] || code_point > 0x10FFFF ||
-      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
-    return 0;
-  }
-  return n;
-}
-
-bool IsValidUtf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = Utf8CharLength(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
 // `s` made fit for a one-line message: valid UTF-8 (bad bytes become '?'), control
 // characters as spaces, at most `bytes_max` bytes (cut at a character, marked "...").
 std::string Printable(std::string_view s, size_t bytes_max) {
   OCX_ASSERT(bytes_max >= 3);
   std::string out;
   for (size_t i = 0; i < s.size();) {
-    const size_t n = Utf8CharLength(s, i);
+    const size_t n = base::Utf8CharLength(s, i);
     if (n == 0) {
       out.push_back('?');
       i += 1;
@@ -104,61 +64,15 @@ std::string Quoted(std::string_view s) { return Cat("'", Printable(s, 200), "'")
 
 absl::Status Bad(const std::string& message) { return absl::InvalidArgumentError(message); }
 
-bool IsLowerHex64(std::string_view s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
-// "what: strerror(error)", with the status code errno maps to.
-absl::Status ErrnoError(int error, std::string_view what) {
-  return absl::ErrnoToStatus(error, absl::string_view(what.data(), what.size()));
-}
-
-// ---- SHA-256 ---------------------------------------------------------------------------
-
-// Hashes what is left to read of `fd`.
-absl::StatusOr<std::string> Sha256OfFd(int fd) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (ctx == nullptr || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("SHA-256: OpenSSL could not set up a digest");
-  }
-  std::vector<char> buffer(1 << 16);
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, "read");
-    }
-    if (n == 0) break;
-    if (EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(n)) != 1) {
-      return absl::InternalError("SHA-256: digest update failed");
-    }
-  }
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest;
-  unsigned int digest_len = 0;
-  if (EVP_DigestFinal_ex(ctx.get(), digest.data(), &digest_len) != 1 || digest_len != 32) {
-    return absl::InternalError("SHA-256: digest final failed");
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(64);
-  for (unsigned int i = 0; i < digest_len; ++i) {
-    hex.push_back(kHex[digest[i] >> 4]);
-    hex.push_back(kHex[digest[i] & 0xF]);
-  }
-  return hex;
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoError(errno, Cat("open ", path));
+  if (!fd.valid()) return ErrnoStatus(errno, "open", path);
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return ErrnoError(errno, Cat("stat ", path));
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", path);
   if (!S_ISREG(st.st_mode)) return absl::FailedPreconditionError(Cat(path, " is not a file"));
-  return Sha256OfFd(fd.get());
+  return base::Sha256HexOfFd(fd.get());
 }
 
 namespace {
@@ -255,7 +169,7 @@ absl::Status CheckReachableByJob(const std::string& work_root) {
   }
   for (const std::string& dir : dirs) {
     struct stat st;
-    if (::stat(dir.c_str(), &st) != 0) return ErrnoError(errno, Cat("stat ", dir));
+    if (::stat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, Cat("stat ", dir));
     if ((st.st_mode & S_IXOTH) == 0) {
       return absl::FailedPreconditionError(
           Cat("the job's uid cannot pass through ", dir, " (it needs mode o+x)"));
@@ -269,9 +183,9 @@ bool Cancelled(const TaskRunOptions& options) {
 }
 
 absl::Status MakeDir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) != 0) return ErrnoError(errno, Cat("mkdir ", path));
+  if (::mkdir(path.c_str(), mode) != 0) return ErrnoStatus(errno, Cat("mkdir ", path));
   // The umask may have taken bits away.
-  if (::chmod(path.c_str(), mode) != 0) return ErrnoError(errno, Cat("chmod ", path));
+  if (::chmod(path.c_str(), mode) != 0) return ErrnoStatus(errno, Cat("chmod ", path));
   return absl::OkStatus();
 }
 
@@ -295,16 +209,16 @@ std::vector<std::string_view> Components(std::string_view path) {
 absl::StatusOr<UniqueFd> OpenParent(int root_fd, std::string_view path, bool create) {
   const std::vector<std::string_view> components = Components(path);
   UniqueFd dir(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
-  if (!dir.valid()) return ErrnoError(errno, "dup");
+  if (!dir.valid()) return ErrnoStatus(errno, "dup");
   for (size_t i = 0; i + 1 < components.size(); ++i) {
     const std::string name(components[i]);
     if (create && ::mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST) {
-      return ErrnoError(errno, Cat("mkdir ", name));
+      return ErrnoStatus(errno, Cat("mkdir ", name));
     }
     UniqueFd child(
         ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!child.valid()) return ErrnoError(errno, Cat("open directory ", name));
-    if (create && ::fchmod(child.get(), 0755) != 0) return ErrnoError(errno, Cat("chmod ", name));
+    if (!child.valid()) return ErrnoStatus(errno, Cat("open directory ", name));
+    if (create && ::fchmod(child.get(), 0755) != 0) return ErrnoStatus(errno, Cat("chmod ", name));
     dir = std::move(child);
   }
   return dir;
@@ -327,10 +241,10 @@ absl::Status PlaceInput(const TaskInput& input, size_t index, const TaskBlobs& b
   }
   UniqueFd fd(::openat(fetch_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) {
-    return ErrnoError(errno, Cat("opening the fetched input ", Quoted(input.path)));
+    return ErrnoStatus(errno, Cat("opening the fetched input ", Quoted(input.path)));
   }
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return ErrnoError(errno, "stat a fetched input");
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat a fetched input");
   if (!S_ISREG(st.st_mode)) {
     return absl::DataLossError(
         Cat("fetching input ", Quoted(input.path), " did not give a regular file"));
@@ -339,14 +253,14 @@ absl::Status PlaceInput(const TaskInput& input, size_t index, const TaskBlobs& b
     return absl::DataLossError(Cat("input ", Quoted(input.path), " is ", st.st_size,
                                    " bytes, but the spec says ", *input.size));
   }
-  OCX_ASSIGN_OR_RETURN(const std::string digest, Sha256OfFd(fd.get()));
+  OCX_ASSIGN_OR_RETURN(const std::string digest, base::Sha256HexOfFd(fd.get()));
   if (digest != input.sha256) {
     return absl::DataLossError(Cat("input ", Quoted(input.path),
                                    " does not match its digest: ", "the fetched bytes have sha256 ",
                                    digest, ", not ", input.sha256));
   }
   if (::fchmod(fd.get(), input.executable ? 0755 : 0644) != 0) {
-    return ErrnoError(errno, Cat("chmod input ", Quoted(input.path)));
+    return ErrnoStatus(errno, Cat("chmod input ", Quoted(input.path)));
   }
   absl::StatusOr<UniqueFd> parent = OpenParent(work_fd, input.path, /*create=*/true);
   if (!parent.ok()) {
@@ -356,7 +270,7 @@ absl::Status PlaceInput(const TaskInput& input, size_t index, const TaskBlobs& b
   }
   const std::string base = BaseName(input.path);
   if (::renameat2(fetch_fd, name.c_str(), parent->get(), base.c_str(), RENAME_NOREPLACE) != 0) {
-    return ErrnoError(errno, Cat("placing input ", Quoted(input.path)));
+    return ErrnoStatus(errno, Cat("placing input ", Quoted(input.path)));
   }
   return absl::OkStatus();
 }
@@ -376,20 +290,36 @@ std::vector<std::pair<std::string, std::string>> JobEnv(const TaskSpec& spec) {
   return env;
 }
 
-// Uploads one log file; its blob object for the result.
+// Uploads one log file, at most blob_bytes_max of it, from the file opened here; its blob
+// object for the result. A refusal by the exchange (ResourceExhausted) passes through.
 absl::StatusOr<json> UploadLog(const TaskBlobs& blobs, const std::string& path, bool truncated) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus(errno, "open", path);
   struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return ErrnoError(errno, Cat("stat ", path));
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", path);
   if (!S_ISREG(st.st_mode)) return absl::InternalError(Cat(path, " is not a file"));
-  OCX_ASSIGN_OR_RETURN(const std::string sha256, blobs.upload(path));
-  if (!IsLowerHex64(sha256)) {
+  const uint64_t size = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), blobs.blob_bytes_max);
+  OCX_ASSIGN_OR_RETURN(const std::string sha256, blobs.upload(fd.get(), size));
+  if (!base::IsSha256Hex(sha256)) {
     return absl::InternalError("the upload gave back something that is not a sha256 digest");
   }
   json blob = json::object();
   blob["sha256"] = sha256;
-  blob["size"] = static_cast<int64_t>(st.st_size);
-  blob["truncated"] = truncated;
+  blob["size"] = static_cast<int64_t>(size);
+  blob["truncated"] = truncated || size < static_cast<uint64_t>(st.st_size);
   return blob;
+}
+
+// "'a', 'b', 'c' and 2 more": names for a message, the first kTaskMessageNamesMax of them.
+std::string NameList(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < kTaskMessageNamesMax; ++i) {
+    out += Cat(i == 0 ? "" : ", ", Quoted(names[i]));
+  }
+  if (names.size() > kTaskMessageNamesMax) {
+    out += Cat(" and ", names.size() - kTaskMessageNamesMax, " more");
+  }
+  return out;
 }
 
 // What the job left under its outputs: regular files only, found without following links.
@@ -425,7 +355,7 @@ void Walk(int dir_fd, const std::string& prefix, int depth, Collected& c) {
     const std::string path = Cat(prefix, "/", name);
     struct stat st;
     if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-    const bool representable = IsValidUtf8(name) && path.size() <= kTaskPathBytesMax;
+    const bool representable = base::IsValidUtf8(name) && path.size() <= kTaskPathBytesMax;
     if (S_ISREG(st.st_mode)) {
       if (!representable || c.files.size() >= kTaskOutputFilesMax) {
         ++c.left_out;
@@ -481,11 +411,15 @@ Collected CollectOutputs(int work_fd, const std::vector<std::string>& outputs) {
   return c;
 }
 
-// Uploads the collected files that fit in the result, in path order.
-absl::Status UploadOutputs(const TaskBlobs& blobs, int work_fd, const std::string& work_dir,
-                           const Collected& c, Outcome& out) {
+// Uploads the collected files that fit in the result, in path order, each from the file
+// opened and checked here. Files over the blob limit, and files the exchange refuses for
+// their size or the account's quota, are left out and named in the message.
+absl::Status UploadOutputs(const TaskBlobs& blobs, int work_fd, const Collected& c, Outcome& out) {
   size_t left_out = c.left_out;
   size_t position = 0;
+  std::vector<std::string> over_limit;
+  std::vector<std::string> refused;
+  std::string refusal;  // The exchange's first reason.
   for (const std::string& path : c.files) {
     ++position;
     json entry = json::object();
@@ -504,25 +438,44 @@ absl::Status UploadOutputs(const TaskBlobs& blobs, int work_fd, const std::strin
         ::openat(parent->get(), base.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     struct stat st;
     if (!fd.valid() || ::fstat(fd.get(), &st) != 0) {
-      return ErrnoError(errno, Cat("open output ", Quoted(path)));
+      return ErrnoStatus(errno, Cat("open output ", Quoted(path)));
     }
     if (!S_ISREG(st.st_mode)) return absl::InternalError(Cat(Quoted(path), " changed"));
-    // No process of the job is left (Sandbox::Run's promise), so the path checked above
-    // still names this very file.
-    absl::StatusOr<std::string> sha256 = blobs.upload(Cat(work_dir, "/", path));
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size > blobs.blob_bytes_max) {
+      over_limit.push_back(path);
+      continue;
+    }
+    // No process of the job is left (Sandbox::Run's promise), so nothing changes this file
+    // any more; and it is sent from this descriptor, never by its path again.
+    absl::StatusOr<std::string> sha256 = blobs.upload(fd.get(), size);
+    if (absl::IsResourceExhausted(sha256.status())) {
+      refused.push_back(path);
+      if (refusal.empty()) refusal = std::string(sha256.status().message());
+      continue;
+    }
     if (!sha256.ok()) {
       return absl::Status(sha256.status().code(), Cat("uploading output ", Quoted(path),
                                                       " failed: ", sha256.status().message()));
     }
-    if (!IsLowerHex64(*sha256)) {
+    if (!base::IsSha256Hex(*sha256)) {
       return absl::InternalError("the upload gave back something that is not a sha256 digest");
     }
     entry["sha256"] = *sha256;
-    entry["size"] = static_cast<int64_t>(st.st_size);
+    entry["size"] = static_cast<int64_t>(size);
     out.list_bytes += cost;
     out.outputs.push_back(std::move(entry));
   }
   out.missing = c.missing;
+  // The message is cut at kTaskMessageBytesMax: what was not delivered comes first.
+  if (!over_limit.empty()) {
+    out.notes.push_back(Cat(over_limit.size(), " output files larger than a blob may be (",
+                            blobs.blob_bytes_max, " bytes) were left out: ", NameList(over_limit)));
+  }
+  if (!refused.empty()) {
+    out.notes.push_back(Cat(refused.size(), " output files were refused by the exchange (",
+                            Printable(refusal, 200), ") and left out: ", NameList(refused)));
+  }
   if (left_out > 0) {
     out.notes.push_back(Cat(left_out, " output files were left out (more than ",
                             kTaskOutputFilesMax, " files, deeper than ", kTaskOutputDepthMax,
@@ -575,7 +528,7 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
                    Outcome& out, bool* made) {
   if (::mkdir(options.work_root.c_str(), 0711) != 0 && errno != EEXIST) {
     out.Error(Cat("making the agent's work root: ",
-                  ErrnoError(errno, Cat("mkdir ", options.work_root)).message()));
+                  ErrnoStatus(errno, Cat("mkdir ", options.work_root)).message()));
     return;
   }
   if (absl::Status s = CheckReachableByJob(options.work_root); !s.ok()) {
@@ -600,7 +553,7 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
                     " already exists: is this lease's task running already?"));
     } else {
       out.Error(Cat("making the lease directory: ",
-                    ErrnoError(failed, Cat("mkdir ", lease_dir)).message()));
+                    ErrnoStatus(failed, Cat("mkdir ", lease_dir)).message()));
     }
     return;
   }
@@ -614,7 +567,7 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
   const std::string fetch_dir = lease_dir + "/fetch";
   absl::Status prepared = ::chmod(lease_dir.c_str(), 0711) == 0
                               ? absl::OkStatus()
-                              : ErrnoError(errno, Cat("chmod ", lease_dir));
+                              : ErrnoStatus(errno, Cat("chmod ", lease_dir));
   for (const std::string* dir : {&work_dir, &logs_dir, &fetch_dir}) {
     if (warm != nullptr && dir == &work_dir) continue;  // made with the warm start
     if (prepared.ok()) prepared = MakeDir(*dir, 0700);
@@ -627,8 +580,8 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
   UniqueFd work_fd(::open(work_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   UniqueFd fetch_fd(::open(fetch_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!work_fd.valid() || !fetch_fd.valid()) {
-    out.Error(
-        Cat("opening the lease directory: ", ErrnoError(errno, Cat("open ", lease_dir)).message()));
+    out.Error(Cat("opening the lease directory: ",
+                  ErrnoStatus(errno, Cat("open ", lease_dir)).message()));
     return;
   }
   for (size_t i = 0; i < spec.inputs.size(); ++i) {
@@ -657,6 +610,8 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
   if (warm != nullptr) job.prepared = warm->prepared.get();
   const std::string stdout_path = logs_dir + "/stdout";
   const std::string stderr_path = logs_dir + "/stderr";
+  // A log longer than a blob may be could not be delivered whole anyway.
+  job.output_bytes_max = std::min(job.output_bytes_max, blobs.blob_bytes_max);
   job.stdout_sink = sandbox::OutputSink::File(stdout_path);
   job.stderr_sink = sandbox::OutputSink::File(stderr_path);
   if (options.on_log) {
@@ -685,6 +640,13 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
   for (const Log& log : {Log{stdout_path, result->stdout_truncated, out.stdout_blob, "stdout"},
                          Log{stderr_path, result->stderr_truncated, out.stderr_blob, "stderr"}}) {
     absl::StatusOr<json> uploaded = UploadLog(blobs, log.path, log.truncated);
+    if (absl::IsResourceExhausted(uploaded.status())) {
+      // Refused for its size or the account's quota: the result says so instead of failing.
+      log.blob = nullptr;
+      out.notes.push_back(Cat("the job's ", log.name, " was not kept: the exchange refused it (",
+                              Printable(std::string(uploaded.status().message()), 200), ")"));
+      continue;
+    }
     if (!uploaded.ok()) {
       out.Error(Cat("uploading the job's ", log.name, " failed: ", uploaded.status().message()));
       return;
@@ -694,7 +656,7 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
   if (result->cancelled) return;
 
   const Collected collected = CollectOutputs(work_fd.get(), spec.outputs);
-  if (absl::Status s = UploadOutputs(blobs, work_fd.get(), work_dir, collected, out); !s.ok()) {
+  if (absl::Status s = UploadOutputs(blobs, work_fd.get(), collected, out); !s.ok()) {
     out.Error(std::string(s.message()));
     out.outputs = json::array();
     out.list_bytes = 0;
@@ -707,7 +669,7 @@ void RunInLeaseDir(sandbox::Sandbox& sandbox, const std::string& lease_dir, cons
 absl::StatusOr<WarmStart> PrepareWarmStart(sandbox::Sandbox& sandbox, const std::string& warm_root,
                                            const std::string& name, int64_t tmp_bytes) {
   if (::mkdir(warm_root.c_str(), 0711) != 0 && errno != EEXIST) {
-    return ErrnoError(errno, Cat("mkdir ", warm_root));
+    return ErrnoStatus(errno, Cat("mkdir ", warm_root));
   }
   OCX_RETURN_IF_ERROR(CheckReachableByJob(warm_root));
   WarmStart warm;
@@ -729,6 +691,7 @@ absl::StatusOr<WarmStart> PrepareWarmStart(sandbox::Sandbox& sandbox, const std:
 json RunTask(sandbox::Sandbox& sandbox, uint64_t lease, const TaskSpec& spec,
              const TaskRunOptions& options, const TaskBlobs& blobs, WarmStart* warm) {
   OCX_ASSERT(blobs.fetch != nullptr && blobs.upload != nullptr);
+  OCX_ASSERT(blobs.blob_bytes_max > 0);
   // Whatever happens below, the warm start is used up on return: its sandbox first, then
   // its directory where it still is (moved to the lease's, it went with that one already).
   struct UseUp {

@@ -43,14 +43,28 @@ inline constexpr size_t kTaskMessageBytesMax = 1024;
 // SHA-256 of a file's bytes as 64 lowercase hex digits. Does not follow a final symlink.
 absl::StatusOr<std::string> Sha256OfFile(const std::string& path);
 
+// The exchange's default bound on one blob (`blob_bytes_max`, docs/formats/config.md).
+inline constexpr uint64_t kDefaultBlobBytesMax = uint64_t{64} << 20;
+// At most this many names of left-out outputs are listed in a result's message (all count).
+inline constexpr size_t kTaskMessageNamesMax = 3;
+
 // How the agent moves blobs (the exchange's /v1/blobs; tests pass functions over a local
-// directory). Both must be set. Called on RunTask()'s thread.
+// directory). Both functions must be set. Called on RunTask()'s thread.
 struct TaskBlobs {
   // Writes blob `sha256` to `dest_path`, a new file. The runner checks the digest and the
   // size itself afterwards.
   std::function<absl::Status(const std::string& sha256, const std::string& dest_path)> fetch;
-  // Uploads the regular file at `path`; returns its sha256 (lowercase hex).
-  std::function<absl::StatusOr<std::string>(const std::string& path)> upload;
+  // Uploads the first `size` bytes of `fd`, a regular file the runner opened (without
+  // following links) and checked; read them with pread from offset 0, so what is sent is the
+  // file checked, whatever its path names by then. The runner keeps the descriptor. Returns
+  // the blob's sha256 (lowercase hex). ResourceExhausted means the exchange refused the blob
+  // for its size or the account's blob quota (HTTP 413): the runner then leaves that output
+  // (or log) out of the result and says so in its message rather than failing the task.
+  std::function<absl::StatusOr<std::string>(int fd, uint64_t size)> upload;
+  // The exchange's bound on one blob. An output file larger than this is not uploaded: it
+  // is left out of the result and named in its message. A log is cut to it (and marked
+  // truncated), and the sandbox keeps no more of each stream. Positive.
+  uint64_t blob_bytes_max = kDefaultBlobBytesMax;
 };
 
 struct TaskRunOptions {
@@ -96,7 +110,11 @@ absl::StatusOr<WarmStart> PrepareWarmStart(sandbox::Sandbox& sandbox, const std:
 //   stdout/stderr are null; the job never runs after any input problem. peak_memory_mib is
 //   0 where the kernel does not report it.
 // - A cancelled job's logs are uploaded, its outputs are not collected. A failed upload
-//   makes the status "error" (exit_code etc. still say how the job ended).
+//   makes the status "error" (exit_code etc. still say how the job ended), except a blob the
+//   exchange refused for its size or quota: that output is left out (a log: null) and named
+//   in the message.
+// - Output files larger than blobs.blob_bytes_max are not uploaded: left out and named in
+//   the message. Logs keep at most blobs.blob_bytes_max bytes (then `truncated`).
 // - Output files whose names are not UTF-8, that lie deeper than kTaskOutputDepthMax, that
 //   come after kTaskOutputFilesMax, or that do not fit in the result are left out and
 //   counted in the message. Symbolic links (also as folders on the way) are never followed:

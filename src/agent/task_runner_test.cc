@@ -9,6 +9,7 @@
 
 #include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -298,11 +299,25 @@ class DirBlobStore {
       WriteFile(dest, ReadFile(src));
       return absl::OkStatus();
     };
-    blobs.upload = [this](const std::string& path) -> absl::StatusOr<std::string> {
+    blobs.upload = [this](int fd, uint64_t size) -> absl::StatusOr<std::string> {
       ++uploads;
-      absl::StatusOr<std::string> sha256 = Sha256OfFile(path);
+      if (before_upload) before_upload();
+      // What the exchange would receive: `size` bytes of the descriptor, from offset 0.
+      struct stat st;
+      EXPECT_EQ(::fstat(fd, &st), 0);
+      EXPECT_TRUE(S_ISREG(st.st_mode));
+      std::string bytes(size, '\0');
+      EXPECT_EQ(::pread(fd, bytes.data(), size, 0), static_cast<ssize_t>(size));
+      uploaded.push_back(bytes);
+      if (refuse && refuse(bytes)) {
+        return absl::ResourceExhaustedError(
+            "blob_quota_exceeded: The account's blobs would exceed its quota. (HTTP 413)");
+      }
+      const std::string tmp = dir_ + "/.incoming";
+      WriteFile(tmp, bytes);
+      absl::StatusOr<std::string> sha256 = Sha256OfFile(tmp);
       if (!sha256.ok()) return sha256.status();
-      WriteFile(dir_ + "/" + *sha256, ReadFile(path));
+      EXPECT_EQ(::rename(tmp.c_str(), (dir_ + "/" + *sha256).c_str()), 0);
       return *sha256;
     };
     return blobs;
@@ -310,6 +325,11 @@ class DirBlobStore {
 
   int fetches = 0;
   int uploads = 0;
+  std::vector<std::string> uploaded;  // The bytes of each upload, in order.
+  // Called at the start of each upload (a test's hook), and whether to refuse its bytes as
+  // the exchange refuses a blob over the account's quota.
+  std::function<void()> before_upload;
+  std::function<bool(const std::string& bytes)> refuse;
 
  private:
   std::string dir_;
@@ -362,8 +382,10 @@ class RunTaskTest : public ::testing::TestWithParam<bool> {
       if (prepared.ok()) warm = *std::move(prepared);
     }
     const int started_before = started_;
-    json result = RunTask(*sandbox_, lease, spec, options_, store_->Blobs(),
-                          warm.has_value() ? &*warm : nullptr);
+    TaskBlobs blobs = store_->Blobs();
+    blobs.blob_bytes_max = blob_bytes_max_;
+    json result =
+        RunTask(*sandbox_, lease, spec, options_, blobs, warm.has_value() ? &*warm : nullptr);
     if (warm.has_value()) {
       EXPECT_EQ(warm->prepared, nullptr) << "RunTask must use up the warm start";
       // Used exactly when a job ran (and so needed no network).
@@ -393,6 +415,7 @@ class RunTaskTest : public ::testing::TestWithParam<bool> {
   std::unique_ptr<sandbox::BubblewrapSandbox> sandbox_;
   std::unique_ptr<DirBlobStore> store_;
   TaskRunOptions options_;
+  uint64_t blob_bytes_max_ = kDefaultBlobBytesMax;
   std::mutex mu_;
   std::string streamed_out_;  // Guarded by mu_.
   std::string streamed_err_;  // Guarded by mu_.
@@ -655,7 +678,7 @@ TEST_P(RunTaskTest, SpecBuiltInCodeIsCheckedLikeAParsedOne) {
 
 TEST_P(RunTaskTest, FailedUploadIsError) {
   TaskBlobs blobs = store_->Blobs();
-  blobs.upload = [](const std::string&) -> absl::StatusOr<std::string> {
+  blobs.upload = [](int, uint64_t) -> absl::StatusOr<std::string> {
     return absl::UnavailableError("the exchange is away");
   };
   json result = RunTask(*sandbox_, 1, Shell("echo hi"), options_, blobs);
@@ -698,6 +721,92 @@ TEST_P(RunTaskTest, UnwritableLeftoversAreWipedToo) {
   // The job locks its own files away; the lease directory still goes (checked in TearDown).
   json result = Run(Shell("mkdir -p a/b && echo x > a/b/c && chmod 000 a/b/c a/b a"));
   EXPECT_EQ(result["status"], "succeeded") << result.dump();
+}
+
+TEST_P(RunTaskTest, OutputOverTheBlobLimitIsLeftOutAndNamed) {
+  blob_bytes_max_ = 100;
+  TaskSpec spec = Shell(
+      "printf small > small.txt && head -c 101 /dev/zero > big.bin && "
+      "mkdir out && head -c 100 /dev/zero > out/exact.bin && head -c 5000 /dev/zero > out/huge");
+  spec.outputs = {"small.txt", "big.bin", "out"};
+  json result = Run(spec);
+  EXPECT_EQ(result["status"], "succeeded") << result.dump();
+  ASSERT_EQ(result["outputs"].size(), 2u) << result.dump();
+  EXPECT_EQ(result["outputs"][0]["path"], "out/exact.bin");  // At the limit: kept.
+  EXPECT_EQ(result["outputs"][1]["path"], "small.txt");
+  EXPECT_EQ(BlobOf(result["outputs"][1]), "small");
+  EXPECT_TRUE(result["missing_outputs"].empty());
+  EXPECT_NE(result["message"].get<std::string>().find(
+                "2 output files larger than a blob may be (100 bytes) were left out: "
+                "'big.bin', 'out/huge'"),
+            std::string::npos)
+      << result["message"];
+  EXPECT_EQ(store_->uploads, 4);  // stdout, stderr and the two that fit; never the others.
+}
+
+TEST_P(RunTaskTest, LogsAreCutToTheBlobLimit) {
+  blob_bytes_max_ = 100;
+  json result = Run(Shell("i=0; while [ $i -lt 30 ]; do echo 123456789; i=$((i+1)); done"));
+  EXPECT_EQ(result["status"], "succeeded") << result.dump();
+  EXPECT_EQ(result["stdout"]["size"], 100);
+  EXPECT_EQ(result["stdout"]["truncated"], true);
+  std::string expected;
+  for (int i = 0; i < 10; ++i) expected += "123456789\n";
+  EXPECT_EQ(BlobOf(result["stdout"]), expected);
+  EXPECT_EQ(result["stderr"]["truncated"], false);
+}
+
+TEST_P(RunTaskTest, OutputTheExchangeRefusesIsLeftOutWithItsReason) {
+  store_->refuse = [](const std::string& bytes) { return bytes == "refuse me"; };
+  TaskSpec spec = Shell("printf 'refuse me' > a.txt && printf keep > b.txt");
+  spec.outputs = {"a.txt", "b.txt"};
+  json result = Run(spec);
+  EXPECT_EQ(result["status"], "succeeded") << result.dump();
+  ASSERT_EQ(result["outputs"].size(), 1u) << result.dump();
+  EXPECT_EQ(result["outputs"][0]["path"], "b.txt");
+  const std::string message = result["message"].get<std::string>();
+  EXPECT_NE(message.find("1 output files were refused by the exchange (blob_quota_exceeded"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("and left out: 'a.txt'"), std::string::npos) << message;
+}
+
+TEST_P(RunTaskTest, RefusedLogsAreNullAndSaid) {
+  store_->refuse = [](const std::string&) { return true; };
+  TaskSpec spec = Shell("echo out; echo err >&2; echo x > o.txt");
+  spec.outputs = {"o.txt"};
+  json result = Run(spec);
+  EXPECT_EQ(result["status"], "succeeded") << result.dump();
+  EXPECT_TRUE(result["stdout"].is_null());
+  EXPECT_TRUE(result["stderr"].is_null());
+  EXPECT_TRUE(result["outputs"].empty());
+  const std::string message = result["message"].get<std::string>();
+  EXPECT_NE(message.find("the job's stdout was not kept: the exchange refused it"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("the job's stderr was not kept"), std::string::npos) << message;
+  EXPECT_NE(message.find("'o.txt'"), std::string::npos) << message;
+}
+
+TEST_P(RunTaskTest, UploadedBytesAreThoseOfTheFileOpenedAndChecked) {
+  // While an output is being uploaded, its path is made to name another file: what is sent
+  // is still the file the runner opened and checked.
+  TaskSpec spec = Shell("printf payload > out.txt");
+  spec.outputs = {"out.txt"};
+  const std::string path = options_.work_root + "/lease-1/work/out.txt";
+  store_->before_upload = [&] {
+    if (store_->uploads != 3) return;  // stdout, stderr, then out.txt
+    const std::string other = options_.work_root + "/lease-1/other";
+    WriteFile(other, "swapped in");
+    ASSERT_EQ(::rename(other.c_str(), path.c_str()), 0);
+  };
+  json result = Run(spec);
+  EXPECT_EQ(result["status"], "succeeded") << result.dump();
+  ASSERT_EQ(result["outputs"].size(), 1u) << result.dump();
+  EXPECT_EQ(BlobOf(result["outputs"][0]), "payload");
+  EXPECT_EQ(result["outputs"][0]["size"], 7);
+  ASSERT_EQ(store_->uploaded.size(), 3u);
+  EXPECT_EQ(store_->uploaded[2], "payload");
 }
 
 INSTANTIATE_TEST_SUITE_P(ColdAndWarm, RunTaskTest, ::testing::Bool(),

@@ -4,8 +4,8 @@
 // Mechanism: Boost.Beast asynchronous operations driven to completion on a private
 // io_context by the calling thread, because beast::tcp_stream timeouts (expires_after) only
 // apply to asynchronous operations. One deadline of timeout_ms covers each phase: connect +
-// TLS handshake, then each request (write request + read response). Name resolution is
-// synchronous and bounded by the system resolver's own timeouts.
+// TLS handshake, then each request (write + read response; an upload's body chunk by chunk).
+// Name resolution is synchronous and bounded by the system resolver's own timeouts.
 //
 // Reconnection: a connection the server closed while idle (keep-alive timeout, restart) is
 // noticed before sending and replaced, so the request is sent once on a fresh connection.
@@ -91,9 +91,9 @@ class HttpClient {
   // One request whose body is the first `size` bytes of the open file `fd` (a regular file:
   // it is read with pread from offset 0, chunk by chunk as the connection takes them, and
   // its offset is left alone; the caller keeps the descriptor), sent with Content-Length
-  // `size` and Content-Type `content_type`. Otherwise as Request, with one difference in
-  // timing: timeout_ms bounds each chunk's write rather than the whole body, so a large body
-  // on a slow link is not cut off while it moves, and then the response.
+  // `size` and Content-Type `content_type`. Otherwise as Request, except that timeout_ms
+  // bounds the header, each chunk of the body and the response one by one rather than the
+  // whole exchange, so a large body on a slow link is not cut off while it still moves.
   // A file that ends before `size` bytes, or cannot be read, is an error and the connection
   // is dropped (the server is left waiting for the rest). When the server answers before
   // taking the whole body (the exchange refuses an upload over its limit or an account's

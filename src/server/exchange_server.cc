@@ -11,12 +11,15 @@
 #include "src/base/files.h"
 #include "src/base/status.h"
 #include "src/base/thread_name.h"
+#include "src/journal/prune.h"
 #include "src/server/project_journal.h"
 
 namespace ocx::server {
 namespace {
 
 constexpr char kOperatorName[] = "operator";
+// Snapshots kept on disk (the newest and one before it, in case it does not verify).
+constexpr size_t kSnapshotsKept = 2;
 // The query store commits at most this often under load (reads that need it current flush).
 constexpr int64_t kStoreCommitIntervalMs = 100;
 // The query store's writer runs at a lower priority than the threads on the acknowledgement
@@ -116,6 +119,7 @@ absl::Status ExchangeServer::Open() {
     commands.Add();
     sequence.Set(static_cast<int64_t>(acked.sequence));
   };
+  sequencer_options.on_snapshot_written = [this](uint64_t) { PruneHistory(); };
   sequencer_options.after_batch = [this](const core::Exchange& x,
                                          const std::vector<core::MachineId>& changed) {
     machine_directory_.Update(x, changed);
@@ -222,6 +226,35 @@ void ExchangeServer::TickLoop() {
       CollectBlobGarbage();
       lock.lock();
     }
+  }
+}
+
+void ExchangeServer::PruneHistory() {
+  // Two snapshots are kept (should the newest not verify, recovery falls back to the other),
+  // and the newest one the query store has passed (its catch-up starts there: ProjectJournal).
+  // Journal records are kept from the oldest snapshot kept on. While no snapshot is at or
+  // below the store's position, nothing of the journal is deleted (the store would need it
+  // from the first record).
+  const std::string data_dir = options_.config.data_dir;
+  const uint64_t store_at = store_->last_projected_sequence();
+  journal::PruneReport report;
+  const auto kept =
+      journal::PruneSnapshots(data_dir + "/snapshots", kSnapshotsKept, store_at, &report);
+  if (!kept.ok()) {
+    spdlog::warn("pruning snapshots stopped: {}", kept.status().ToString());
+    return;
+  }
+  if (kept->empty() || kept->front() > store_at) return;
+  const uint64_t floor = kept->front();
+  const auto segments = journal::PruneSegments(data_dir + "/journal", floor + 1);
+  if (!segments.ok()) {
+    spdlog::warn("pruning the journal stopped: {}", segments.status().ToString());
+    return;
+  }
+  if (report.files_deleted + segments->files_deleted > 0) {
+    spdlog::info("pruned {} snapshot files and {} journal segments ({} bytes) before sequence {}",
+                 report.files_deleted, segments->files_deleted,
+                 report.bytes_deleted + segments->bytes_deleted, floor + 1);
   }
 }
 

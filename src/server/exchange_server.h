@@ -61,6 +61,9 @@ class ExchangeServer {
   absl::Status Open();
   absl::Status BootstrapOperator();
   void TickLoop();
+  // Deletes snapshots but the newest two and the journal segments both they and the query
+  // store have passed (journal/prune.h), on the snapshot thread after each snapshot.
+  void PruneHistory();
   // Deletes blobs no task needs any more (BlobStore::CollectGarbage), from the ticker thread.
   void CollectBlobGarbage();
 

@@ -334,8 +334,11 @@ void Sequencer::SnapshotLoop() {
     }
     // A failed write is let go: the journal still holds everything, so it costs only
     // recovery time. TODO(ocx): report it through metrics once the server has them.
-    (void)journal::WriteSnapshot(SnapshotDir(options_.data_dir), snapshot.sequence,
-                                 core::kSnapshotVersion, snapshot.body);
+    const absl::StatusOr<std::string> written = journal::WriteSnapshot(
+        SnapshotDir(options_.data_dir), snapshot.sequence, core::kSnapshotVersion, snapshot.body);
+    if (written.ok() && options_.on_snapshot_written) {
+      Deliver([&] { options_.on_snapshot_written(snapshot.sequence); }, "on_snapshot_written");
+    }
   }
 }
 

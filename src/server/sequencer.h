@@ -71,6 +71,9 @@ struct SequencerOptions {
   // got its answer reads its own writes. Must be quick; the state must not be kept.
   std::function<void(const core::Exchange&, const std::vector<core::MachineId>& changed)>
       after_batch;
+  // Called on the snapshot thread after each snapshot file is written and durable, with its
+  // sequence (`ocx exchange` prunes old snapshots and journal segments there).
+  std::function<void(uint64_t sequence)> on_snapshot_written;
   // At most this many commands are applied between two after_batch calls (a bound on how
   // long an acknowledgement may wait for the rest of its batch).
   size_t batch_commands_max = 256;

@@ -114,12 +114,8 @@ void ListAccounts(Api& api, const CallPtr& call) {
     const auto rows = store->ListAccounts(
         static_cast<core::AccountId>(std::min<uint64_t>(after, UINT32_MAX)), limit);
     if (!rows.ok()) return StoreError(rows.status());
-    Json items = Json::array();
-    for (const auto& row : *rows) items.push_back(AccountJson(row));
-    return JsonResponse(200, Json{{"items", items},
-                                  {"next_after", rows->size() == limit && !rows->empty()
-                                                     ? Json(rows->back().id)
-                                                     : Json()}});
+    return JsonResponse(200, PageJson(*rows, limit, AccountJson,
+                                      [](const auto& row) { return row.id; }));
   });
 }
 
@@ -254,12 +250,8 @@ void AccountLedger(Api& api, const CallPtr& call) {
   api.ReadStore(call, [store, id, after, limit] {
     const auto rows = store->ListLedgerEntries(static_cast<core::AccountId>(id), after, limit);
     if (!rows.ok()) return StoreError(rows.status());
-    Json items = Json::array();
-    for (const auto& row : *rows) items.push_back(LedgerJson(row));
-    return JsonResponse(200, Json{{"items", items},
-                                  {"next_after", rows->size() == limit && !rows->empty()
-                                                     ? Json(rows->back().entry)
-                                                     : Json()}});
+    return JsonResponse(200, PageJson(*rows, limit, LedgerJson,
+                                      [](const auto& row) { return row.entry; }));
   });
 }
 

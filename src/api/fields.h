@@ -71,6 +71,17 @@ bool AccountIdParam(const std::string& text, uint64_t* id, HttpResponse* error);
 // ?after= (an id, default 0) and ?limit= (1 to 1000, default 100).
 bool PageParams(const HttpRequest& request, uint64_t* after, size_t* limit, HttpResponse* error);
 
+// A page of a list: {"items":[to_json(row)...],"next_after":key(last row), or null when the
+// page is not full (the last one)}.
+template <typename Row, typename ToJson, typename Key>
+Json PageJson(const std::vector<Row>& rows, size_t limit, ToJson to_json, Key key) {
+  Json items = Json::array();
+  for (const Row& row : rows) items.push_back(to_json(row));
+  Json page{{"items", std::move(items)}};
+  page["next_after"] = rows.size() == limit && !rows.empty() ? Json(key(rows.back())) : Json();
+  return page;
+}
+
 inline constexpr size_t kDefaultPageLimit = 100;
 inline constexpr size_t kPageLimitMax = 1000;
 inline constexpr uint64_t kIdMax = static_cast<uint64_t>(INT64_MAX);

@@ -161,12 +161,8 @@ void ListJobs(Api& api, const CallPtr& call) {
   api.ReadStore(call, [store, account, after, limit] {
     const auto rows = store->ListJobs(account, after, limit);
     if (!rows.ok()) return StoreError(rows.status());
-    Json items = Json::array();
-    for (const auto& row : *rows) items.push_back(JobJson(row));
-    return JsonResponse(200, Json{{"items", items},
-                                  {"next_after", rows->size() == limit && !rows->empty()
-                                                     ? Json(rows->back().id)
-                                                     : Json()}});
+    return JsonResponse(200, PageJson(*rows, limit, JobJson,
+                                      [](const auto& row) { return row.id; }));
   });
 }
 

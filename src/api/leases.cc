@@ -70,12 +70,8 @@ void ListLeases(Api& api, const CallPtr& call) {
   api.ReadStore(call, [store, account, after, limit] {
     const auto rows = store->ListLeases(account, after, limit);
     if (!rows.ok()) return StoreError(rows.status());
-    Json items = Json::array();
-    for (const auto& row : *rows) items.push_back(LeaseJson(row));
-    return JsonResponse(200, Json{{"items", items},
-                                  {"next_after", rows->size() == limit && !rows->empty()
-                                                     ? Json(rows->back().id)
-                                                     : Json()}});
+    return JsonResponse(200, PageJson(*rows, limit, LeaseJson,
+                                      [](const auto& row) { return row.id; }));
   });
 }
 
@@ -109,12 +105,8 @@ void LeaseUsage(Api& api, const CallPtr& call) {
     if (!lease.ok()) return refusal;
     const auto rows = store->ListUsage(id, after, limit);
     if (!rows.ok()) return StoreError(rows.status());
-    Json items = Json::array();
-    for (const auto& row : *rows) items.push_back(UsageJson(row));
-    return JsonResponse(200, Json{{"items", items},
-                                  {"next_after", rows->size() == limit && !rows->empty()
-                                                     ? Json(rows->back().sequence)
-                                                     : Json()}});
+    return JsonResponse(200, PageJson(*rows, limit, UsageJson,
+                                      [](const auto& row) { return row.sequence; }));
   });
 }
 

@@ -89,12 +89,8 @@ void MarketTrades(Api& api, const CallPtr& call) {
   api.ReadStore(call, [store, market, after, limit] {
     const auto rows = store->ListTrades(market, after, limit);
     if (!rows.ok()) return StoreError(rows.status());
-    Json items = Json::array();
-    for (const auto& row : *rows) items.push_back(TradeJson(row));
-    return JsonResponse(200, Json{{"items", items},
-                                  {"next_after", rows->size() == limit && !rows->empty()
-                                                     ? Json(rows->back().id)
-                                                     : Json()}});
+    return JsonResponse(200, PageJson(*rows, limit, TradeJson,
+                                      [](const auto& row) { return row.id; }));
   });
 }
 

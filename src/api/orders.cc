@@ -369,12 +369,8 @@ void ListOrders(Api& api, const CallPtr& call) {
   api.ReadStore(call, [store, account, status, after, limit] {
     const auto rows = store->ListOrders(account, status, static_cast<core::OrderId>(after), limit);
     if (!rows.ok()) return StoreError(rows.status());
-    Json items = Json::array();
-    for (const auto& row : *rows) items.push_back(OrderJson(row));
-    return JsonResponse(200, Json{{"items", items},
-                                  {"next_after", rows->size() == limit && !rows->empty()
-                                                     ? Json(rows->back().id)
-                                                     : Json()}});
+    return JsonResponse(200, PageJson(*rows, limit, OrderJson,
+                                      [](const auto& row) { return row.id; }));
   });
 }
 

@@ -1,13 +1,19 @@
 #include "src/cli/job_file.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 
 #include "gtest/gtest.h"
+#include "src/base/sha256.h"
 #include "src/base/testing/temp_dir.h"
 #include "src/cli/job_runner.h"
+#include "src/client/fake_servers.h"
+#include "src/client/url.h"
 
 namespace ocx::cli {
 namespace {
@@ -344,10 +350,124 @@ TEST(JobRunnerHelpersTest, QueryErrorReasonKeepsWhatFollowsTheColumn) {
   EXPECT_EQ(QueryErrorReason("something else", 7), "something else");
 }
 
-TEST(JobRunnerHelpersTest, UrlEncodeAndSha256) {
+TEST(JobRunnerHelpersTest, UrlEncodeKeepsOnlyUnreservedCharacters) {
   EXPECT_EQ(UrlEncode("region == \"eu\" && a.b-c_d~"),
             "region%20%3D%3D%20%22eu%22%20%26%26%20a.b-c_d~");
-  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(JobRunnerHelpersTest, PlanInputsRefusesAFileOverTheBlobLimitNamingIt) {
+  base::testing::TempDir dir;
+  const std::string big = dir.File("big.bin");
+  std::ofstream(big).close();
+  ASSERT_EQ(::truncate(big.c_str(), static_cast<off_t>(kJobInputBytesMax + 1)), 0);  // Sparse.
+  JobFile job;
+  job.base_dir = dir.path();
+  job.inputs = {"big.bin"};
+  const auto planned = PlanInputs(job);
+  ASSERT_EQ(planned.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(planned.status().message(),
+            "the input " + big +
+                " is 67108865 bytes (64.0 MiB), more than a blob may hold (67108864 bytes)");
+}
+
+TEST(JobRunnerHelpersTest, OpenInputHashesTheOpenFileAndRefusesOneOverTheLimit) {
+  base::testing::TempDir dir;
+  std::ofstream(dir.File("abc")) << "abc";
+  const auto opened = OpenInput(dir.File("abc"), 3);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->size, 3u);
+  EXPECT_EQ(opened->sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // Grown past the limit since it was planned: refused on the open file, before any upload.
+  const auto over = OpenInput(dir.File("abc"), 2);
+  ASSERT_EQ(over.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(over.status().message(), "the input " + dir.File("abc") +
+                                         " is 3 bytes (3 B), more than a blob may hold (2 bytes)");
+  EXPECT_EQ(OpenInput(dir.File("missing"), 10).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(OpenInput(dir.path(), 10).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The exchange's blob endpoints, enough for PutInput: HEAD finds what was PUT before.
+class FakeBlobEndpoint {
+ public:
+  FakeBlobEndpoint() : server_([this](const client::FakeRequest& r) { return Answer(r); }) {}
+
+  std::unique_ptr<client::HttpClient> Connect() {
+    auto endpoint = client::ParseUrl(server_.url());
+    EXPECT_TRUE(endpoint.ok());
+    auto http = client::HttpClient::Connect(*endpoint);
+    EXPECT_TRUE(http.ok()) << http.status();
+    return http.ok() ? std::move(*http) : nullptr;
+  }
+  std::map<std::string, std::string> blobs() {
+    std::lock_guard lock(mu_);
+    return blobs_;
+  }
+  int puts() {
+    std::lock_guard lock(mu_);
+    return puts_;
+  }
+  void RefuseWith(client::FakeResponse refusal) {
+    std::lock_guard lock(mu_);
+    refusal_ = std::move(refusal);
+  }
+
+ private:
+  client::FakeResponse Answer(const client::FakeRequest& request) {
+    std::lock_guard lock(mu_);
+    const std::string digest = request.target.substr(std::string("/v1/blobs/").size());
+    if (request.method == "HEAD") return {blobs_.contains(digest) ? 200 : 404, "", {}};
+    ++puts_;
+    if (refusal_) return *refusal_;
+    if (base::Sha256Hex(request.body) != digest) return {400, "", {}};
+    blobs_[digest] = request.body;
+    return {201, "{\"sha256\":\"" + digest + "\"}", {}};
+  }
+
+  std::mutex mu_;
+  std::map<std::string, std::string> blobs_;     // Guarded by mu_.
+  int puts_ = 0;                                 // Guarded by mu_.
+  std::optional<client::FakeResponse> refusal_;  // Guarded by mu_.
+  client::FakeHttpServer server_;                // Last: stopped first.
+};
+
+TEST(JobRunnerHelpersTest, PutInputSendsTheFileOnceAndExactly) {
+  base::testing::TempDir dir;
+  std::string bytes(3 << 20, '\0');  // Several chunks of the upload.
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7 + i / 1000);
+  std::ofstream(dir.File("in.bin"), std::ios::binary) << bytes;
+  FakeBlobEndpoint exchange;
+  auto http = exchange.Connect();
+  ASSERT_NE(http, nullptr);
+  const auto opened = OpenInput(dir.File("in.bin"), kJobInputBytesMax);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->sha256, base::Sha256Hex(bytes));
+  const auto first = PutInput(*http, *opened);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(*first);
+  ASSERT_EQ(exchange.blobs().count(opened->sha256), 1u);
+  EXPECT_TRUE(exchange.blobs()[opened->sha256] == bytes) << "the exchange got other bytes";
+  // Already there: HEAD says so, nothing is sent again.
+  const auto second = PutInput(*http, *opened);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(*second);
+  EXPECT_EQ(exchange.puts(), 1);
+}
+
+TEST(JobRunnerHelpersTest, PutInputRefusedForQuotaNamesTheFile) {
+  base::testing::TempDir dir;
+  std::ofstream(dir.File("in.txt")) << "data";
+  FakeBlobEndpoint exchange;
+  exchange.RefuseWith(
+      {413, R"({"error":{"code":"blob_quota_exceeded","message":"Over the quota."}})", {}});
+  auto http = exchange.Connect();
+  ASSERT_NE(http, nullptr);
+  const auto opened = OpenInput(dir.File("in.txt"), kJobInputBytesMax);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  const auto put = PutInput(*http, *opened);
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(put.status().message(), "the exchange refused the input " + dir.File("in.txt") +
+                                        ": Over the quota (blob_quota_exceeded)");
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "src/cli/job_runner.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,22 +9,24 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <random>
 #include <set>
-#include <sstream>
 #include <thread>
 
-#include "src/protocol/task_spec.h"
 #include "src/base/decimal.h"
+#include "src/base/errno_status.h"
+#include "src/base/json.h"
+#include "src/base/sha256.h"
 #include "src/base/status.h"
 #include "src/base/unique_fd.h"
 #include "src/client/exchange_client.h"
+#include "src/client/json_fields.h"
 #include "src/client/url.h"
 #include "src/client/websocket_client.h"
+#include "src/protocol/task_spec.h"
 
 namespace ocx::cli {
 namespace {
@@ -39,40 +40,30 @@ constexpr int64_t kHttpTimeoutMs = 60'000;
 constexpr size_t kLogLineBytesMax = 64 * 1024;  // A partial line longer than this is printed.
 constexpr size_t kLedgerPagesMax = 10'000;      // 10 M entries: a bound, not an expectation.
 
-// ---- Tolerant JSON access: the exchange's answers are trusted for shape, but a field of an
-// unexpected type must not throw (our code throws nothing).
+// ---- JSON from the exchange: parsed strictly, every field read with its type checked
+// (client/json_fields.h), so a buggy or compromised exchange cannot make `ocx run` throw.
 
-const Json* Field(const Json& j, std::string_view key) {
-  if (!j.is_object()) return nullptr;
-  const auto it = j.find(key);
-  return it == j.end() ? nullptr : &*it;
+// `text` parsed strictly; null (which has no fields) when it is not JSON.
+Json ParseOrNull(std::string_view text) {
+  std::optional<Json> parsed = client::ParseExchangeJson(text);
+  return parsed ? std::move(*parsed) : Json();
 }
+const Json* Field(const Json& j, std::string_view key) { return client::FindField(j, key); }
 std::string Str(const Json& j, std::string_view key, const std::string& fallback = "") {
-  const Json* f = Field(j, key);
-  return f != nullptr && f->is_string() ? f->get<std::string>() : fallback;
+  return client::StringField(j, key).value_or(fallback);
 }
 uint64_t U64(const Json& j, std::string_view key) {
-  const Json* f = Field(j, key);
-  if (f == nullptr) return 0;
-  if (f->is_number_unsigned()) return f->get<uint64_t>();
-  if (f->is_number_integer() && f->get<int64_t>() >= 0)
-    return static_cast<uint64_t>(f->get<int64_t>());
-  return 0;
+  return client::Uint64Field(j, key).value_or(0);
 }
 int64_t I64(const Json& j, std::string_view key, int64_t fallback = 0) {
-  const Json* f = Field(j, key);
-  if (f == nullptr || !f->is_number_integer()) return fallback;
-  if (f->is_number_unsigned() && f->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-    return fallback;
-  }
-  return f->get<int64_t>();
+  return client::Int64Field(j, key).value_or(fallback);
 }
 // A money string in micro-units; 0 when absent or malformed.
 int64_t MoneyMicros(const Json& j, std::string_view key) {
   const base::ParsedMicros parsed = base::ParseMicros(Str(j, key));
   return parsed.ok() ? parsed.micros : 0;
 }
-std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+std::string Dump(const Json& j) { return base::DumpJson(j); }
 
 std::string Bytes(uint64_t bytes) {
   char text[32];
@@ -104,13 +95,11 @@ std::string Plural(int64_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError("cannot read the input " + path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::InvalidArgumentError("cannot read the input " + path);
-  return std::move(buffer).str();
+// The refusal of an input larger than a blob may be, naming the file and the limit.
+absl::Status InputTooLarge(const std::string& path, uint64_t size, uint64_t bytes_max) {
+  return absl::InvalidArgumentError("the input " + path + " is " + std::to_string(size) +
+                                    " bytes (" + Bytes(size) + "), more than a blob may hold (" +
+                                    std::to_string(bytes_max) + " bytes)");
 }
 
 // Lexically normalized path text: "./a//b/" -> "a/b".
@@ -124,17 +113,49 @@ std::string Normalize(const std::string& path) {
 
 // ---------------------------------------------------------------- shared helpers
 
-std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
+absl::StatusOr<OpenedInput> OpenInput(const std::string& path, uint64_t bytes_max) {
+  OpenedInput input;
+  input.path = path;
+  input.fd.Reset(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  struct stat st;
+  if (!input.fd.valid() || ::fstat(input.fd.get(), &st) != 0) {
+    return absl::InvalidArgumentError("cannot read the input " + path + ": " +
+                                      std::string(base::ErrnoStatus(errno, "open").message()));
   }
-  return out;
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError("the input " + path + " is not a regular file");
+  }
+  input.size = static_cast<uint64_t>(st.st_size);
+  // Checked again on the open file: it may have grown since the inputs were planned.
+  if (input.size > bytes_max) return InputTooLarge(path, input.size, bytes_max);
+  absl::StatusOr<std::string> sha256 = client::Sha256OfUploadBody(input.fd.get(), input.size);
+  if (!sha256.ok()) {
+    return absl::InvalidArgumentError("cannot read the input " + path + ": " +
+                                      std::string(sha256.status().message()));
+  }
+  input.sha256 = std::move(*sha256);
+  return input;
+}
+
+absl::StatusOr<bool> PutInput(client::HttpClient& http, const OpenedInput& input) {
+  OCX_ASSIGN_OR_RETURN(client::HttpResponse head,
+                       http.Request("HEAD", "/v1/blobs/" + input.sha256, {}, {}, ""));
+  if (head.status == 200) return false;
+  if (head.status != 404) {
+    return client::ApiErrorToStatus(client::ParseApiError(head.status, head.body));
+  }
+  OCX_ASSIGN_OR_RETURN(client::HttpResponse put,
+                       http.Upload("PUT", "/v1/blobs/" + input.sha256, input.fd.get(), input.size));
+  if (put.status == 200 || put.status == 201) return true;
+  const client::ApiError error = client::ParseApiError(put.status, put.body);
+  std::string message = error.message;
+  if (!message.empty() && message.back() == '.') message.pop_back();
+  // Over the exchange's blob limit or the account's blob quota: not the input's fault as
+  // such, so not a usage error (exit 1, not 2), but the file is named.
+  const absl::StatusCode code = put.status == 413 ? absl::StatusCode::kResourceExhausted
+                                                  : client::StatusCodeForHttpStatus(put.status);
+  return absl::Status(code, "the exchange refused the input " + input.path + ": " + message + " (" +
+                                error.code + ")");
 }
 
 std::string UrlEncode(std::string_view text) {
@@ -189,18 +210,16 @@ absl::StatusOr<Json> CallJson(client::HttpClient& http, std::string_view method,
   OCX_ASSIGN_OR_RETURN(client::HttpResponse response,
                        http.Request(method, target, text, headers, "application/json"));
   if (response.status < 200 || response.status > 299) {
-    if (error_body != nullptr) {
-      *error_body = Json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-    }
+    if (error_body != nullptr) *error_body = ParseOrNull(response.body);
     return client::ApiErrorToStatus(client::ParseApiError(response.status, response.body));
   }
   if (response.body.empty()) return Json();
-  Json parsed = Json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
+  std::optional<Json> parsed = client::ParseExchangeJson(response.body);
+  if (!parsed) {
     return absl::InternalError(std::string(method) + " " + std::string(target) +
                                " answered with something that is not JSON");
   }
-  return parsed;
+  return std::move(*parsed);
 }
 
 absl::Status WriteUnder(const std::string& root, const std::string& relative,
@@ -256,10 +275,7 @@ absl::StatusOr<std::vector<InputFile>> PlanInputs(const JobFile& job) {
     std::error_code error;
     const uint64_t size = fs::file_size(local, error);
     if (error) return absl::InvalidArgumentError("cannot read the input " + local.string());
-    if (size > kJobInputBytesMax) {
-      return absl::InvalidArgumentError("the input " + local.string() + " is " + Bytes(size) +
-                                        ", more than a blob may hold (64 MiB)");
-    }
+    if (size > kJobInputBytesMax) return InputTooLarge(local.string(), size, kJobInputBytesMax);
     if (!protocol::IsSafeRelativePath(remote)) {
       return absl::InvalidArgumentError("the input " + local.string() +
                                         " has no usable path under /work ('" + remote + "')");
@@ -327,7 +343,7 @@ absl::StatusOr<uint64_t> WhoAmI(const std::string& exchange_url, const std::stri
   const auto give_up = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < give_up) {
     OCX_ASSIGN_OR_RETURN(std::string text, ws->Receive(10'000));
-    const Json message = Json::parse(text, nullptr, false);
+    const Json message = ParseOrNull(text);
     const std::string type = Str(message, "type");
     if (type == "authenticated") return U64(message, "account");
     if (type == "error") {
@@ -438,9 +454,8 @@ absl::Status JobRun::CheckConstraints() {
                              "&market=" + UrlEncode(job_.market) + "&limit=1",
                          nullptr, {}, &error_body);
   if (offers.ok()) {
-    const Json* n = Field(*offers, "total_matching");
-    if (n != nullptr && n->is_number_integer()) {
-      const int64_t matching = n->get<int64_t>();
+    if (const std::optional<int64_t> n = client::Int64Field(*offers, "total_matching")) {
+      const int64_t matching = *n;
       Say(matching == 0
               ? "no machine online matches the constraints now; the job waits until "
                 "one does"
@@ -511,28 +526,20 @@ absl::StatusOr<Json> JobRun::UploadInputs(const std::vector<InputFile>& files) {
     if (Cancelled()) return absl::CancelledError("cancelled while uploading the inputs");
     const InputFile& file = files[i];
     if (bar) DrawProgress(done, total, i, files.size(), file.remote_path);
-    OCX_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(file.local_path));
-    const std::string digest = Sha256Hex(data);
-    if (!on_exchange.contains(digest)) {
-      OCX_ASSIGN_OR_RETURN(client::HttpResponse head,
-                           http_->Request("HEAD", "/v1/blobs/" + digest, {}, {}, ""));
-      if (head.status == 200) {
-        ++present;
-      } else if (head.status == 404) {
-        OCX_ASSIGN_OR_RETURN(
-            client::HttpResponse put,
-            http_->Request("PUT", "/v1/blobs/" + digest, data, {}, "application/octet-stream"));
-        if (put.status != 201 && put.status != 200) {
-          return client::ApiErrorToStatus(client::ParseApiError(put.status, put.body));
-        }
+    // Hashed, then sent a chunk at a time, from one open file: PUT names the digest and the
+    // exchange checks the bytes against it, so a file changed in between is refused.
+    OCX_ASSIGN_OR_RETURN(const OpenedInput opened, OpenInput(file.local_path, kJobInputBytesMax));
+    if (!on_exchange.contains(opened.sha256)) {
+      OCX_ASSIGN_OR_RETURN(const bool put, PutInput(*http_, opened));
+      if (put) {
         ++sent;
-        sent_bytes += data.size();
+        sent_bytes += opened.size;
       } else {
-        return client::ApiErrorToStatus(client::ParseApiError(head.status, head.body));
+        ++present;
       }
-      on_exchange.insert(digest);
+      on_exchange.insert(opened.sha256);
     }
-    Json input{{"path", file.remote_path}, {"sha256", digest}, {"size", data.size()}};
+    Json input{{"path", file.remote_path}, {"sha256", opened.sha256}, {"size", opened.size}};
     if (file.executable) input["executable"] = true;
     inputs.push_back(std::move(input));
     done += file.size;
@@ -561,7 +568,7 @@ absl::Status JobRun::OpenStream() {
       return absl::DeadlineExceededError("the exchange did not confirm the leases subscription");
     }
     OCX_ASSIGN_OR_RETURN(std::string text, ws_->Receive(10'000));
-    const Json message = Json::parse(text, nullptr, false);
+    const Json message = ParseOrNull(text);
     const std::string type = Str(message, "type");
     if (type == "authenticated") account_ = U64(message, "account");
     if (type == "subscribed") subscribed = true;
@@ -777,7 +784,7 @@ absl::StatusOr<std::string> JobRun::Download(const std::string& digest) {
   if (got.status != 200) {
     return client::ApiErrorToStatus(client::ParseApiError(got.status, got.body));
   }
-  if (Sha256Hex(got.body) != digest) {
+  if (base::Sha256Hex(got.body) != digest) {
     return absl::DataLossError("the blob " + digest + " did not match its SHA-256");
   }
   return std::move(got.body);
@@ -941,9 +948,8 @@ void JobRun::ReportWaiting() {
                                "&market=" + UrlEncode(job_.market) + "&limit=1",
                            nullptr, {}, &error_body);
     if (offers.ok()) {
-      if (const Json* n = Field(*offers, "total_matching"); n != nullptr && n->is_number()) {
-        line += "; " + Plural(n->get<int64_t>(), "machine matches", "machines match") +
-                " your constraints";
+      if (const std::optional<int64_t> n = client::Int64Field(*offers, "total_matching")) {
+        line += "; " + Plural(*n, "machine matches", "machines match") + " your constraints";
       }
     } else if (const auto api = client::GetApiError(offers.status());
                api && (api->http_status == 404 || api->http_status == 405)) {
@@ -988,7 +994,7 @@ void JobRun::Follow() {
     if (ws_ != nullptr) {
       absl::StatusOr<std::string> text = ws_->Receive(kReceiveSliceMs);
       if (text.ok()) {
-        HandleMessage(Json::parse(*text, nullptr, false));
+        HandleMessage(ParseOrNull(*text));
       } else if (!absl::IsDeadlineExceeded(text.status())) {
         Say("the live stream closed (" + std::string(text.status().message()) +
             "); following the job by polling, without live output");

@@ -1,7 +1,8 @@
 // RunJob: the library behind `ocx run` (and `ocx demo`). It takes a parsed job file and drives
 // one job on an exchange from start to bill:
-//   1. uploads each local input once (HEAD, then PUT /v1/blobs/{sha256}), with a progress bar
-//      when `out` is a terminal;
+//   1. uploads each local input once (HEAD, then PUT /v1/blobs/{sha256}, streamed from the
+//      open file: no input is ever held whole in memory), with a progress bar when `out` is a
+//      terminal; an input over kJobInputBytesMax is refused before anything is sent;
 //   2. opens /v1/stream, authenticates and subscribes to `leases` BEFORE submitting, so no
 //      message about the job can be missed; submits POST /v1/jobs (Idempotency-Key);
 //   3. follows the job: job_task / task_assigned / task_log / task_finished / lease_ended /
@@ -32,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "src/base/unique_fd.h"
 #include "src/cli/job_file.h"
 #include "src/client/http_client.h"
 
@@ -114,8 +116,24 @@ struct InputFile {
 // for a missing path, a clash of two inputs on one remote path, too many or too large files.
 absl::StatusOr<std::vector<InputFile>> PlanInputs(const JobFile& job);
 
-// Lowercase hex SHA-256.
-std::string Sha256Hex(std::string_view data);
+// A local input opened for its upload: its size and SHA-256 as read from this open file,
+// which is what PutInput sends (so a file changed after planning is sent as hashed, or not
+// at all).
+struct OpenedInput {
+  std::string path;
+  base::UniqueFd fd;
+  uint64_t size = 0;
+  std::string sha256;
+};
+// Opens and hashes one input. InvalidArgument naming the file when it cannot be read, is
+// not a regular file, or is larger than `bytes_max` (the blob limit): nothing is sent then.
+absl::StatusOr<OpenedInput> OpenInput(const std::string& path, uint64_t bytes_max);
+
+// Makes sure the exchange holds the input's blob: HEAD /v1/blobs/{sha256}, and when it is
+// not there PUT it, streamed from the open file. Returns whether it was sent. A refusal
+// names the file: ResourceExhausted for one over the exchange's limit or the account's blob
+// quota (HTTP 413).
+absl::StatusOr<bool> PutInput(client::HttpClient& http, const OpenedInput& input);
 
 // A JSON call: the answer's body (null when empty) for a 2xx; a refusal becomes the
 // ExchangeClient's ApiError status, and `error_body`, when given, receives the refusal's

@@ -312,5 +312,26 @@ TEST(ConsumerCliTest, ABadJobFileExitsTwoWithItsPosition) {
   EXPECT_NE(output.find("job.toml:2:1: unknown key 'slot'"), std::string::npos) << output;
 }
 
+TEST(ConsumerCliTest, AnInputOverTheBlobLimitExitsTwoNamingItBeforeAnyUpload) {
+  base::testing::TempDir dir;
+  const std::string big = dir.File("big.bin");
+  std::ofstream(big).close();
+  // One byte over 64 MiB, sparse: nothing is written to the disk.
+  ASSERT_EQ(::truncate(big.c_str(), static_cast<off_t>(cli::kJobInputBytesMax + 1)), 0);
+  std::ofstream(dir.File("token")) << "ocx_unused";
+  std::string output;
+  // Nothing listens at that address: the input is refused before the exchange is reached.
+  EXPECT_EQ(RunBinary({"run", "--exchange", "http://127.0.0.1:9", "--token-file", dir.File("token"),
+                       "--max-price", "0.05", "--input", big, "--", "true"},
+                      &output),
+            2)
+      << output;
+  EXPECT_NE(
+      output.find("the input " + big +
+                  " is 67108865 bytes (64.0 MiB), more than a blob may hold (67108864 bytes)"),
+      std::string::npos)
+      << output;
+}
+
 }  // namespace
 }  // namespace ocx::api_test

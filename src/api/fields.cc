@@ -5,13 +5,20 @@
 #include <limits>
 
 #include "src/base/decimal.h"
+#include "src/base/strings.h"
 #include "src/core/types.h"
 
 namespace ocx::api {
 
 std::optional<Json> ParseJsonBody(const HttpRequest& request, HttpResponse* error) {
-  const std::string& content_type = request.Header("content-type");
-  if (!content_type.starts_with("application/json")) {
+  // The media type, parameters (";charset=utf-8") aside, is application/json exactly:
+  // "application/json-seq" or "application/jsonx" are other formats.
+  std::string_view media_type = request.Header("content-type");
+  media_type = media_type.substr(0, media_type.find(';'));
+  while (!media_type.empty() && (media_type.back() == ' ' || media_type.back() == '\t')) {
+    media_type.remove_suffix(1);
+  }
+  if (!base::EqualsIgnoreCase(media_type, "application/json")) {
     *error = Refuse(Refusal::kUnsupportedMediaType);
     return std::nullopt;
   }
@@ -158,6 +165,13 @@ bool Fields::Finish() {
 }
 
 HttpResponse Fields::Error() const { return Refuse(refusal_, message_); }
+
+bool HasControlCharacter(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte == 0x7f;
+  });
+}
 
 bool ParseUint(std::string_view text, uint64_t* out) {
   if (text.empty() || text.size() > 19) return false;

@@ -337,7 +337,7 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
       }
       self->outbound_bytes_ += text->size();
       self->outbound_.push_back(text);
-      if (self->outbound_.size() == 1 && self->accepted_) self->WriteNext();
+      if (!self->writing_ && self->accepted_) self->WriteNext();
     });
   }
 
@@ -345,7 +345,7 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
     net::post(ws_.get_executor(), [self = this->shared_from_this(), reason = std::move(reason)] {
       self->close_reason_ = reason;
       self->close_after_writes_ = true;
-      if (self->outbound_.empty() && self->accepted_) self->CloseNow(reason);
+      if (!self->writing_ && self->outbound_.empty() && self->accepted_) self->CloseNow(reason);
     });
   }
 
@@ -354,7 +354,7 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
     if (ec) return Finish();
     accepted_ = true;
     handler_->OnOpen();
-    if (!outbound_.empty()) WriteNext();
+    if (!outbound_.empty() && !writing_) WriteNext();
     ScheduleIdleCheck();
     Read();
   }
@@ -396,15 +396,18 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
   }
 
   void WriteNext() {
+    writing_ = true;
     ws_.text(true);
     ws_.async_write(net::buffer(*outbound_.front()),
                     beast::bind_front_handler(&WsSession::OnWrite, this->shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, size_t) {
-    if (ec) return Finish();
+    writing_ = false;
     outbound_bytes_ -= outbound_.front()->size();
     outbound_.pop_front();
+    if (ec) return Finish();
+    if (closing_) return;  // CloseNow kept only the message that was being written.
     if (!outbound_.empty()) return WriteNext();
     if (close_after_writes_) CloseNow(close_reason_);
   }
@@ -412,8 +415,12 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
   void CloseNow(const std::string& reason) {
     if (closing_) return;
     closing_ = true;
-    outbound_.clear();
-    outbound_bytes_ = 0;
+    // The message being written stays queued until its write completes: the write reads
+    // it from the queue's buffer (dropping it here freed the bytes under the write).
+    while (outbound_.size() > (writing_ ? 1 : 0)) {
+      outbound_bytes_ -= outbound_.back()->size();
+      outbound_.pop_back();
+    }
     idle_timer_.cancel();
     websocket::close_reason why(websocket::close_code::policy_error);
     why.reason = reason.substr(0, 120);
@@ -438,6 +445,7 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
   std::deque<std::shared_ptr<const std::string>> outbound_;  // Strand only.
   size_t outbound_bytes_ = 0;                                 // Strand only.
   bool accepted_ = false;
+  bool writing_ = false;  // An async_write of outbound_.front() is in flight.
   bool closing_ = false;
   bool close_after_writes_ = false;
   bool finished_ = false;
@@ -496,6 +504,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       return WriteError(Refuse(Refusal::kBadRequest,
                                "The request target is not a valid path (percent-encoding, UTF-8, "
                                "at most 64 query parameters)."));
+    }
+    // A Transfer-Encoding that does not end in chunked leaves the body's length unknown: RFC
+    // 9112 6.3 says refuse and close (the parser would otherwise take it as no body, and
+    // what follows as the next request).
+    if (header.find(http::field::transfer_encoding) != header.end() &&
+        !header_parser_->chunked()) {
+      return WriteError(Refuse(Refusal::kBadRequest,
+                               "A request's Transfer-Encoding must end in chunked."));
     }
     if (websocket::is_upgrade(header_parser_->get())) return Upgrade(std::move(head));
     if (ticket_->reserved_only()) {

@@ -69,6 +69,10 @@ void RegisterMachine(Api& api, const CallPtr& call) {
   const Json* attributes = f.Object("attributes", false);
   const Json* capacity = f.Object("capacity", true);
   if (!f.Finish()) return call->Respond(f.Error());
+  if (HasControlCharacter(c.spec.name)) {
+    return call->Respond(Refuse(Refusal::kInvalidField,
+                                "The field 'name' must not hold control characters."));
+  }
   if (call->caller->role != core::Role::kProvider) {
     return call->Respond(
         Refuse(Refusal::kForbidden, "Only a provider account may register a machine."));
@@ -79,15 +83,20 @@ void RegisterMachine(Api& api, const CallPtr& call) {
     }
     for (const auto& [key, value] : attributes->items()) {
       core::AttributeValue attribute;
-      if (key.empty() || key.size() > kAttributeNameBytesMax) {
-        return call->Respond(
-            Refuse(Refusal::kInvalidField, "Attribute names are 1 to 64 bytes."));
+      if (key.empty() || key.size() > kAttributeNameBytesMax || HasControlCharacter(key)) {
+        return call->Respond(Refuse(Refusal::kInvalidField,
+                                    "Attribute names are 1 to 64 bytes, without control "
+                                    "characters."));
       }
       if (value.is_string()) {
         attribute.text = value.get_ref<const std::string&>();
         if (attribute.text.size() > kAttributeTextBytesMax) {
           return call->Respond(
               Refuse(Refusal::kInvalidField, "Attribute values are at most 256 bytes."));
+        }
+        if (HasControlCharacter(attribute.text)) {
+          return call->Respond(Refuse(Refusal::kInvalidField,
+                                      "Attribute values must not hold control characters."));
         }
       } else if (value.is_number()) {
         // The number's shortest decimal text, read exactly into micro-units.

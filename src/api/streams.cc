@@ -297,14 +297,22 @@ class AgentHandler : public WsHandler,
     }
     HttpResponse error;
     const auto message = ParseJsonMessage(text, &error);
-    if (!message) return Reply(ErrorMessage(error, nullptr));
-    const auto type_it = message->find("type");
-    if (type_it == message->end() || !type_it->is_string()) {
-      return Reply(ErrorMessage(Refusal::kInvalidMessage,
-                                "Messages are JSON objects with a \"type\" string."));
+    const auto type_it = message ? message->find("type") : Json::const_iterator();
+    const bool typed = message && type_it != message->end() && type_it->is_string();
+    if (typed && machine_ == 0) return Authenticate(type_it->get<std::string>(), *message);
+    if (!message) {
+      Reply(ErrorMessage(error, nullptr));
+    } else if (!typed) {
+      Reply(ErrorMessage(Refusal::kInvalidMessage,
+                         "Messages are JSON objects with a \"type\" string."));
+    }
+    if (!typed) {
+      // Before the challenge is answered there is one right message: anything else ends the
+      // connection, so that a client without a key cannot hold a slot with malformed ones.
+      if (machine_ == 0) CloseUnauthenticated();
+      return;
     }
     const std::string type = type_it->get<std::string>();
-    if (machine_ == 0) return Authenticate(type, *message);
     Fields f(*message);
     f.Str("type", true);
     const Json* id_field = f.Any("id");
@@ -378,10 +386,14 @@ class AgentHandler : public WsHandler,
     invalid("type is heartbeat, usage, end_lease, task_result or task_log.");
   }
 
+  void CloseUnauthenticated() {
+    if (auto connection = connection_.lock()) connection->Close("unauthenticated");
+  }
+
   void Authenticate(const std::string& type, const Json& message) {
     auto refuse = [&](std::string_view why) {
       Reply(ErrorMessage(Refusal::kUnauthenticated, why));
-      if (auto connection = connection_.lock()) connection->Close("unauthenticated");
+      CloseUnauthenticated();
     };
     Fields f(message);
     f.Str("type", true);

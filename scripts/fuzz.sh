@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 all_harnesses=(query job_file task_spec journal_record journal_segment snapshot command_codec
-  replay)
+  replay api stream)
 
 usage() {
   sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'

@@ -51,6 +51,9 @@ class ExchangeServer {
   std::string url() const;
   std::string operator_token_path() const;
   const SequencerRecovery& recovery() const { return sequencer_->recovery(); }
+  // The API itself, for callers in the same process that drive it without a socket (the
+  // fuzz harnesses: Api::Handle and Api::OpenWebSocket).
+  api::Api& api() { return *api_; }
   // What the HTTP server counts (tests).
   api::HttpServerCounts connection_counts() const { return http_->counts(); }
   // Stops everything (idempotent); the first error of the sequencer or the store, if any.

@@ -8,7 +8,9 @@ if(OCX_BUILD_TESTS)
       api_auth_test.cc
       api_bad_input_test.cc
       api_boundary_test.cc
-      api_hostile_test.cc
+      api_hostile_http_test.cc
+      api_hostile_channels_test.cc
+      api_hostile_starvation_test.cc
       api_websocket_test.cc
       api_agent_test.cc
       api_crash_test.cc

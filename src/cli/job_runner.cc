@@ -1,3 +1,8 @@
+// RunJob (job_runner.h). About 1,250 lines, kept in one file on purpose: it is one state
+// machine (JobRun) following one job from upload to bill, and its steps share the run's
+// state; the pieces that stand alone (input planning and upload, writing outputs under a
+// root, the query error's caret) are free functions of job_runner.h, tested on their own in
+// job_file_test.cc.
 #include "src/cli/job_runner.h"
 
 #include <fcntl.h>

@@ -68,6 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (request.path.empty()) return 0;  // The server answers such a target 400 itself.
   const ocx::api::HttpResponse response = ocx::fuzz::Call(fixture.api(), std::move(request));
   ocx::fuzz::CheckAnswer(response);
+  fixture.FollowTokenRotation(response);
   static uint64_t calls = 0;
   if (++calls % 256 == 0) OCX_ASSERT_MSG(fixture.LedgerBalanced(), "the ledger does not balance");
   return 0;

@@ -80,6 +80,26 @@ class ExchangeFixture {
     return json;
   }
 
+  // An answer of POST /v1/accounts/{id}/token that replaced the token of one of the fixture's
+  // accounts: the fixture goes on with the new one (an input may rotate any of them).
+  void FollowTokenRotation(const api::HttpResponse& response) {
+    if (response.status != 200) return;
+    base::Json body;
+    if (!base::ParseJsonStrict(response.body, &body).ok() || !body.is_object()) return;
+    const auto account = body.find("account");
+    const auto token = body.find("token");
+    if (account == body.end() || token == body.end() || !account->is_number_unsigned() ||
+        !token->is_string()) {
+      return;
+    }
+    const uint64_t id = account->get<uint64_t>();
+    std::string* held = id == operator_id_   ? &operator_token_
+                        : id == consumer_id_ ? &consumer_token_
+                        : id == provider_id_ ? &provider_token_
+                                             : nullptr;
+    if (held != nullptr) *held = token->get<std::string>();
+  }
+
   // True when the whole ledger sums to zero (GET /v1/ledger as the operator).
   bool LedgerBalanced() {
     const base::Json ledger = Expect(200, "GET", "/v1/ledger", base::Json(), operator_token_);
@@ -111,15 +131,18 @@ class ExchangeFixture {
     auto token = base::ReadFileBounded(server_->operator_token_path(), 4096);
     OCX_ASSERT(token.ok());
     operator_token_ = token->substr(0, token->find('\n'));
+    operator_id_ = Expect(200, "GET", "/v1/me", base::Json(), operator_token_)["account"]["id"]
+                       .get<uint64_t>();
 
     const base::Json consumer = Expect(201, "POST", "/v1/accounts",
                                        {{"name", "fuzz-consumer"}, {"role", "consumer"}}, "");
     consumer_token_ = consumer["token"].get<std::string>();
-    const uint64_t consumer_id = consumer["account"]["id"].get<uint64_t>();
+    consumer_id_ = consumer["account"]["id"].get<uint64_t>();
     const base::Json provider = Expect(201, "POST", "/v1/accounts",
                                        {{"name", "fuzz-provider"}, {"role", "provider"}}, "");
     provider_token_ = provider["token"].get<std::string>();
-    Expect(201, "POST", "/v1/accounts/" + std::to_string(consumer_id) + "/deposits",
+    provider_id_ = provider["account"]["id"].get<uint64_t>();
+    Expect(201, "POST", "/v1/accounts/" + std::to_string(consumer_id_) + "/deposits",
            {{"amount", "1000000"}}, operator_token_);
     keys_ = protocol::NewMachineKeyPair();
     const base::Json machine = Expect(
@@ -141,6 +164,9 @@ class ExchangeFixture {
   std::string operator_token_;
   std::string consumer_token_;
   std::string provider_token_;
+  uint64_t operator_id_ = 0;
+  uint64_t consumer_id_ = 0;
+  uint64_t provider_id_ = 0;
   protocol::MachineKeyPair keys_;
   uint64_t machine_ = 0;
 };

@@ -114,8 +114,8 @@ void ListAccounts(Api& api, const CallPtr& call) {
     const auto rows = store->ListAccounts(
         static_cast<core::AccountId>(std::min<uint64_t>(after, UINT32_MAX)), limit);
     if (!rows.ok()) return StoreError(rows.status());
-    return JsonResponse(200, PageJson(*rows, limit, AccountJson,
-                                      [](const auto& row) { return row.id; }));
+    return JsonResponse(
+        200, PageJson(*rows, limit, AccountJson, [](const auto& row) { return row.id; }));
   });
 }
 
@@ -195,6 +195,15 @@ void LedgerSummary(Api& api, const CallPtr& call) {
                                        {"sequence", sequence}}));
 }
 
+// The answer to a deposit or a withdrawal once the core decided.
+auto MoneyMoved(uint64_t account, int64_t amount) {
+  return [account, amount](const core::Acked& acked) {
+    if (!acked.output.result.accepted) return Refuse(acked.output.result);
+    return JsonResponse(
+        201, Json{{"account", account}, {"amount", Money(amount)}, {"sequence", acked.sequence}});
+  };
+}
+
 void DepositTo(Api& api, const CallPtr& call) {
   uint64_t id = 0;
   HttpResponse error;
@@ -205,12 +214,7 @@ void DepositTo(Api& api, const CallPtr& call) {
   const int64_t amount = f.Money("amount", true);
   if (!f.Finish()) return call->Respond(f.Error());
   api.Submit(call, core::Deposit{call->caller->id, static_cast<core::AccountId>(id), amount},
-             [id, amount](const core::Acked& acked) {
-               if (!acked.output.result.accepted) return Refuse(acked.output.result);
-               return JsonResponse(201, Json{{"account", id},
-                                             {"amount", Money(amount)},
-                                             {"sequence", acked.sequence}});
-             });
+             MoneyMoved(id, amount));
 }
 
 void WithdrawFrom(Api& api, const CallPtr& call) {
@@ -230,14 +234,8 @@ void WithdrawFrom(Api& api, const CallPtr& call) {
     return call->Respond(
         Refuse(Refusal::kInvalidField, "The field 'from' must be available or earnings."));
   }
-  api.Submit(call,
-             core::Withdraw{call->caller->id, static_cast<core::AccountId>(id), amount, kind},
-             [id, amount](const core::Acked& acked) {
-               if (!acked.output.result.accepted) return Refuse(acked.output.result);
-               return JsonResponse(201, Json{{"account", id},
-                                             {"amount", Money(amount)},
-                                             {"sequence", acked.sequence}});
-             });
+  api.Submit(call, core::Withdraw{call->caller->id, static_cast<core::AccountId>(id), amount, kind},
+             MoneyMoved(id, amount));
 }
 
 void AccountLedger(Api& api, const CallPtr& call) {
@@ -250,8 +248,8 @@ void AccountLedger(Api& api, const CallPtr& call) {
   api.ReadStore(call, [store, id, after, limit] {
     const auto rows = store->ListLedgerEntries(static_cast<core::AccountId>(id), after, limit);
     if (!rows.ok()) return StoreError(rows.status());
-    return JsonResponse(200, PageJson(*rows, limit, LedgerJson,
-                                      [](const auto& row) { return row.entry; }));
+    return JsonResponse(
+        200, PageJson(*rows, limit, LedgerJson, [](const auto& row) { return row.entry; }));
   });
 }
 
@@ -266,8 +264,8 @@ void AccountStatement(Api& api, const CallPtr& call) {
     return call->Respond(Refuse(Refusal::kBadRequest, "'to' is microseconds since the epoch."));
   }
   if (from > to || to > static_cast<uint64_t>(INT64_MAX)) {
-    return call->Respond(Refuse(Refusal::kBadRequest,
-                                "'from' must not be after 'to', and both at most 2^63 - 1."));
+    return call->Respond(
+        Refuse(Refusal::kBadRequest, "'from' must not be after 'to', and both at most 2^63 - 1."));
   }
   store::Store* store = api.deps().store;
   api.ReadStore(call, [store, id, from, to] {

@@ -44,6 +44,14 @@ Json ErrorMessage(const HttpResponse& refusal, const Json* id) {
   return m;
 }
 
+// The refusal of a command the gateway did not take: text the journal cannot hold, or the
+// sequencer stopping.
+Json NotSubmitted(const absl::Status& status, const Json* id) {
+  return ErrorMessage(status.code() == absl::StatusCode::kInvalidArgument ? Refusal::kInvalidText
+                                                                          : Refusal::kUnavailable,
+                      {}, id);
+}
+
 // Runs a message handler; what it throws becomes an internal_error message.
 template <typename F>
 void GuardedMessage(const std::function<void(const Json&)>& reply, F&& body) {
@@ -56,9 +64,7 @@ void GuardedMessage(const std::function<void(const Json&)>& reply, F&& body) {
   }
 }
 
-void WebSocketOnly(Api&, const CallPtr& call) {
-  call->Respond(Refuse(Refusal::kUpgradeRequired));
-}
+void WebSocketOnly(Api&, const CallPtr& call) { call->Respond(Refuse(Refusal::kUpgradeRequired)); }
 
 }  // namespace
 
@@ -229,34 +235,30 @@ class StreamHandler : public WsHandler,
         std::move(command), [weak, id, placed](const core::Acked& acked) {
           const auto self = weak.lock();
           if (!self) return;
-          GuardedMessage([&](const Json& m) { self->Reply(m); }, [&] {
-            const core::CommandResult& result = acked.output.result;
-            if (!result.accepted) {
-              Json error = ErrorMessage(result.refusal, result.message, &id);
-              if (result.order != 0) error["order"] = result.order;
-              return self->Reply(error);
-            }
-            Json ack =
-                placed ? PlacedOrderJson(*placed, acked) : Json{{"sequence", acked.sequence}};
-            ack["type"] = placed ? "order_placed" : "order_cancelled";
-            if (!id.is_null()) ack["id"] = id;
-            self->Reply(ack);
-          });
+          GuardedMessage([&](const Json& m) { self->Reply(m); },
+                         [&] {
+                           const core::CommandResult& result = acked.output.result;
+                           if (!result.accepted) {
+                             Json error = ErrorMessage(result.refusal, result.message, &id);
+                             if (result.order != 0) error["order"] = result.order;
+                             return self->Reply(error);
+                           }
+                           Json ack = placed ? PlacedOrderJson(*placed, acked)
+                                             : Json{{"sequence", acked.sequence}};
+                           ack["type"] = placed ? "order_placed" : "order_cancelled";
+                           if (!id.is_null()) ack["id"] = id;
+                           self->Reply(ack);
+                         });
         });
-    if (!submitted.ok()) {
-      Reply(ErrorMessage(submitted.code() == absl::StatusCode::kInvalidArgument
-                             ? Refusal::kInvalidText
-                             : Refusal::kUnavailable,
-                         {}, &id));
-    }
+    if (!submitted.ok()) Reply(NotSubmitted(submitted, &id));
   }
 
   Api* api_;
   std::weak_ptr<WsConnection> connection_;
-  Caller caller_;                  // Strand only.
-  std::string token_hash_;         // Of caller_'s token. Strand only.
+  Caller caller_;           // Strand only.
+  std::string token_hash_;  // Of caller_'s token. Strand only.
   const std::string remote_address_;
-  std::set<std::string> channels_;  // Strand only.
+  std::set<std::string> channels_;                      // Strand only.
   std::chrono::steady_clock::time_point last_message_;  // Strand only.
   std::atomic<bool> revoked_{false};
 };
@@ -433,27 +435,23 @@ class AgentHandler : public WsHandler,
         api_->deps().gateway->Submit(std::move(command), [weak, id](const core::Acked& acked) {
           const auto self = weak.lock();
           if (!self) return;
-          GuardedMessage([&](const Json& m) { self->Reply(m); }, [&] {
-            const core::CommandResult& result = acked.output.result;
-            if (!result.accepted) {
-              return self->Reply(ErrorMessage(result.refusal, result.message, &id));
-            }
-            Json ack{{"type", "ack"}, {"sequence", acked.sequence}};
-            if (!id.is_null()) ack["id"] = id;
-            for (const auto& event : acked.output.events) {
-              if (const auto* usage = std::get_if<core::UsageRecorded>(&event)) {
-                ack["billed_total"] = base::FormatMicros(usage->billed_total);
-              }
-            }
-            self->Reply(ack);
-          });
+          GuardedMessage([&](const Json& m) { self->Reply(m); },
+                         [&] {
+                           const core::CommandResult& result = acked.output.result;
+                           if (!result.accepted) {
+                             return self->Reply(ErrorMessage(result.refusal, result.message, &id));
+                           }
+                           Json ack{{"type", "ack"}, {"sequence", acked.sequence}};
+                           if (!id.is_null()) ack["id"] = id;
+                           for (const auto& event : acked.output.events) {
+                             if (const auto* usage = std::get_if<core::UsageRecorded>(&event)) {
+                               ack["billed_total"] = base::FormatMicros(usage->billed_total);
+                             }
+                           }
+                           self->Reply(ack);
+                         });
         });
-    if (!submitted.ok()) {
-      Reply(ErrorMessage(submitted.code() == absl::StatusCode::kInvalidArgument
-                             ? Refusal::kInvalidText
-                             : Refusal::kUnavailable,
-                         {}, &id));
-    }
+    if (!submitted.ok()) Reply(NotSubmitted(submitted, &id));
   }
 
   Api* api_;

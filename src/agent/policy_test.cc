@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "src/base/testing/build_paths.h"
 #include "src/base/testing/temp_dir.h"
 
 namespace ocx::agent {
@@ -102,7 +103,7 @@ TEST(OwnerPolicyTest, ExampleParsesWithEveryKey) {
 // The example in the format document is the one in the code, byte for byte.
 TEST(OwnerPolicyTest, FormatDocumentShowsTheExample) {
   const std::filesystem::path doc =
-      std::filesystem::path(OCX_SOURCE_DIR) / "docs/formats/provider-policy.md";
+      std::filesystem::path(base::testing::SourceDir()) / "docs/formats/provider-policy.md";
   std::ifstream in(doc);
   ASSERT_TRUE(in) << "cannot read " << doc;
   std::stringstream text;

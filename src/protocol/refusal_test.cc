@@ -6,6 +6,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "src/base/testing/build_paths.h"
 
 namespace ocx::protocol {
 namespace {
@@ -36,12 +37,12 @@ TEST(RefusalTableTest, StatusesOfKnownCodes) {
 
 // docs/api.md lists every code with its status: the table there is the public contract.
 TEST(RefusalTableTest, TheApiDocumentListsEveryCodeWithItsStatus) {
-  std::ifstream in(std::string(OCX_SOURCE_DIR) + "/docs/api.md");
+  std::ifstream in(std::string(base::testing::SourceDir()) + "/docs/api.md");
   ASSERT_TRUE(in) << "docs/api.md";
   const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   for (const Refusal refusal : AllRefusals()) {
-    const std::string row = "| `" + std::string(Code(refusal)) + "` | " +
-                            std::to_string(HttpStatus(refusal)) + " |";
+    const std::string row =
+        "| `" + std::string(Code(refusal)) + "` | " + std::to_string(HttpStatus(refusal)) + " |";
     EXPECT_NE(doc.find(row), std::string::npos) << "docs/api.md lacks the row " << row;
   }
 }

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "src/base/testing/build_paths.h"
 
 namespace ocx::sandbox {
 namespace {
@@ -98,8 +99,8 @@ class BubblewrapSandboxTest : public ::testing::TestWithParam<bool> {
     ASSERT_NE(mkdtemp(dir), nullptr);
     work_dir_ = dir;
     const std::string probe = work_dir_ + "/probe";
-    std::ifstream src(OCX_SANDBOX_PROBE, std::ios::binary);
-    ASSERT_TRUE(src) << "missing " << OCX_SANDBOX_PROBE;
+    std::ifstream src(base::testing::SandboxProbe(), std::ios::binary);
+    ASSERT_TRUE(src) << "missing " << base::testing::SandboxProbe();
     std::ofstream dst(probe, std::ios::binary);
     dst << src.rdbuf();
     dst.close();
@@ -230,10 +231,11 @@ TEST_P(BubblewrapSandboxTest, NoHostDescriptorLeaksIntoJob) {
 }
 
 TEST_P(BubblewrapSandboxTest, CannotReadHostFilesOutsideWorkDir) {
-  const std::string repo_file = std::string(OCX_SOURCE_DIR) + "/CMakeLists.txt";
-  JobResult result = MustRun(ProbeSpec({"read", "/etc/shadow", "/root", "/home", "/etc/hostname",
-                                        "/etc/ssh", repo_file, OCX_SANDBOX_PROBE, "/sys/fs/cgroup",
-                                        "/proc/1/root/etc/shadow", "/var/log", "/run"}));
+  const std::string repo_file = std::string(base::testing::SourceDir()) + "/CMakeLists.txt";
+  JobResult result =
+      MustRun(ProbeSpec({"read", "/etc/shadow", "/root", "/home", "/etc/hostname", "/etc/ssh",
+                         repo_file, base::testing::SandboxProbe(), "/sys/fs/cgroup",
+                         "/proc/1/root/etc/shadow", "/var/log", "/run"}));
   EXPECT_EQ(result.exit_code, 0) << out_;
 }
 

@@ -17,17 +17,14 @@ if(OCX_BUILD_TESTS)
       api_operations_test.cc
       api_jobs_test.cc
       api_dashboard_test.cc
-    LIBS ocx_client ocx_api ocx_base ocx_bench_http)
+    LIBS ocx_client ocx_api ocx_base ocx_bench_http ocx_build_paths)
   add_dependencies(ocx_api_integration_test ocx)
-  target_compile_definitions(ocx_api_integration_test PRIVATE OCX_BINARY="$<TARGET_FILE:ocx>")
 
   # The provider agent (src/agent/agent.h) with the real sandbox against the real exchange.
   ocx_test(ocx_provider_integration_test
     SOURCES api_test_util.cc provider_agent_test.cc
-    LIBS ocx_agent_runtime ocx_client ocx_api ocx_base)
+    LIBS ocx_agent_runtime ocx_client ocx_api ocx_base ocx_build_paths)
   add_dependencies(ocx_provider_integration_test ocx)
-  target_compile_definitions(ocx_provider_integration_test PRIVATE
-    OCX_BINARY="$<TARGET_FILE:ocx>")
 endif()
 
 # `ocx demo` itself, end to end (root: the providers' sandboxes; skipped with the reason

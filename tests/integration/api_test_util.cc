@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "src/base/decimal.h"
+#include "src/base/testing/build_paths.h"
 #include "src/client/url.h"
 
 extern char** environ;
@@ -77,8 +78,16 @@ absl::Status ExchangeProcess::Start() {
   port_ = 0;
   url_.clear();
 
-  std::vector<std::string> args = {OCX_BINARY, "exchange",    "--data-dir", data_dir(),    "--port",
-                                   "0",        "--port-file", port_file,    "--log-level", "warn"};
+  std::vector<std::string> args = {base::testing::OcxBinary(),
+                                   "exchange",
+                                   "--data-dir",
+                                   data_dir(),
+                                   "--port",
+                                   "0",
+                                   "--port-file",
+                                   port_file,
+                                   "--log-level",
+                                   "warn"};
   args.insert(args.end(), extra_arguments_.begin(), extra_arguments_.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -108,7 +117,7 @@ absl::Status ExchangeProcess::Start() {
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   if (spawned != 0) {
-    return absl::InternalError(std::string("posix_spawn ") + OCX_BINARY + ": " +
+    return absl::InternalError(std::string("posix_spawn ") + base::testing::OcxBinary() + ": " +
                                std::strerror(spawned));
   }
   pid_ = pid;
@@ -531,9 +540,10 @@ std::unique_ptr<client::WebSocketClient> ConnectAgent(const std::string& url, ui
   if (!challenge) return nullptr;
   const std::string nonce = challenge->value("nonce", "");
   EXPECT_EQ(nonce.size(), 64u) << challenge->dump();
-  const Json auth{{"type", "auth"},
-                  {"machine", machine},
-                  {"signature", protocol::SignHex(secret_key, protocol::AgentAuthMessage(machine, nonce))}};
+  const Json auth{
+      {"type", "auth"},
+      {"machine", machine},
+      {"signature", protocol::SignHex(secret_key, protocol::AgentAuthMessage(machine, nonce))}};
   EXPECT_TRUE(ws->Send(auth.dump()).ok());
   std::string why;
   std::optional<Json> answer = ReceiveJson(*ws, kMessageDeadlineMs, &why);

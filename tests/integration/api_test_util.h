@@ -42,7 +42,7 @@ inline constexpr int64_t kServerExitDeadlineMs = 20'000;
 // How long a test waits for one expected WebSocket message.
 inline constexpr int64_t kMessageDeadlineMs = 10'000;
 
-// `ocx exchange` (the binary at OCX_BINARY) as a child process on a data directory.
+// `ocx exchange` (the binary at base::testing::OcxBinary()) as a child process on a data directory.
 // Owner: the test fixture. The destructor SIGKILLs and reaps a child still running, so a
 // failed test never leaves a server behind.
 class ExchangeProcess {

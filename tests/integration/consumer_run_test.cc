@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "src/agent/agent.h"
 #include "src/agent/policy.h"
+#include "src/base/testing/build_paths.h"
 #include "src/cli/job_file.h"
 #include "src/cli/job_runner.h"
 #include "src/sandbox/bubblewrap_sandbox.h"
@@ -272,7 +273,7 @@ TEST_F(ConsumerRunTest, CancelAfterTheFirstAssignmentEndsTheJobWithNothingHeld) 
 // ---- The built binary: usage errors and help, without an exchange.
 
 int RunBinary(const std::vector<std::string>& args, std::string* output) {
-  std::string command = std::string(OCX_BINARY);
+  std::string command = std::string(base::testing::OcxBinary());
   for (const std::string& arg : args) command += " '" + arg + "'";
   command += " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "src/base/testing/build_paths.h"
 
 namespace {
 
@@ -36,9 +37,9 @@ class CliTest : public ::testing::Test {
 
   // Runs `ocx ARGS` through the shell with stdout and stderr captured to files.
   Result Ocx(const std::string& args, const std::string& stdin_path = "/dev/null") {
-    const std::string command = std::string(OCX_BINARY) + " " + args + " >" +
-                                (dir_ / "out").string() + " 2>" + (dir_ / "err").string() +
-                                " <" + stdin_path;
+    const std::string command = std::string(ocx::base::testing::OcxBinary()) + " " + args + " >" +
+                                (dir_ / "out").string() + " 2>" + (dir_ / "err").string() + " <" +
+                                stdin_path;
     const int status = std::system(command.c_str());
     Result result;
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -56,7 +57,7 @@ class CliTest : public ::testing::Test {
 
 TEST_F(CliTest, ReplayOfTheBundledExampleMatchesItsCheckedOutput) {
   // examples/replay/basic.expected.jsonl was worked out by hand from RULEBOOK section 2.
-  const std::string source = OCX_SOURCE_DIR;
+  const std::string source = ocx::base::testing::SourceDir();
   const Result r = Ocx("replay " + source + "/examples/replay/basic.jsonl");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out, ReadFile(source + "/examples/replay/basic.expected.jsonl"));
@@ -64,11 +65,11 @@ TEST_F(CliTest, ReplayOfTheBundledExampleMatchesItsCheckedOutput) {
 }
 
 TEST_F(CliTest, ReplayReadsStandardInput) {
-  const std::string file = Write("in.jsonl",
-                                 R"({"op":"new","id":1,"account":"a","side":"sell","price":"0.5","qty":3})"
-                                 "\n"
-                                 R"({"op":"new","id":2,"account":"b","side":"buy","type":"market","qty":2})"
-                                 "\n");
+  const std::string file =
+      Write("in.jsonl", R"({"op":"new","id":1,"account":"a","side":"sell","price":"0.5","qty":3})"
+                        "\n"
+                        R"({"op":"new","id":2,"account":"b","side":"buy","type":"market","qty":2})"
+                        "\n");
   const Result r = Ocx("replay -", file);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find(R"({"type":"trade","taker":2,"maker":1,"price":"0.5","qty":2})"),
@@ -206,7 +207,7 @@ TEST_F(CliTest, EngineBenchRunsAndReportsItsFigures) {
 }
 
 TEST_F(CliTest, EngineBenchTimesAReplayFile) {
-  const std::string source = OCX_SOURCE_DIR;
+  const std::string source = ocx::base::testing::SourceDir();
   const Result r =
       Ocx("bench engine --repeat 1 --input " + source + "/examples/replay/basic.jsonl");
   EXPECT_EQ(r.exit_code, 0) << r.err;

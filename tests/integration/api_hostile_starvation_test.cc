@@ -290,6 +290,17 @@ TEST_F(ApiHostileStarvationTest, AClientThatNeverReadsIsDisconnectedAndOthersAre
   auto slow = RawWebSocket::Open(server_->port(), "/v1/stream", "", &why, 4096, 536);
   ASSERT_NE(slow, nullptr) << why;
   ASSERT_TRUE(slow->SendText(R"({"op":"subscribe","channel":"book:cpu"})"));
+  // It reads until its subscription is confirmed (so the flood cannot start before the
+  // exchange follows it for this client), then never again.
+  bool subscribed = false;
+  for (int i = 0; i < 8 && !subscribed; ++i) {
+    bool ended = false;
+    const auto frame = slow->Read(kAnswerDeadlineMs, &ended);
+    ASSERT_FALSE(ended) << "the slow client was closed before the flood";
+    ASSERT_TRUE(frame.has_value()) << "no answer to the slow client's subscription";
+    subscribed = frame->payload.find("\"subscribed\"") != std::string::npos;
+  }
+  ASSERT_TRUE(subscribed) << "the slow client's subscription was not confirmed";
   // A client that reads everything, on its own thread.
   auto reader = ConnectWebSocket(server_->url(), "/v1/stream");
   ASSERT_NE(reader, nullptr);
@@ -339,8 +350,9 @@ TEST_F(ApiHostileStarvationTest, AClientThatNeverReadsIsDisconnectedAndOthersAre
   }
   // The slow client was dropped: a close frame after what was already on its way.
   std::string reason;
-  EXPECT_TRUE(slow->ClosedWithin(kAnswerDeadlineMs, &reason))
-      << "a client that never reads was kept while the book flooded it";
+  EXPECT_TRUE(slow->ClosedWithin(3 * kAnswerDeadlineMs, &reason))
+      << "a client that never reads was kept while the book flooded it; log tail:\n"
+      << server_->LogTail(3000);
   EXPECT_NE(reason.find("slow consumer"), std::string::npos) << "closed for: " << reason;
   // Everyone else is served: the reading client (it saw the updates), a new stream, an account,
   // /healthz.

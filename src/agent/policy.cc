@@ -19,6 +19,7 @@
 #include "src/base/strings.h"
 #include "src/base/toml_report.h"
 #include "src/base/unique_fd.h"
+#include "src/base/utf8.h"
 
 namespace ocx::agent {
 namespace {
@@ -122,8 +123,8 @@ absl::Status ReadShare(const Source& source, const toml::node& node, const std::
   OCX_RETURN_IF_ERROR(ReadFraction(source, node, name, /*zero_allowed=*/false, &v));
   const int64_t rounded = std::llround(v * static_cast<double>(base::kMicrosPerUnit));
   if (rounded < 1) {
-    return source.Error(
-        node, name + " must be a fraction in (0, 1], not " + FormatShortestDouble(v) + " (below 0.000001)");
+    return source.Error(node, name + " must be a fraction in (0, 1], not " +
+                                  FormatShortestDouble(v) + " (below 0.000001)");
   }
   *micros = rounded;
   return absl::OkStatus();
@@ -203,14 +204,6 @@ bool IsLabelKey(std::string_view key) {
 constexpr std::string_view kReservedLabelKeys[] = {"arch",       "machine", "name",   "network",
                                                    "os",         "region",  "market", "markets",
                                                    "reputation", "provider"};
-
-bool HasControlCharacter(std::string_view text) {
-  for (const char c : text) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) return true;
-  }
-  return false;
-}
 
 // ---- Tables ---------------------------------------------------------------------------------
 
@@ -322,7 +315,8 @@ absl::Status ParseLoadTable(const Source& source, const toml::table& table, Load
     load->resume_below = *load->pause_above / 2;
   } else if (load->resume_below >= *load->pause_above) {
     return source.Error(*resume_below_node, "load.resume_below must be below load.pause_above (" +
-                                                FormatShortestDouble(*load->pause_above) + "), not " +
+                                                FormatShortestDouble(*load->pause_above) +
+                                                "), not " +
                                                 FormatShortestDouble(load->resume_below));
   }
   return absl::OkStatus();
@@ -462,7 +456,7 @@ absl::Status ParseLabels(const Source& source, const toml::node& node,
     }
     std::string value;
     OCX_RETURN_IF_ERROR(ReadString(source, value_node, name, &value));
-    if (value.size() > kLabelValueBytesMax || HasControlCharacter(value)) {
+    if (value.size() > kLabelValueBytesMax || base::HasControlCharacter(value)) {
       return source.Error(value_node, name + " must be at most " +
                                           std::to_string(kLabelValueBytesMax) +
                                           " bytes without control characters");

@@ -166,13 +166,6 @@ bool Fields::Finish() {
 
 HttpResponse Fields::Error() const { return Refuse(refusal_, message_); }
 
-bool HasControlCharacter(std::string_view text) {
-  return std::any_of(text.begin(), text.end(), [](char c) {
-    const auto byte = static_cast<unsigned char>(c);
-    return byte < 0x20 || byte == 0x7f;
-  });
-}
-
 bool ParseUint(std::string_view text, uint64_t* out) {
   if (text.empty() || text.size() > 19) return false;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *out);

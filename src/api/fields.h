@@ -63,9 +63,6 @@ class Fields {
 // A decimal integer of 1 to 19 digits, nothing else (no sign, no spaces).
 bool ParseUint(std::string_view text, uint64_t* out);
 
-// Whether text holds a control character (U+0000..U+001F or U+007F): refused in names and
-// attribute values, which are printed in listings and terminals.
-bool HasControlCharacter(std::string_view text);
 // An id from the path: 1 to 2^63 - 1 (a larger one cannot name anything, and would not fit
 // the signed ids of orders); 400 bad_request otherwise.
 bool IdParam(const std::string& text, uint64_t* id, HttpResponse* error);

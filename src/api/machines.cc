@@ -3,6 +3,7 @@
 #include "src/api/api.h"
 #include "src/api/fields.h"
 #include "src/base/decimal.h"
+#include "src/base/utf8.h"
 
 namespace ocx::api {
 
@@ -69,9 +70,9 @@ void RegisterMachine(Api& api, const CallPtr& call) {
   const Json* attributes = f.Object("attributes", false);
   const Json* capacity = f.Object("capacity", true);
   if (!f.Finish()) return call->Respond(f.Error());
-  if (HasControlCharacter(c.spec.name)) {
-    return call->Respond(Refuse(Refusal::kInvalidField,
-                                "The field 'name' must not hold control characters."));
+  if (base::HasControlCharacter(c.spec.name)) {
+    return call->Respond(
+        Refuse(Refusal::kInvalidField, "The field 'name' must not hold control characters."));
   }
   if (call->caller->role != core::Role::kProvider) {
     return call->Respond(
@@ -83,7 +84,7 @@ void RegisterMachine(Api& api, const CallPtr& call) {
     }
     for (const auto& [key, value] : attributes->items()) {
       core::AttributeValue attribute;
-      if (key.empty() || key.size() > kAttributeNameBytesMax || HasControlCharacter(key)) {
+      if (key.empty() || key.size() > kAttributeNameBytesMax || base::HasControlCharacter(key)) {
         return call->Respond(Refuse(Refusal::kInvalidField,
                                     "Attribute names are 1 to 64 bytes, without control "
                                     "characters."));
@@ -94,17 +95,17 @@ void RegisterMachine(Api& api, const CallPtr& call) {
           return call->Respond(
               Refuse(Refusal::kInvalidField, "Attribute values are at most 256 bytes."));
         }
-        if (HasControlCharacter(attribute.text)) {
-          return call->Respond(Refuse(Refusal::kInvalidField,
-                                      "Attribute values must not hold control characters."));
+        if (base::HasControlCharacter(attribute.text)) {
+          return call->Respond(
+              Refuse(Refusal::kInvalidField, "Attribute values must not hold control characters."));
         }
       } else if (value.is_number()) {
         // The number's shortest decimal text, read exactly into micro-units.
         const base::ParsedMicros parsed = base::ParseMicros(base::DumpJson(value));
         if (!parsed.ok()) {
-          return call->Respond(Refuse(
-              Refusal::kInvalidField,
-              "Attribute '" + key + "' must be a number with at most 6 fractional digits."));
+          return call->Respond(
+              Refuse(Refusal::kInvalidField,
+                     "Attribute '" + key + "' must be a number with at most 6 fractional digits."));
         }
         attribute.is_number = true;
         attribute.number_micros = parsed.micros;

@@ -66,4 +66,12 @@ std::string ToValidUtf8(std::string_view bytes) {
   return out;
 }
 
+bool HasControlCharacter(std::string_view text) {
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) return true;
+  }
+  return false;
+}
+
 }  // namespace ocx::base

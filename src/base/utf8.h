@@ -18,4 +18,8 @@ bool IsValidUtf8(std::string_view text);
 // U+FFFD (so a character split across two chunks is replaced too).
 std::string ToValidUtf8(std::string_view bytes);
 
+// Whether `text` holds a control character (U+0000..U+001F or U+007F): refused in names,
+// labels and attribute values, which are printed in listings and terminals.
+bool HasControlCharacter(std::string_view text);
+
 }  // namespace ocx::base
